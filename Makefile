@@ -1,0 +1,46 @@
+# housing — developer entry points. `make demo` and `make test` are the README's quick start.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: help install tools demo test unit lint format bench bench-smoke clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml $(wildcard setup.py)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install housing with its dev tools
+
+tools: ## build/install the real servers the tests use (MinIO from source, Prometheus, helm, kubectl, checkov)
+	bash scripts/tools/minio.sh
+	bash scripts/tools/prometheus.sh
+	@for t in helm checkov; do if [[ -f scripts/tools/$$t.sh ]]; then bash scripts/tools/$$t.sh; fi; done
+
+demo: install ## train → serve → V1/V2 predictions → a canary step, all embedded on this machine
+	$(VENV)/bin/housing demo
+
+lint: install ## ruff (lint + format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+unit: install ## fast tests only (no servers)
+	$(VENV)/bin/pytest -m "not integration and not cluster" $(PYTEST_ARGS)
+
+test: install tools lint ## everything: unit, integration (real MinIO/MLflow/Prometheus/predictor), cluster (helm)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean: ## remove the embedded state (.housing) and caches
+	rm -rf .housing .pytest_cache .ruff_cache
+
+-include mk/*.mk

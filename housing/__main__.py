@@ -1,0 +1,3 @@
+from housing.cli import app
+
+app()

@@ -1,0 +1,48 @@
+"""The ``housing`` command: one front door to training, serving, rollouts and benchmarks.
+
+Each package owns its sub-commands (``training.cli``, ``predictor.cli``, ``rollout.cli``,
+``bench.cli``); this module only mounts them, importing lazily so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="housing",
+    help=(
+        "Housing-price models on Kubernetes: train → serve (KServe V1/V2) → canary rollout.\n\n"
+        "With no MLFLOW_TRACKING_URI or AWS_ENDPOINT_URL set, everything runs embedded: MLflow in "
+        "./.housing/mlflow.db and bundles under ./.housing/bundles."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _mount(module: str, attr: str, name: str, group: bool = False) -> None:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:  # a package not built yet must not break the others
+        if exc.name and module.startswith(exc.name):
+            return
+        raise
+    obj = getattr(mod, attr)
+    if group:
+        app.add_typer(obj, name=name)
+    else:
+        app.command(name)(obj)
+
+
+_mount("training.cli", "train", "train")
+_mount("predictor.cli", "serve", "serve")
+_mount("predictor.cli", "predict", "predict")
+_mount("rollout.cli", "app", "rollout", group=True)
+_mount("bench.cli", "bench", "bench")
+_mount("housing.demo", "demo", "demo")
+
+if __name__ == "__main__":
+    app()

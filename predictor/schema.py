@@ -1,0 +1,190 @@
+"""Feature schema: how a raw row becomes the model's numeric vector, replayed exactly.
+
+Training fits the schema (imputation defaults, category encodings, ranges) and trains every
+model on :meth:`FeatureSchema.encode_frame`; the predictor decodes requests with the same
+object, so preprocessing cannot drift between the two. The model's input layout is one float64
+column per feature in schema order: numeric features as-is (missing → default), categorical
+features through their encoding table (unseen → ``unknown``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+_MISSING = object()
+
+
+class InputError(ValueError):
+    """A client sent something the schema cannot accept; names the field and the reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass
+class Feature:
+    """One input feature as training saw it."""
+
+    name: str
+    kind: str  # NUMERIC or CATEGORICAL
+    dtype: str  # the training column's dtype: float64, int64, bool or string
+    required: bool = True
+    default: float | str | None = None  # used when an optional feature is absent or null
+    min: float | None = None
+    max: float | None = None
+    quantiles: list[float] = field(default_factory=list)  # deciles 0.0..1.0 (numeric)
+    categories: dict[str, float] = field(default_factory=dict)  # category -> encoded value
+    unknown: float | None = None  # encoded value of a category not seen in training
+
+
+@dataclass
+class FeatureSchema:
+    """Ordered features plus the replayable encoding."""
+
+    features: list[Feature]
+
+    def __post_init__(self) -> None:
+        self.names = [f.name for f in self.features]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.by_name = {f.name: f for f in self.features}
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form stored under ``schema`` in ``bundle.json``."""
+        return {"features": [asdict(f) for f in self.features]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSchema:
+        """Inverse of :meth:`to_dict`."""
+        return cls([Feature(**f) for f in data["features"]])
+
+    # -- vectorised path (training, large batches) ---------------------------------------
+    def encode_frame(self, frame: Any) -> np.ndarray:
+        """Encode a pandas DataFrame holding every feature column into the model layout."""
+        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
+        for j, feat in enumerate(self.features):
+            col = frame[feat.name]
+            if feat.kind == NUMERIC:
+                values = col.astype("float64").to_numpy(copy=True)
+                if feat.default is not None:
+                    values[np.isnan(values)] = float(feat.default)
+                out[:, j] = values
+            else:
+                filled = col.astype(object).where(col.notna(), feat.default)
+                table = feat.categories
+                unknown = feat.unknown
+                out[:, j] = [table.get(str(v), unknown) if v is not None else unknown for v in filled]
+        return out
+
+    def encode_columns(self, columns: Mapping[str, Sequence[Any] | np.ndarray], n_rows: int) -> np.ndarray:
+        """Encode columnar input (one sequence per feature, e.g. V2 tensors); validates."""
+        unknown = [k for k in columns if k not in self.index]
+        if unknown:
+            raise InputError(unknown[0], "unknown feature")
+        out = np.empty((n_rows, len(self.features)), dtype=np.float64)
+        for j, feat in enumerate(self.features):
+            col = columns.get(feat.name, _MISSING)
+            if col is _MISSING:
+                if feat.required:
+                    raise InputError(feat.name, "required feature is missing")
+                col = [None] * n_rows
+            if len(col) != n_rows:
+                raise InputError(feat.name, f"has {len(col)} values, expected {n_rows}")
+            if feat.kind == NUMERIC:
+                out[:, j] = self._numeric_column(feat, col)
+            else:
+                out[:, j] = [self._categorical(feat, v) for v in col]
+        return out
+
+    def _numeric_column(self, feat: Feature, col: Sequence[Any] | np.ndarray) -> np.ndarray:
+        if isinstance(col, np.ndarray) and col.dtype.kind in "fiu":
+            values = col.astype(np.float64, copy=False).reshape(-1)
+            if not np.isfinite(values).all():
+                raise InputError(feat.name, "must be a finite number (got NaN or infinity)")
+            return values
+        return np.fromiter((self._numeric(feat, v) for v in col), dtype=np.float64, count=len(col))
+
+    # -- per-row path (V1 instances) ------------------------------------------------------
+    def encode_mapping(self, obj: Mapping[str, Any], out: np.ndarray) -> None:
+        """Encode one ``{feature: value}`` object into ``out`` (a row of the model layout)."""
+        if len(obj) > len(self.features) or any(k not in self.index for k in obj):
+            extra = next(k for k in obj if k not in self.index)
+            raise InputError(str(extra), "unknown feature")
+        for j, feat in enumerate(self.features):
+            value = obj.get(feat.name, _MISSING)
+            if feat.kind == NUMERIC:
+                out[j] = self._numeric(feat, value)
+            else:
+                out[j] = self._categorical(feat, value)
+
+    def encode_sequence(self, row: Sequence[Any], out: np.ndarray) -> None:
+        """Encode one row given as a list in schema order into ``out``."""
+        if len(row) != len(self.features):
+            raise InputError("instance", f"has {len(row)} values, expected {len(self.features)} in schema order")
+        for j, feat in enumerate(self.features):
+            value = row[j]
+            out[j] = self._numeric(feat, value) if feat.kind == NUMERIC else self._categorical(feat, value)
+
+    @staticmethod
+    def _numeric(feat: Feature, value: Any) -> float:
+        kind = type(value)
+        if kind is float or kind is int:
+            if kind is float and not math.isfinite(value):
+                raise InputError(feat.name, "must be a finite number (got NaN or infinity)")
+            return float(value)
+        if value is _MISSING or value is None:
+            if feat.required or feat.default is None:
+                raise InputError(feat.name, "required feature is missing" if value is _MISSING else "must not be null")
+            return float(feat.default)
+        if isinstance(value, (np.floating, np.integer)) and not isinstance(value, np.bool_):
+            if not math.isfinite(float(value)):
+                raise InputError(feat.name, "must be a finite number (got NaN or infinity)")
+            return float(value)
+        raise InputError(feat.name, f"must be a number, got {_type_name(value)}")
+
+    @staticmethod
+    def _categorical(feat: Feature, value: Any) -> float:
+        if type(value) is str:
+            code = feat.categories.get(value)
+            return feat.unknown if code is None else code  # type: ignore[return-value]
+        if value is _MISSING or value is None:
+            if feat.required or feat.default is None:
+                raise InputError(feat.name, "required feature is missing" if value is _MISSING else "must not be null")
+            return feat.categories.get(str(feat.default), feat.unknown)  # type: ignore[return-value]
+        if isinstance(value, bytes):
+            return FeatureSchema._categorical(feat, value.decode("utf-8", "replace"))
+        raise InputError(feat.name, f"must be a string category, got {_type_name(value)}")
+
+    # -- range checks --------------------------------------------------------------------
+    def out_of_range(self, x: np.ndarray) -> list[str]:
+        """Names of features in row ``x`` outside the training range or unseen categories."""
+        names: list[str] = []
+        for j, feat in enumerate(self.features):
+            v = x[j]
+            if feat.kind == NUMERIC:
+                if (feat.min is not None and v < feat.min) or (feat.max is not None and v > feat.max):
+                    names.append(feat.name)
+            elif v == feat.unknown and feat.unknown not in feat.categories.values():
+                names.append(feat.name)
+        return names
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return type(value).__name__
