@@ -1,0 +1,101 @@
+"""Start the three servers the benchmark compares, each as its own process on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench import mlserver
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running server under test."""
+
+    label: str
+    proc: subprocess.Popen
+    http_port: int
+    grpc_port: int
+    model_name: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def stop(self) -> None:
+        """Terminate the process group and wait."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+def wait_ready(server: Server, timeout: float = 120.0) -> float:
+    """Block until the V2 model-ready endpoint answers 200; returns seconds waited."""
+    url = f"{server.base}/v2/models/{server.model_name}/ready"
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.label} exited with {server.proc.returncode} before it was ready")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"{server.label} not ready after {timeout}s")
+
+
+def _spawn(label: str, args: list[str], model_name: str, http: int, grpc: int, log: Path) -> Server:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return Server(label, proc, http, grpc, model_name)
+
+
+def start_ours(bundle_dir: Path, model_name: str, workdir: Path) -> Server:
+    """``python -m predictor`` serving the bundle."""
+    http, grpc = free_port(), free_port()
+    args = [sys.executable, "-m", "predictor", "--model_name", model_name, "--model_dir", str(bundle_dir)]
+    args += ["--http_port", str(http), "--grpc_port", str(grpc), "--enable_latency_logging", "false"]
+    return _spawn("ours", args, model_name, http, grpc, workdir / "ours.log")
+
+
+def start_floor(model_name: str, workdir: Path) -> Server:
+    """The constant kserve.Model (bench.floor) with the same server settings."""
+    http, grpc = free_port(), free_port()
+    args = [sys.executable, "-m", "bench.floor", "--model_name", model_name]
+    args += ["--http_port", str(http), "--grpc_port", str(grpc), "--enable_latency_logging", "false"]
+    return _spawn("floor", args, model_name, http, grpc, workdir / "floor.log")
+
+
+def start_mlserver(bundle_dir: Path, model_name: str, workdir: Path) -> Server:
+    """Seldon MLServer (mlserver-sklearn) serving the naive pipeline of the same bundle."""
+    http, grpc = free_port(), free_port()
+    model_dir = mlserver.prepare_model_dir(bundle_dir, workdir / "mlserver", model_name, http, grpc)
+    proc = mlserver.start(model_dir, workdir / "mlserver.log")
+    return Server("mlserver", proc, http, grpc, model_name)
