@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml $(wildcard setup.py)
 
 install: $(STAMP) ## create .venv and install housing with its dev tools
 
-tools: ## build/install the real servers the tests use (MinIO from source, Prometheus, helm, kubectl, checkov)
+tools: install ## build/install what the tests use (MinIO from source, Prometheus, wrk, MLServer venv, helm, kubectl, checkov)
 	bash scripts/tools/minio.sh
-	bash scripts/tools/prometheus.sh
+	bash scripts/tools/debian.sh
+	$(PY) -c "from bench.mlserver import ensure_venv; print(ensure_venv())"
 	@for t in helm checkov; do if [[ -f scripts/tools/$$t.sh ]]; then bash scripts/tools/$$t.sh; fi; done
 
 demo: install ## train → serve → V1/V2 predictions → a canary step, all embedded on this machine
@@ -39,6 +40,9 @@ unit: install ## fast tests only (no servers)
 
 test: install tools lint ## everything: unit, integration (real MinIO/MLflow/Prometheus/predictor), cluster (helm)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: install ## benchmarks: ours vs the KServe floor vs MLServer; writes docs/benchmarks.md
+	$(VENV)/bin/housing bench
 
 clean: ## remove the embedded state (.housing) and caches
 	rm -rf .housing .pytest_cache .ruff_cache

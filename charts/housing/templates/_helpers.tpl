@@ -1,0 +1,195 @@
+{{/* Chart name. */}}
+{{- define "housing.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: the release name, or release-chart when it lacks the chart name. */}}
+{{- define "housing.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "housing.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "housing.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "housing.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "housing.labels" -}}
+helm.sh/chart: {{ include "housing.chart" . }}
+{{ include "housing.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: housing
+{{- end }}
+
+{{- define "housing.image" -}}
+{{- printf "%s:%s" .Values.image.repository (toString (default .Chart.AppVersion .Values.image.tag)) }}
+{{- end }}
+
+{{/* ServiceAccount the predictor (and its storage-initializer) and the training Job run as. */}}
+{{- define "housing.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "housing.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "housing.rolloutServiceAccountName" -}}
+{{- printf "%s-rollout" (include "housing.fullname" .) }}
+{{- end }}
+
+{{/* Name of the Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. */}}
+{{- define "housing.s3SecretName" -}}
+{{- if .Values.s3.existingSecret }}
+{{- .Values.s3.existingSecret }}
+{{- else }}
+{{- printf "%s-s3" (include "housing.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "housing.minioName" -}}
+{{- printf "%s-minio" (include "housing.fullname" .) }}
+{{- end }}
+
+{{- define "housing.mlflowName" -}}
+{{- printf "%s-mlflow" (include "housing.fullname" .) }}
+{{- end }}
+
+{{- define "housing.postgresName" -}}
+{{- printf "%s-postgres" (include "housing.fullname" .) }}
+{{- end }}
+
+{{/* S3 endpoint host:port (no scheme). */}}
+{{- define "housing.s3Endpoint" -}}
+{{- if .Values.s3.endpoint }}
+{{- .Values.s3.endpoint }}
+{{- else if .Values.devStack.minio.enabled }}
+{{- printf "%s.%s.svc.cluster.local:%v" (include "housing.minioName" .) .Release.Namespace .Values.devStack.minio.port }}
+{{- else }}
+{{- fail "s3.endpoint is required when devStack.minio.enabled is false" }}
+{{- end }}
+{{- end }}
+
+{{- define "housing.s3EndpointUrl" -}}
+{{- printf "%s://%s" (ternary "https" "http" .Values.s3.useHttps) (include "housing.s3Endpoint" .) }}
+{{- end }}
+
+{{- define "housing.mlflowTrackingUri" -}}
+{{- if .Values.devStack.mlflow.enabled }}
+{{- printf "http://%s.%s.svc.cluster.local:%v" (include "housing.mlflowName" .) .Release.Namespace .Values.devStack.mlflow.port }}
+{{- else }}
+{{- .Values.mlflow.trackingUri }}
+{{- end }}
+{{- end }}
+
+{{/* True (non-empty) for KServe Standard mode (raw Deployment). */}}
+{{- define "housing.standardMode" -}}
+{{- if has .Values.kserve.deploymentMode (list "Standard" "RawDeployment") }}true{{- end }}
+{{- end }}
+
+{{/* Service name of the champion predictor (KServe naming). */}}
+{{- define "housing.predictorServiceName" -}}
+{{- if and (include "housing.standardMode" .) .Values.predictor.name }}
+{{- printf "%s-%s-predictor" (include "housing.fullname" .) .Values.predictor.name }}
+{{- else }}
+{{- printf "%s-predictor" (include "housing.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Writable scratch space: the root filesystem is read-only. */}}
+{{- define "housing.scratchEnv" -}}
+- name: HOME
+  value: /tmp
+- name: MPLCONFIGDIR
+  value: /tmp/matplotlib
+- name: HOUSING_HOME
+  value: /tmp/housing
+{{- end }}
+
+{{/*
+The predictor container for one bundle: args = the KServe ModelServer flags.
+Called with (dict "root" $ "storageUri" URI "variant" champion|challenger).
+*/}}
+{{- define "housing.predictorPod" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+serviceAccountName: {{ include "housing.serviceAccountName" $root }}
+minReplicas: {{ $v.predictor.minReplicas }}
+maxReplicas: {{ $v.predictor.maxReplicas }}
+timeout: {{ $v.predictor.timeoutSeconds }}
+automountServiceAccountToken: false
+{{- if $v.monitoring.podAnnotations }}
+annotations:
+  prometheus.io/scrape: "true"
+  prometheus.io/port: {{ $v.predictor.httpPort | quote }}
+  prometheus.io/path: /metrics
+{{- end }}
+labels:
+  {{- include "housing.selectorLabels" $root | nindent 2 }}
+  app.kubernetes.io/component: predictor
+  housing/variant: {{ .variant }}
+securityContext:
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+containers:
+  - name: kserve-container
+    image: {{ include "housing.image" $root }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    command: ["python", "-m", "predictor"]
+    args:
+      - --model_name
+      - {{ $v.model.name | quote }}
+      - --model_dir
+      - /mnt/models
+      - --http_port
+      - {{ $v.predictor.httpPort | quote }}
+      - --grpc_port
+      - {{ $v.predictor.grpcPort | quote }}
+      - --workers
+      - {{ $v.predictor.workers | quote }}
+      {{- range $v.predictor.extraArgs }}
+      - {{ . | quote }}
+      {{- end }}
+    env:
+      - name: STORAGE_URI
+        value: {{ .storageUri | quote }}
+      {{- include "housing.scratchEnv" $root | nindent 6 }}
+    ports:
+      - name: http1
+        containerPort: {{ $v.predictor.httpPort }}
+        protocol: TCP
+    readinessProbe:
+      {{- toYaml $v.predictor.readinessProbe | nindent 6 }}
+    livenessProbe:
+      {{- toYaml $v.predictor.livenessProbe | nindent 6 }}
+    resources:
+      {{- toYaml $v.predictor.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $v.containerSecurityContext | nindent 6 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 256Mi
+{{- end }}
+
+{{/* Scratch volume + security for the dev-stack and Job pods. */}}
+{{- define "housing.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end }}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create k8s/s3-credentials.env (git-ignored) with random MinIO/S3 credentials for
+# `kubectl apply -k k8s/`. Keeps an existing file (idempotent).
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+FILE="${REPO_ROOT}/k8s/s3-credentials.env"
+if [[ -f "$FILE" ]]; then
+  echo "k8s-credentials.sh: ${FILE} exists, keeping it" >&2
+  exit 0
+fi
+rand() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$1"; }
+umask 077
+printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' "$(rand 20)" "$(rand 40)" > "$FILE"
+echo "k8s-credentials.sh: wrote ${FILE}" >&2

