@@ -80,9 +80,7 @@ def write_bundle(directory: Path, manifest: Manifest) -> str:
         raise BundleError(f"flavor: unknown flavor {manifest.flavor!r}; expected one of {FLAVORS}")
     if not (directory / manifest.model_file).is_file():
         raise BundleError(f"{manifest.model_file}: model file missing from {directory}")
-    manifest.files = {
-        p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST
-    }
+    manifest.files = {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
     data = manifest.to_json()
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bundle-")
     with os.fdopen(fd, "wb") as fh:

@@ -138,8 +138,15 @@ class FeatureSchema:
     def _numeric(feat: Feature, value: Any) -> float:
         kind = type(value)
         if kind is float or kind is int:
-            if kind is float and not math.isfinite(value):
+            if kind is int:
+                try:
+                    return float(value)
+                except OverflowError:
+                    raise InputError(feat.name, "number is out of the float64 range") from None
+            if not math.isfinite(value):
                 raise InputError(feat.name, "must be a finite number (got NaN or infinity)")
+            return value
+        if kind is bool and feat.dtype == "bool":
             return float(value)
         if value is _MISSING or value is None:
             if feat.required or feat.default is None:

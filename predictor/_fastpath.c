@@ -1,0 +1,210 @@
+/* Lean evaluators for the predictor's fast path (built by setup.py; optional at run time).
+ *
+ * eval_trees: sum (or mean) of tree ensembles over a float64 row-major matrix.
+ *   nodes: packed array of Node (see predictor/fastpath.py: NODE_DTYPE, 32 bytes each)
+ *   roots: int64 root node ids, one per tree
+ *   mode 0 = XGBoost (x cast to float32; x < thr -> left; NaN -> default_left)
+ *   mode 1 = scikit-learn (x cast to float32; x <= thr -> left)
+ * decode_mapping: one {feature: value} dict -> a float64 row, for the common well-formed case;
+ *   returns False when anything needs the careful (error-reporting) Python path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    int32_t left;
+    int32_t right;
+    int32_t feat;
+    uint8_t default_left;
+    uint8_t pad[3];
+    double thr;
+    double leaf;
+} Node;
+
+static PyObject *eval_trees(PyObject *self, PyObject *args) {
+    Py_buffer nodes_b, roots_b, x_b, out_b;
+    Py_ssize_t n_cols;
+    int mode;
+    double scale, base;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*nidd", &nodes_b, &roots_b, &x_b, &out_b, &n_cols, &mode, &scale, &base))
+        return NULL;
+    const Node *nodes = (const Node *)nodes_b.buf;
+    const int64_t *roots = (const int64_t *)roots_b.buf;
+    const double *X = (const double *)x_b.buf;
+    double *out = (double *)out_b.buf;
+    Py_ssize_t n_trees = roots_b.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t n_nodes = nodes_b.len / (Py_ssize_t)sizeof(Node);
+    Py_ssize_t n_rows = n_cols > 0 ? x_b.len / (Py_ssize_t)sizeof(double) / n_cols : 0;
+    int ok = 1;
+    if (n_cols <= 0 || out_b.len < n_rows * (Py_ssize_t)sizeof(double)) ok = 0;
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        /* rows in blocks, trees outer: a tree's nodes stay in cache while the block walks it */
+        enum { BLOCK = 64 };
+        double acc[BLOCK];
+        float facc[BLOCK];
+        for (Py_ssize_t r0 = 0; r0 < n_rows && ok; r0 += BLOCK) {
+            Py_ssize_t nb = n_rows - r0 < BLOCK ? n_rows - r0 : BLOCK;
+            for (Py_ssize_t b = 0; b < nb; b++) {
+                acc[b] = 0.0;
+                facc[b] = (float)base; /* XGBoost sums base_score and leaves in float32 */
+            }
+            for (Py_ssize_t t = 0; t < n_trees && ok; t++) {
+                int64_t root = roots[t];
+                for (Py_ssize_t b = 0; b < nb; b++) {
+                    const double *x = X + (r0 + b) * n_cols;
+                    int64_t id = root;
+                    for (;;) {
+                        if (id < 0 || id >= n_nodes) { ok = 0; break; }
+                        const Node *nd = nodes + id;
+                        if (nd->feat < 0) {
+                            if (mode == 0) facc[b] += (float)nd->leaf; else acc[b] += nd->leaf;
+                            break;
+                        }
+                        if (nd->feat >= n_cols) { ok = 0; break; }
+                        float fv = (float)x[nd->feat];
+                        int go_left;
+                        if (mode == 0) {
+                            go_left = isnan(fv) ? nd->default_left : ((double)fv < nd->thr);
+                        } else {
+                            go_left = ((double)fv <= nd->thr);
+                        }
+                        id = go_left ? nd->left : nd->right;
+                    }
+                    if (!ok) break;
+                }
+            }
+            for (Py_ssize_t b = 0; b < nb; b++)
+                out[r0 + b] = mode == 0 ? (double)facc[b] : acc[b] * scale + base;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&nodes_b);
+    PyBuffer_Release(&roots_b);
+    PyBuffer_Release(&x_b);
+    PyBuffer_Release(&out_b);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "eval_trees: malformed tree arrays or shapes");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* decode_mapping(obj, names, kinds, tables, unknowns, out) -> bool
+ * names: tuple of str; kinds: bytes (0 numeric, 1 categorical); tables: tuple of dict-or-None;
+ * unknowns, defaults: float64 buffers (defaults NaN = required); out: writable float64 buffer of len(names). */
+static PyObject *decode_mapping(PyObject *self, PyObject *args) {
+    PyObject *obj, *names, *kinds, *tables;
+    Py_buffer unk_b, out_b, def_b;
+    if (!PyArg_ParseTuple(args, "OO!SO!y*y*w*", &obj, &PyTuple_Type, &names, &kinds, &PyTuple_Type, &tables, &unk_b,
+                          &def_b, &out_b))
+        return NULL;
+    const double *defaults = (const double *)def_b.buf; /* NaN: required (no default) */
+    Py_ssize_t found = 0;
+    int ok = PyDict_CheckExact(obj);
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    const char *kind = PyBytes_AS_STRING(kinds);
+    const double *unknown = (const double *)unk_b.buf;
+    double *out = (double *)out_b.buf;
+    if (PyBytes_GET_SIZE(kinds) != n || PyTuple_GET_SIZE(tables) != n ||
+        out_b.len < n * (Py_ssize_t)sizeof(double) || unk_b.len < n * (Py_ssize_t)sizeof(double) ||
+        def_b.len < n * (Py_ssize_t)sizeof(double))
+        ok = 0;
+    if (ok && PyDict_GET_SIZE(obj) > n) ok = 0; /* extra keys: careful path */
+    for (Py_ssize_t j = 0; ok && j < n; j++) {
+        PyObject *v = PyDict_GetItemWithError(obj, PyTuple_GET_ITEM(names, j));
+        if (v == NULL && PyErr_Occurred()) { PyErr_Clear(); ok = 0; break; }
+        if (v != NULL) found++;
+        if (v == NULL || v == Py_None) { /* absent or null: the default of an optional feature */
+            if (isnan(defaults[j])) { ok = 0; break; }
+            out[j] = defaults[j];
+            continue;
+        }
+        if (kind[j] == 0) {
+            if (PyFloat_CheckExact(v)) {
+                double d = PyFloat_AS_DOUBLE(v);
+                if (!isfinite(d)) { ok = 0; break; }
+                out[j] = d;
+            } else if (PyLong_CheckExact(v)) {
+                double d = PyLong_AsDouble(v);
+                if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); ok = 0; break; }
+                if (!isfinite(d)) { ok = 0; break; }
+                out[j] = d;
+            } else { ok = 0; break; }
+        } else {
+            if (!PyUnicode_CheckExact(v)) { ok = 0; break; }
+            PyObject *table = PyTuple_GET_ITEM(tables, j);
+            if (!PyDict_CheckExact(table)) { ok = 0; break; }
+            PyObject *code = PyDict_GetItemWithError(table, v);
+            if (code == NULL) {
+                if (PyErr_Occurred()) { PyErr_Clear(); ok = 0; break; }
+                out[j] = unknown[j];
+            } else if (PyFloat_CheckExact(code)) {
+                out[j] = PyFloat_AS_DOUBLE(code);
+            } else { ok = 0; break; }
+        }
+    }
+    if (ok && found != PyDict_GET_SIZE(obj)) ok = 0; /* a key that is not a feature */
+    PyBuffer_Release(&unk_b);
+    PyBuffer_Release(&def_b);
+    PyBuffer_Release(&out_b);
+    if (ok) Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+/* out_of_range(X, lo, hi, unk, mask) -> int: mask[i, j] = X < lo | X > hi | X == unk (NaN unk never matches);
+ * returns the number of flagged values. */
+static PyObject *out_of_range(PyObject *self, PyObject *args) {
+    Py_buffer x_b, lo_b, hi_b, unk_b, mask_b;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*", &x_b, &lo_b, &hi_b, &unk_b, &mask_b)) return NULL;
+    Py_ssize_t n_cols = lo_b.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t total = x_b.len / (Py_ssize_t)sizeof(double);
+    long count = -1;
+    if (n_cols > 0 && hi_b.len == lo_b.len && unk_b.len == lo_b.len && total % n_cols == 0 && mask_b.len >= total) {
+        const double *X = (const double *)x_b.buf, *lo = (const double *)lo_b.buf, *hi = (const double *)hi_b.buf;
+        const double *unk = (const double *)unk_b.buf;
+        uint8_t *mask = (uint8_t *)mask_b.buf;
+        count = 0;
+        for (Py_ssize_t i = 0; i < total; i++) {
+            Py_ssize_t j = i % n_cols;
+            double v = X[i];
+            uint8_t bad = (v < lo[j]) | (v > hi[j]) | (v == unk[j]);
+            mask[i] = bad;
+            count += bad;
+        }
+    }
+    PyBuffer_Release(&x_b);
+    PyBuffer_Release(&lo_b);
+    PyBuffer_Release(&hi_b);
+    PyBuffer_Release(&unk_b);
+    PyBuffer_Release(&mask_b);
+    if (count < 0) {
+        PyErr_SetString(PyExc_ValueError, "out_of_range: shapes do not match");
+        return NULL;
+    }
+    return PyLong_FromLong(count);
+}
+
+static PyMethodDef methods[] = {
+    {"out_of_range", out_of_range, METH_VARARGS, "Flag values outside [lo, hi] or equal to unk."},
+    {"eval_trees", eval_trees, METH_VARARGS, "Evaluate a packed tree ensemble over a float64 matrix."},
+    {"decode_mapping", decode_mapping, METH_VARARGS, "Decode one well-formed {feature: value} dict."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastpath", NULL, -1, methods};
+
+/* Bumped whenever a function's signature changes: Python ignores a stale build (see fastpath.py). */
+#define FASTPATH_ABI 2
+
+PyMODINIT_FUNC PyInit__fastpath(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "ABI", FASTPATH_ABI) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,141 @@
+"""A verified bundle turned into something that predicts: schema, evaluator, transform."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from predictor import ubjson
+from predictor.bundle import REFERENCE_FILE, Manifest, load_manifest
+from predictor.fastpath import LinearModel, TreeEnsemble, compile_forest, compile_xgboost, compile_xgboost_model
+from predictor.schema import FeatureSchema
+
+TRANSFORMS = ("log", "none")
+
+
+@dataclass
+class LoadedBundle:
+    """Everything needed to serve one bundle."""
+
+    directory: Path
+    manifest: Manifest
+    digest: str
+    schema: FeatureSchema
+    evaluator: TreeEnsemble | LinearModel
+    reference: dict[str, Any] | None
+    transform: str
+    _booster: Any = None  # xgboost.Booster, loaded on first use (explain, agreement checks)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def booster(self) -> Any:
+        """The XGBoost Booster (imported lazily: start-up does not need xgboost)."""
+        if self._booster is None and self.flavor == "xgboost":
+            import xgboost
+
+            booster = xgboost.Booster(model_file=str(self.directory / self.manifest.model_file))
+            booster.set_param({"nthread": 1})
+            self._booster = booster
+        return self._booster
+
+    @property
+    def flavor(self) -> str:
+        return self.manifest.flavor
+
+    @property
+    def n_features(self) -> int:
+        return len(self.schema.features)
+
+    def predict_model_scale(self, X: np.ndarray) -> np.ndarray:
+        return self.evaluator.predict(X)
+
+    def to_price(self, y: np.ndarray) -> np.ndarray:
+        return np.exp(y) if self.transform == "log" else y
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Prices (the target transform undone) for an encoded (n, F) matrix."""
+        y = self.evaluator.predict(X)
+        return np.exp(y, out=y) if self.transform == "log" else y
+
+    def predict_one(self, x: np.ndarray) -> float:
+        y = float(self.evaluator.predict(x.reshape(1, -1))[0])
+        return math.exp(y) if self.transform == "log" else y
+
+    def library_predict(self, X: np.ndarray) -> np.ndarray:
+        """Model-scale predictions through the library / reference implementation (checks)."""
+        if self.flavor == "xgboost":
+            import xgboost
+
+            return self.booster.predict(xgboost.DMatrix(np.asarray(X, dtype=np.float64)))
+        if self.flavor == "random_forest":
+            from training.export import load_forest, predict_forest  # the writer's reference
+
+            return predict_forest(load_forest(self.directory / self.manifest.model_file), X)
+        return self.evaluator.predict(X)
+
+    def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature contributions (n, F) and bias (n,) on the model's scale; they sum to it."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.flavor == "xgboost":
+            import xgboost
+
+            contribs = self.booster.predict(xgboost.DMatrix(X), pred_contribs=True)
+            return contribs[:, :-1].astype(np.float64), contribs[:, -1].astype(np.float64)
+        if self.flavor == "linear":
+            model = self.evaluator
+            assert isinstance(model, LinearModel)
+            return X * model.coef, np.full(X.shape[0], model.intercept)
+        # forest: Saabas path attribution from node means
+        ens = self.evaluator
+        assert isinstance(ens, TreeEnsemble)
+        values, feats = ens.nodes["leaf"], ens.nodes["feat"]
+        out = np.zeros(X.shape, dtype=np.float64)
+        bias = np.zeros(X.shape[0], dtype=np.float64)
+        for i, x in enumerate(X):
+            for path in ens.leaf_paths(x):
+                bias[i] += values[path[0]]
+                for parent, child in zip(path[:-1], path[1:], strict=True):
+                    out[i, feats[parent]] += values[child] - values[parent]
+        return out * ens.scale, bias * ens.scale
+
+
+def load_bundle(directory: Path | str, expected_digest: str | None = None) -> LoadedBundle:
+    """Verify every digest (and the pinned bundle digest), then load the model files."""
+    from predictor.bundle import bundle_digest
+
+    directory = Path(directory)
+    manifest = load_manifest(directory, expected_digest)
+    digest = bundle_digest(directory)
+    schema = FeatureSchema.from_dict(manifest.schema)
+    transform = str((manifest.target or {}).get("transform", "none"))
+    if transform not in TRANSFORMS:
+        raise ValueError(f"target transform {transform!r} is not supported (expected one of {TRANSFORMS})")
+    model_path = directory / manifest.model_file
+    booster = None
+    if manifest.flavor == "xgboost":
+        try:  # our UBJSON reader: no xgboost import at start-up
+            evaluator: TreeEnsemble | LinearModel = compile_xgboost_model(ubjson.loads(model_path.read_bytes()))
+        except (ubjson.UBJSONError, KeyError, TypeError, ValueError):
+            import xgboost  # not UBJSON after all (e.g. legacy binary): let the library read it
+
+            booster = xgboost.Booster(model_file=str(model_path))
+            booster.set_param({"nthread": 1})
+            evaluator = compile_xgboost(booster)
+    elif manifest.flavor == "random_forest":
+        with np.load(model_path, allow_pickle=False) as data:
+            evaluator = compile_forest({k: data[k] for k in data.files})
+    else:
+        evaluator = LinearModel.from_json(json.loads(model_path.read_text()))
+    n = len(schema.features)
+    width = evaluator.n_features if isinstance(evaluator, TreeEnsemble) else len(evaluator.coef)
+    if width != n:
+        raise ValueError(f"{manifest.model_file}: model expects {width} features but the schema has {n}")
+    reference = None
+    if (directory / REFERENCE_FILE).is_file() and REFERENCE_FILE in manifest.files:
+        reference = json.loads((directory / REFERENCE_FILE).read_text())
+    return LoadedBundle(directory, manifest, digest, schema, evaluator, reference, transform, booster)

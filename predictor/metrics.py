@@ -1,0 +1,230 @@
+"""Prometheus metrics for the predictor, served on KServe's own ``/metrics``.
+
+Every series carries ``model_name`` and ``model_version`` so a canary can be judged against the
+champion:
+
+* ``housing_predictions_total`` — rows predicted (label ``protocol``: v1, v2).
+* ``housing_prediction_value`` — histogram of predicted prices (buckets from the bundle's
+  reference prediction deciles).
+* ``housing_out_of_range_total`` — values outside the training range / unseen categories, by
+  ``feature``; ``housing_out_of_range_rows_total`` — rows with at least one.
+* ``housing_request_errors_total`` — rejected requests by ``protocol`` and ``reason``.
+* ``housing_drift_psi`` — PSI of the last ``window`` served rows against ``reference.json``, by
+  ``feature`` (``feature="__prediction__"`` for predictions); ``housing_drift_score`` — the
+  largest feature PSI. Computed when Prometheus scrapes, not per request.
+* ``housing_model_info`` — 1, with flavor and bundle digest labels.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from predictor.schema import NUMERIC, FeatureSchema
+
+LABELS = ("model_name", "model_version")
+EPS = 1e-4
+
+_created: dict[str, Any] = {}
+
+
+def _metric(kind: type, name: str, doc: str, labels: tuple[str, ...], **kw: Any) -> Any:
+    """Create a metric once per process (models may be re-created in tests)."""
+    if name not in _created:
+        _created[name] = kind(name, doc, labels, **kw)
+    return _created[name]
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population stability index between two proportion vectors."""
+    e = np.clip(np.asarray(expected, dtype=np.float64), EPS, None)
+    a = np.clip(np.asarray(actual, dtype=np.float64), EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+class DriftWindow:
+    """A ring buffer of the last ``size`` served rows (encoded) and predictions."""
+
+    def __init__(self, schema: FeatureSchema, reference: dict[str, Any] | None, size: int = 2000) -> None:
+        self.size = size
+        self.schema = schema
+        self.X = np.zeros((size, len(schema.features)), dtype=np.float64)
+        self.y = np.zeros(size, dtype=np.float64)
+        self.count = 0
+        self.pos = 0
+        self.lock = threading.Lock()
+        self.reference = reference or {}
+        self._bins: list[tuple[str, int, Any, np.ndarray]] = []  # (name, column, edges|codes, proportions)
+        numeric = self.reference.get("numeric", {})
+        categorical = self.reference.get("categorical", {})
+        for j, feat in enumerate(schema.features):
+            if feat.kind == NUMERIC and feat.name in numeric:
+                ref = numeric[feat.name]
+                self._bins.append(
+                    (feat.name, j, np.asarray(ref["edges"], dtype=np.float64), np.asarray(ref["proportions"]))
+                )
+            elif feat.name in categorical:
+                freqs = categorical[feat.name]["frequencies"]
+                cats = list(freqs)
+                codes = np.asarray([feat.categories.get(c, np.nan) for c in cats], dtype=np.float64)
+                props = np.asarray([freqs[c] for c in cats] + [0.0])  # last bin: unseen
+                self._bins.append((feat.name, j, codes, props))
+        pred = self.reference.get("prediction")
+        self._pred = (np.asarray(pred["edges"]), np.asarray(pred["proportions"])) if pred else None
+
+    def add(self, X: np.ndarray, y: np.ndarray) -> None:
+        n = len(y)
+        if n >= self.size:
+            X, y, n = X[-self.size :], y[-self.size :], self.size
+        with self.lock:
+            end = self.pos + n
+            if end <= self.size:
+                self.X[self.pos : end] = X
+                self.y[self.pos : end] = y
+            else:
+                k = self.size - self.pos
+                self.X[self.pos :] = X[:k]
+                self.y[self.pos :] = y[:k]
+                self.X[: n - k] = X[k:]
+                self.y[: n - k] = y[k:]
+            self.pos = end % self.size
+            self.count = min(self.count + n, self.size)
+
+    def scores(self, min_rows: int = 1) -> dict[str, float]:
+        with self.lock:
+            m = self.count
+            if m < min_rows:
+                return {}
+            X = self.X[:m].copy()
+            y = self.y[:m].copy()
+        out: dict[str, float] = {}
+        for name, j, spec, props in self._bins:
+            col = X[:, j]
+            if self.schema.features[j].kind == NUMERIC:
+                counts = np.bincount(np.searchsorted(spec, col, side="left"), minlength=len(props))
+            else:
+                idx = np.full(m, len(spec))
+                for k, code in enumerate(spec):
+                    idx[(col == code) & (idx == len(spec))] = k
+                counts = np.bincount(idx, minlength=len(props))
+            out[name] = psi(props, counts[: len(props)] / m)
+        if self._pred is not None:
+            edges, props = self._pred
+            counts = np.bincount(np.searchsorted(edges, y, side="left"), minlength=len(props))
+            out["__prediction__"] = psi(props, counts[: len(props)] / m)
+        return out
+
+
+class DriftCollector:
+    """Exposes drift gauges computed from the window at scrape time."""
+
+    def __init__(self) -> None:
+        self.windows: dict[tuple[str, str], DriftWindow] = {}
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        feature = GaugeMetricFamily(
+            "housing_drift_psi", "PSI of recent served rows vs training, by feature", labels=[*LABELS, "feature"]
+        )
+        score = GaugeMetricFamily(
+            "housing_drift_score", "Largest feature PSI of recent served rows", labels=list(LABELS)
+        )
+        window_rows = GaugeMetricFamily("housing_drift_window_rows", "Rows in the drift window", labels=list(LABELS))
+        for (name, version), window in list(self.windows.items()):
+            scores = window.scores()
+            window_rows.add_metric([name, version], window.count)
+            for feat, value in scores.items():
+                feature.add_metric([name, version, feat], value)
+            feats = [v for k, v in scores.items() if k != "__prediction__"]
+            if feats:
+                score.add_metric([name, version], max(feats))
+        yield feature
+        yield score
+        yield window_rows
+
+
+_drift: DriftCollector | None = None
+
+
+def drift_collector() -> DriftCollector:
+    global _drift
+    if _drift is None:
+        _drift = DriftCollector()
+        REGISTRY.register(_drift)
+    return _drift
+
+
+def _buckets(reference: dict[str, Any] | None) -> tuple[float, ...]:
+    pred = (reference or {}).get("prediction") or {}
+    qs = sorted({float(q) for q in pred.get("quantiles", []) + pred.get("edges", []) if np.isfinite(q)})
+    if len(qs) >= 2:
+        return tuple(qs)
+    return tuple(float(v) for v in np.geomspace(1, 1e7, 15))
+
+
+class ModelMetrics:
+    """The metric children for one (model_name, model_version)."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        schema: FeatureSchema,
+        reference: dict[str, Any] | None,
+        flavor: str,
+        digest: str,
+        window: int = 2000,
+    ) -> None:
+        self.labels = (name, version)
+        self.names = schema.names
+        predictions = _metric(Counter, "housing_predictions", "Rows predicted", (*LABELS, "protocol"))
+        self.predictions = {p: predictions.labels(name, version, p) for p in ("v1", "v2", "grpc", "explain")}
+        # the buckets are fixed by the first model registered in this process (one per server)
+        self.values = _metric(
+            Histogram, "housing_prediction_value", "Predicted prices", LABELS, buckets=_buckets(reference)
+        ).labels(name, version)
+        oor = _metric(Counter, "housing_out_of_range", "Values outside the training range", (*LABELS, "feature"))
+        self.oor = [oor.labels(name, version, f) for f in schema.names]
+        self.oor_rows = _metric(
+            Counter, "housing_out_of_range_rows", "Rows with at least one out-of-range value", LABELS
+        ).labels(name, version)
+        self.errors = _metric(Counter, "housing_request_errors", "Rejected requests", (*LABELS, "protocol", "reason"))
+        info = _metric(Gauge, "housing_model_info", "The served bundle", (*LABELS, "flavor", "digest"))
+        info.labels(name, version, flavor, digest).set(1)
+        self.window = DriftWindow(schema, reference, window)
+        drift_collector().windows[self.labels] = self.window
+
+    def observe(self, protocol: str, X: np.ndarray, prices: np.ndarray, oor_mask: np.ndarray | None) -> None:
+        n = len(prices)
+        self.predictions.get(protocol, self.predictions["v1"]).inc(n)
+        if n == 1:
+            self.values.observe(float(prices[0]))
+        else:
+            self._observe_many(prices)
+        if oor_mask is not None:
+            for j in np.flatnonzero(oor_mask.any(axis=0)):
+                self.oor[j].inc(int(oor_mask[:, j].sum()))
+            self.oor_rows.inc(int(oor_mask.any(axis=1).sum()))
+        self.window.add(X, prices)
+
+    def _observe_many(self, prices: np.ndarray) -> None:
+        hist = self.values
+        bounds = getattr(hist, "_upper_bounds", None)
+        buckets = getattr(hist, "_buckets", None)
+        if bounds is None or buckets is None or len(bounds) != len(buckets):  # pragma: no cover - other versions
+            for v in prices.tolist():
+                hist.observe(v)
+            return
+        counts = np.bincount(np.searchsorted(np.asarray(bounds), prices, side="left"), minlength=len(bounds))
+        for i in np.flatnonzero(counts):
+            buckets[i].inc(int(counts[i]))
+        hist._sum.inc(float(prices.sum()))
+
+    def error(self, protocol: str, reason: str) -> None:
+        self.errors.labels(*self.labels, protocol, reason).inc()

@@ -1,0 +1,132 @@
+"""Loading bundles from URIs: s3:// (real MinIO, kserve-storage) and models:/NAME@ALIAS (MLflow)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from housing.config import ALIAS_CHAMPION, DEFAULT_BUCKET, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
+from predictor.bundle import bundle_digest, load_manifest
+from tests.procs import start_predictor
+
+pytestmark = pytest.mark.integration
+
+NAME = "housing"
+ROW = {
+    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
+    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
+}  # fmt: skip
+
+
+def _predict(proc) -> float:
+    r = httpx.post(f"{proc.http_url}/v1/models/{NAME}:predict", json=ROW, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["predictions"][0]
+
+
+def test_s3_storage_uri_via_kserve_storage(minio, boston_xgb):
+    client = minio.s3()
+    prefix = f"predictor-test/{load_manifest(boston_xgb).model_version}"
+    for path in sorted(boston_xgb.iterdir()):
+        client.upload_file(str(path), DEFAULT_BUCKET, f"{prefix}/{path.name}")
+    proc = start_predictor(f"s3://{DEFAULT_BUCKET}/{prefix}", NAME, env=minio.env())
+    try:
+        assert 20 < _predict(proc) < 35
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def registry(tmp_path, boston_xgb):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.create_registered_model(NAME)
+
+    def register(digest: str) -> str:
+        mv = client.create_model_version(
+            NAME, source=str(boston_xgb), tags={TAG_BUNDLE_URI: str(boston_xgb), TAG_BUNDLE_DIGEST: digest}
+        )
+        return mv.version
+
+    return uri, client, register
+
+
+def test_models_uri_resolves_alias_and_pins_digest(registry, boston_xgb, tmp_path):
+    uri, client, register = registry
+    good = register(bundle_digest(boston_xgb))
+    client.set_registered_model_alias(NAME, ALIAS_CHAMPION, good)
+    env = {"MLFLOW_TRACKING_URI": uri, "HOUSING_HOME": str(tmp_path / "home")}
+    proc = start_predictor(f"models:/{NAME}@{ALIAS_CHAMPION}", NAME, env=env)
+    try:
+        assert 20 < _predict(proc) < 35
+    finally:
+        proc.stop()
+    # the registry's digest is pinned: a version whose recorded digest differs is refused
+    bad = register("0" * 64)
+    client.set_registered_model_alias(NAME, "broken", bad)
+    with pytest.raises(RuntimeError, match="does not match the pinned"):
+        start_predictor(f"models:/{NAME}@broken", NAME, env=env)
+    with pytest.raises(RuntimeError, match="cannot resolve through MLflow"):
+        start_predictor(f"models:/{NAME}@nope", NAME, env=env)
+
+
+def test_housing_serve_defaults_to_the_embedded_champion(monkeypatch, tmp_path):
+    from predictor.cli import serve_argv
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HOUSING_MODEL_NAME", raising=False)
+    monkeypatch.setenv("HOUSING_HOME", str(tmp_path))
+    argv = serve_argv(None, None, None, 8080, 8081, None, 10_000, 1)
+    assert argv[argv.index("--storage_uri") + 1] == f"models:/{NAME}@{ALIAS_CHAMPION}"
+    assert serve_argv(None, "/mnt/models", "m", 1, 2, "abc", 5, 1)[-6:] == [
+        "--workers", "1", "--model_dir", "/mnt/models", "--bundle_digest", "abc",
+    ]  # fmt: skip
+
+
+def test_storage_uri_env_only_when_model_dir_is_empty(boston_xgb, tmp_path):
+    # KServe's storage-initializer already filled --model_dir: STORAGE_URI is not downloaded again
+    proc = start_predictor(boston_xgb, NAME, env={"STORAGE_URI": "s3://no-such-bucket/nowhere"})
+    try:
+        assert 20 < _predict(proc) < 35
+    finally:
+        proc.stop()
+    empty = tmp_path / "mnt-models"
+    empty.mkdir()
+    proc = start_predictor(empty, NAME, env={"STORAGE_URI": f"file://{boston_xgb}"})
+    try:
+        assert 20 < _predict(proc) < 35
+    finally:
+        proc.stop()
+    with pytest.raises(RuntimeError, match=r"exited with 2[\s\S]*bundle.json: not found"):
+        start_predictor(empty, NAME)
+
+
+def test_housing_serve_runs_the_predictor(boston_xgb):
+    import subprocess
+    import sys
+    import time
+
+    from tests.procs import ROOT, free_port
+
+    http, grpc_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "housing", "serve", "--model-dir", str(boston_xgb)]
+    cmd += ["--http-port", str(http), "--grpc-port", str(grpc_port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                r = httpx.post(f"http://127.0.0.1:{http}/v1/models/{NAME}:predict", json=ROW, timeout=5)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "housing serve did not become ready"
+            time.sleep(0.2)
+        assert 20 < r.json()["predictions"][0] < 35
+    finally:
+        proc.terminate()
+        proc.wait(15)

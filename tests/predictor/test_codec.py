@@ -1,0 +1,164 @@
+"""Request decoding and validation, in-process (the server tests cover the same over HTTP/gRPC)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferRequest
+
+from predictor.codec import BatchTooLarge, Decoder
+from predictor.loaded import load_bundle
+from predictor.schema import CATEGORICAL
+
+SEED_BOSTON = {
+    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
+    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def boston(boston_xgb):
+    bundle = load_bundle(boston_xgb)
+    return bundle, Decoder(bundle.schema, max_batch_size=100)
+
+
+@pytest.fixture(scope="module")
+def ames(ames_xgb):
+    bundle = load_bundle(ames_xgb)
+    return bundle, Decoder(bundle.schema, max_batch_size=100)
+
+
+def _err(fn, *args) -> str:
+    with pytest.raises(InvalidInput) as info:
+        fn(*args)
+    return str(info.value)
+
+
+def test_seed_flat_object_is_one_instance_with_sensible_price(boston):
+    bundle, dec = boston
+    X = dec.v1(SEED_BOSTON)
+    assert X.shape == (1, 13)
+    price = bundle.predict(X)[0]
+    assert 20.0 < price < 35.0
+    assert dec.v1({"instances": [SEED_BOSTON, list(SEED_BOSTON.values())]}).shape == (2, 13)
+    assert dec.v1(b'{"instances": [[0.00632, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98]]}').shape
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({k: v for k, v in SEED_BOSTON.items() if k != "RM"}, "RM: required feature is missing"),
+        ({**SEED_BOSTON, "EXTRA": 1}, "EXTRA: unknown feature"),
+        ({**SEED_BOSTON, "RM": "six"}, "RM: must be a number"),
+        ({**SEED_BOSTON, "RM": True}, "RM: must be a number, got a boolean"),
+        ({**SEED_BOSTON, "RM": None}, "RM: must not be null"),
+        ({**SEED_BOSTON, "RM": float("nan")}, "RM: must be a finite number"),
+        ({**SEED_BOSTON, "RM": float("inf")}, "RM: must be a finite number"),
+        ({**SEED_BOSTON, "RM": 10**400}, "RM: number is out of the float64 range"),
+        ({"instances": [SEED_BOSTON, {**SEED_BOSTON, "TAX": [1]}]}, "instances[1].TAX: must be a number"),
+        ({"instances": []}, "instances: must not be empty"),
+        ({"instances": {"a": 1}}, "instances: must be a list"),
+        ({"instances": [1.5]}, "instance: must be an object"),
+        ({"instances": [[1, 2, 3]]}, "instance: has 3 values, expected 13"),
+        ([SEED_BOSTON], "body: must be a JSON object"),
+        (b"{not json", "body: not valid JSON"),
+    ],
+)
+def test_v1_client_mistakes_name_field_and_reason(boston, payload, expected):
+    _, dec = boston
+    assert expected in _err(dec.v1, payload)
+
+
+def test_batch_limit(boston):
+    _, dec = boston
+    with pytest.raises(BatchTooLarge, match="exceeds the limit of 100"):
+        dec.v1({"instances": [SEED_BOSTON] * 101})
+    assert dec.v1({"instances": [SEED_BOSTON] * 100}).shape == (100, 13)
+
+
+def _columns(payload: dict, n: int = 1) -> InferRequest:
+    inputs = []
+    for name, value in payload.items():
+        dt = "BYTES" if isinstance(value, str) else "FP64"
+        inputs.append(InferInput(name=name, shape=[n], datatype=dt, data=[value] * n))
+    return InferRequest(model_name="housing", infer_inputs=inputs, request_id="r1")
+
+
+def test_v2_columns_and_matrix_agree_with_v1(boston):
+    _, dec = boston
+    X1 = dec.v1(SEED_BOSTON)
+    assert np.array_equal(dec.v2(_columns(SEED_BOSTON, 3)), np.repeat(X1, 3, axis=0))
+    matrix = InferRequest(
+        model_name="housing",
+        infer_inputs=[InferInput("input-0", [2, 13], "FP64", data=[list(SEED_BOSTON.values())] * 2)],
+    )
+    assert np.array_equal(dec.v2(matrix), np.repeat(X1, 2, axis=0))
+
+
+def test_v2_categoricals_as_bytes(ames):
+    bundle, dec = ames
+    row = {}
+    for f in bundle.schema.features:
+        row[f.name] = next(iter(f.categories)) if f.kind == CATEGORICAL else float(f.quantiles[5] if f.quantiles else 0)
+    X = dec.v2(_columns(row, 2))
+    assert X.shape == (2, len(row))
+    assert np.array_equal(X[0], dec.v1(row)[0])
+    # a categorical sent as a number, a 2-D tensor for a schema with categoricals
+    cat = next(f.name for f in bundle.schema.features if f.kind == CATEGORICAL)
+    assert f"{cat}: categorical feature must be sent as BYTES" in _err(dec.v2, _columns({**row, cat: 1.0}, 1))
+    matrix = InferRequest("housing", [InferInput("x", [1, len(row)], "FP64", data=[0.0] * len(row))])
+    assert f"feature {cat!r} is categorical" in _err(dec.v2, matrix)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        ([], "inputs: must contain"),
+        ([InferInput("RM", [1], "BYTES", data=["x"])], "RM: numeric feature must be sent as"),
+        ([InferInput("RM", [2], "FP64", data=[1.0])], "RM: shape [2] does not match the 1 values"),
+        ([InferInput("RM", [1, 2], "FP64", data=[1.0, 2.0])], "RM: shape [1, 2] must be [n] or [n, 1]"),
+        ([InferInput("RM", [1], "FP64", data=["1.5"])], "RM: must be a number"),
+        ([InferInput("RM", [1], "FP64", data=[None])], "RM: must not be null"),
+        ([InferInput("NOPE", [1], "FP64", data=[1.0]), InferInput("RM", [1], "FP64", data=[1.0])], "NOPE: unknown"),
+        ([InferInput("x", [1, 12], "FP64", data=[1.0] * 12)], "expected [n, 13]"),
+        ([InferInput("x", [1, 13], "FP64", data=[1.0] * 12 + [float("nan")])], "x[0].LSTAT: must be a finite"),
+        ([InferInput("x", [1, 13], "BYTES", data=["a"] * 13)], "x: 2-D input must be numeric"),
+        ([InferInput("x", [101, 13], "FP64", data=[1.0] * 1313)], "exceeds the limit of 100"),
+    ],
+)
+def test_v2_client_mistakes(boston, inputs, expected):
+    _, dec = boston
+    assert expected in _err(dec.v2, InferRequest("housing", inputs))
+
+
+def test_v2_missing_feature_tensor(boston):
+    _, dec = boston
+    payload = {k: v for k, v in SEED_BOSTON.items() if k != "NOX"}
+    assert "NOX: required feature is missing" in _err(dec.v2, _columns(payload))
+
+
+def test_out_of_range_mask(boston):
+    bundle, dec = boston
+    median = {f.name: f.quantiles[5] for f in bundle.schema.features}
+    X = dec.v1({"instances": [median, {**median, "CRIM": 1e6}]})
+    mask = dec.out_of_range(X)
+    assert not mask[0].any()
+    assert mask[1].tolist() == [name == "CRIM" for name in bundle.schema.names]
+    assert dec.out_of_range(X[:1]) is None
+    # the numpy fallback agrees with the C extension
+    numpy_mask = (X < dec.lo) | (X > dec.hi) | (X == dec.unk)
+    assert np.array_equal(mask, numpy_mask)
+
+
+def test_unseen_category_is_out_of_range(ames):
+    bundle, dec = ames
+    row = {}
+    for f in bundle.schema.features:
+        row[f.name] = next(iter(f.categories)) if f.kind == CATEGORICAL else float(f.quantiles[5])
+    cat = next(f for f in bundle.schema.features if f.kind == CATEGORICAL)
+    X = dec.v1({"instances": [row, {**row, cat.name: "never-seen-in-training"}]})
+    assert X[1, bundle.schema.index[cat.name]] == cat.unknown
+    mask = dec.out_of_range(X)
+    assert mask is not None and not mask[0].any()
+    assert [bundle.schema.names[j] for j in np.flatnonzero(mask[1])] == [cat.name]
