@@ -1,0 +1,243 @@
+"""Shared plumbing of the KServe backends: JSON patches, concurrency-safe writes, status parsing.
+
+Every write is a JSON patch (RFC 6902) whose first operation is
+``{"op": "test", "path": "/metadata/resourceVersion", "value": <what we read>}``: if another
+writer changed the InferenceService in between, the API server rejects the patch (422 for the
+failed test, 409 if it reports a conflict) and we re-read and rebuild the patch from the fresh
+object (bounded retries). Before sending, the patch is applied locally and the resulting object
+is validated strictly against the kserve SDK models; ``dry_run`` stops there and prints both.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from rollout.backends.base import ConflictError, RolloutError, RolloutStatus
+from rollout.validate import validate_isvc
+
+GROUP = "serving.kserve.io"
+VERSION = "v1beta1"
+PLURAL = "inferenceservices"
+#: Annotation where the backends remember the champion's storage URI (Serverless keeps one spec).
+ANNOTATION_CHAMPION_URI = "rollout.housing.dev/champion-storage-uri"
+ANNOTATION_REASON = "rollout.housing.dev/last-rollback-reason"
+MAX_RETRIES = 5
+
+Op = dict[str, Any]
+
+
+def escape(token: str) -> str:
+    """One JSON-pointer reference token (RFC 6901): ``~`` → ``~0``, ``/`` → ``~1``."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _unescape(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def _walk(doc: Any, tokens: list[str]) -> Any:
+    for token in tokens:
+        doc = doc[int(token)] if isinstance(doc, list) else doc[token]
+    return doc
+
+
+def apply_patch(obj: dict, ops: list[Op]) -> dict:
+    """Apply a JSON patch (add, remove, replace, test) to a copy of ``obj``, as the API server would."""
+    doc = copy.deepcopy(obj)
+    for op in ops:
+        tokens = [_unescape(t) for t in op["path"].split("/")[1:]]
+        parent = _walk(doc, tokens[:-1])
+        last = tokens[-1]
+        kind = op["op"]
+        if kind == "test":
+            actual = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if actual != op["value"]:
+                raise ConflictError(f"test failed at {op['path']}: {actual!r} != {op['value']!r}")
+        elif kind == "add":
+            if isinstance(parent, list):
+                parent.insert(len(parent) if last == "-" else int(last), copy.deepcopy(op["value"]))
+            else:
+                parent[last] = copy.deepcopy(op["value"])
+        elif kind == "replace":
+            if isinstance(parent, list):
+                parent[int(last)] = copy.deepcopy(op["value"])
+            else:
+                if last not in parent:
+                    raise RolloutError(f"replace of a missing path {op['path']}")
+                parent[last] = copy.deepcopy(op["value"])
+        elif kind == "remove":
+            if isinstance(parent, list):
+                del parent[int(last)]
+            else:
+                del parent[last]
+        else:
+            raise RolloutError(f"unsupported patch op {kind!r}")
+    return doc
+
+
+def storage_uri(predictor: dict) -> str | None:
+    """The storage URI of a predictor spec: ``model.storageUri`` or a container's STORAGE_URI env."""
+    model = predictor.get("model")
+    if isinstance(model, dict) and model.get("storageUri"):
+        return model["storageUri"]
+    for container in predictor.get("containers") or []:
+        for env in container.get("env") or []:
+            if env.get("name") == "STORAGE_URI":
+                return env.get("value")
+    return None
+
+
+def storage_uri_ops(predictor: dict, base: str, uri: str) -> list[Op]:
+    """Ops that set the storage URI of the predictor at JSON pointer ``base``."""
+    model = predictor.get("model")
+    if isinstance(model, dict):
+        op = "replace" if "storageUri" in model else "add"
+        return [{"op": op, "path": f"{base}/model/storageUri", "value": uri}]
+    for ci, container in enumerate(predictor.get("containers") or []):
+        for ei, env in enumerate(container.get("env") or []):
+            if env.get("name") == "STORAGE_URI":
+                return [{"op": "replace", "path": f"{base}/containers/{ci}/env/{ei}/value", "value": uri}]
+    raise RolloutError("the predictor has neither model.storageUri nor a STORAGE_URI env to point at the challenger")
+
+
+def with_storage_uri(predictor: dict, uri: str) -> dict:
+    """A copy of ``predictor`` serving ``uri``."""
+    return apply_patch({"p": predictor}, storage_uri_ops(predictor, "/p", uri))["p"]
+
+
+def annotation_ops(obj: dict, key: str, value: str) -> list[Op]:
+    """Ops that set one metadata annotation (creating the map if needed)."""
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    if annotations is None:
+        return [{"op": "add", "path": "/metadata/annotations", "value": {key: value}}]
+    return [{"op": "add", "path": f"/metadata/annotations/{escape(key)}", "value": value}]
+
+
+def conditions_ready(obj: dict) -> bool:
+    for cond in ((obj.get("status") or {}).get("conditions")) or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+def default_api() -> Any:  # pragma: no cover - needs a cluster
+    """A CustomObjectsApi from the in-cluster config or ~/.kube/config."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.CustomObjectsApi()
+
+
+def _is_conflict(exc: Exception) -> bool:
+    status = getattr(exc, "status", None)
+    body = str(getattr(exc, "body", "") or "")
+    if status == 409:
+        return True
+    # A failed JSON-patch "test" operation is reported as 422 Unprocessable Entity.
+    return status == 422 and "test" in body.lower() and "resourceversion" in body.lower()
+
+
+class KServeBackend:
+    """Base of the Standard and Serverless backends: read, build ops, validate, patch."""
+
+    name = "kserve"
+
+    def __init__(
+        self,
+        isvc: str,
+        namespace: str = "default",
+        *,
+        api: Any | None = None,
+        dry_run: bool = False,
+        manifest: dict | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.isvc = isvc
+        self.namespace = namespace
+        self._api = api
+        self.dry_run = dry_run
+        self.manifest = manifest  # offline dry-run: the current object comes from a file
+        self.out = out or sys.stdout
+        self.last_patch: list[Op] | None = None
+        self.last_object: dict | None = None
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = default_api()
+        return self._api
+
+    # -- reading -----------------------------------------------------------------------------
+    def read(self) -> dict:
+        if self.manifest is not None:
+            return copy.deepcopy(self.manifest)
+        try:
+            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.isvc)
+        except Exception as exc:  # ApiException and connection errors alike
+            status = getattr(exc, "status", None)
+            if status == 404:
+                raise RolloutError(f"InferenceService {self.namespace}/{self.isvc} not found") from exc
+            raise RolloutError(f"cannot read InferenceService {self.namespace}/{self.isvc}: {exc}") from exc
+
+    # -- writing -----------------------------------------------------------------------------
+    def patch(self, build: Callable[[dict], list[Op]]) -> dict:
+        """Build ops from the current object, validate the result, and send them (with retries)."""
+        last_error: Exception | None = None
+        for _attempt in range(MAX_RETRIES):
+            current = self.read()
+            ops = build(current)
+            rv = (current.get("metadata") or {}).get("resourceVersion")
+            full = ([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}] if rv else []) + ops
+            result = apply_patch(current, full)
+            validate_isvc(result)
+            self.last_patch, self.last_object = full, result
+            if self.dry_run:
+                self.out.write("# JSON patch (application/json-patch+json)\n")
+                self.out.write(json.dumps(full, indent=2) + "\n")
+                self.out.write("# resulting InferenceService (validated against the kserve SDK models)\n")
+                self.out.write(json.dumps(result, indent=2) + "\n")
+                if self.manifest is not None:
+                    self.manifest = result
+                return result
+            try:
+                return self.api.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    self.isvc,
+                    full,
+                    field_validation="Strict",
+                    _content_type="application/json-patch+json",
+                )
+            except Exception as exc:
+                if _is_conflict(exc):
+                    last_error = exc
+                    continue
+                raise RolloutError(f"patch of {self.namespace}/{self.isvc} failed: {exc}") from exc
+        raise ConflictError(
+            f"gave up after {MAX_RETRIES} conflicting writes to {self.namespace}/{self.isvc}: {last_error}"
+        )
+
+
+def status_common(obj: dict, backend: str) -> RolloutStatus:
+    """Fields both modes share: readiness, conditions and predictor traffic from ``status``."""
+    status = obj.get("status") or {}
+    predictor = ((status.get("components") or {}).get("predictor")) or {}
+    detail = {
+        "conditions": [
+            {k: c.get(k) for k in ("type", "status", "reason", "message") if c.get(k) is not None}
+            for c in status.get("conditions") or []
+        ],
+        "traffic": predictor.get("traffic") or [],
+        "canaryStatuses": status.get("canaryStatuses") or [],
+        "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion"),
+    }
+    return RolloutStatus(backend=backend, ready=conditions_ready(obj), detail=detail)

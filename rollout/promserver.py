@@ -1,0 +1,83 @@
+"""A throwaway Prometheus for the embedded mode: scrapes the local deployment via file SD.
+
+``housing rollout run --backend local`` without ``--prometheus-url`` starts one (Debian's
+``/usr/bin/prometheus`` or ``prometheus`` on PATH) with a 1 s scrape interval over the target
+list the local backend keeps up to date, and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from rollout.backends.base import RolloutError
+from rollout.backends.local import free_port, stop_pid
+
+
+class LocalPrometheus:
+    def __init__(self, workdir: Path, targets_file: Path, scrape_interval: str = "1s") -> None:
+        self.workdir = workdir
+        self.targets_file = targets_file
+        self.scrape_interval = scrape_interval
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> LocalPrometheus:
+        binary = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
+        if binary is None:
+            raise RolloutError(
+                "no prometheus binary found; install it (apt-get install prometheus) or pass --prometheus-url"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "prometheus.yml"
+        config.write_text(
+            "global:\n"
+            f"  scrape_interval: {self.scrape_interval}\n"
+            "scrape_configs:\n"
+            "  - job_name: housing\n"
+            "    file_sd_configs:\n"
+            f"      - files: ['{self.targets_file}']\n"
+            "        refresh_interval: 1s\n"
+        )
+        with open(self.workdir / "prometheus.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RolloutError(
+                    f"prometheus exited with {self.proc.returncode}; see {self.workdir / 'prometheus.log'}"
+                )
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RolloutError(f"prometheus not ready after {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_pid(self.proc.pid)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass

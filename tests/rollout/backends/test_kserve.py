@@ -1,0 +1,253 @@
+"""KServe patches in both modes: built from an object, applied, and validated against the SDK models."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+
+import pytest
+
+from rollout.backends import kserve_serverless as sl
+from rollout.backends import kserve_standard as st
+from rollout.backends.base import ConflictError, RolloutError
+from rollout.backends.kserve_common import ANNOTATION_CHAMPION_URI, KServeBackend, apply_patch
+from rollout.validate import ValidationError, isvc_errors, validate_isvc
+
+CHAMPION = "s3://models/housing/1"
+CHALLENGER = "s3://models/housing/2"
+
+
+def isvc(**predictor_extra) -> dict:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "housing", "namespace": "ml", "resourceVersion": "100"},
+        "spec": {
+            "predictor": {
+                "serviceAccountName": "housing-predictor",
+                "minReplicas": 1,
+                "model": {
+                    "modelFormat": {"name": "housing"},
+                    "runtime": "housing-runtime",
+                    "storageUri": CHAMPION,
+                    "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "100m"}},
+                },
+                **predictor_extra,
+            }
+        },
+    }
+
+
+def step(obj: dict, ops: list[dict]) -> dict:
+    full = [{"op": "test", "path": "/metadata/resourceVersion", "value": obj["metadata"]["resourceVersion"]}, *ops]
+    out = apply_patch(obj, full)
+    validate_isvc(out)
+    out["metadata"]["resourceVersion"] = str(int(out["metadata"]["resourceVersion"]) + 1)
+    return out
+
+
+def test_base_object_is_valid():
+    assert isvc_errors(isvc()) == []
+
+
+def test_standard_lifecycle_validates_and_promotes():
+    obj = step(isvc(name="v1"), st.start_ops(isvc(name="v1"), CHALLENGER, 10))
+    canary = obj["spec"]["canary"]
+    assert canary[0]["trafficPercent"] == 10
+    assert canary[0]["predictor"]["name"] == "v2"
+    assert canary[0]["predictor"]["model"]["storageUri"] == CHALLENGER
+    assert canary[0]["predictor"]["serviceAccountName"] == "housing-predictor"
+    assert obj["metadata"]["annotations"][ANNOTATION_CHAMPION_URI] == CHAMPION
+    status = st.parse_status(obj)
+    assert (status.champion, status.challenger, status.challenger_percent) == (CHAMPION, CHALLENGER, 10)
+    for pct in (25, 50, 100):
+        obj = step(obj, st.weight_ops(obj, pct))
+        assert obj["spec"]["canary"][0]["trafficPercent"] == pct
+    promoted = step(obj, st.promote_ops(obj))
+    assert "canary" not in promoted["spec"]
+    assert promoted["spec"]["predictor"]["name"] == "v2"
+    assert promoted["spec"]["predictor"]["model"]["storageUri"] == CHALLENGER
+    assert st.parse_status(promoted).champion == CHALLENGER
+
+
+def test_standard_rollback_removes_canary():
+    obj = step(isvc(), st.start_ops(isvc(), CHALLENGER, 25))
+    back = step(obj, st.rollback_ops(obj, "error rate 0.4 > 0.01"))
+    assert "canary" not in back["spec"]
+    assert back["spec"]["predictor"]["model"]["storageUri"] == CHAMPION
+    assert st.parse_status(back).challenger is None
+
+
+def test_standard_refuses_second_canary_and_missing_canary():
+    obj = step(isvc(), st.start_ops(isvc(), CHALLENGER, 10))
+    with pytest.raises(RolloutError, match="already in progress"):
+        st.start_ops(obj, "s3://models/housing/3", 10)
+    with pytest.raises(RolloutError, match="no canary"):
+        st.weight_ops(isvc(), 50)
+    with pytest.raises(ValueError, match="0..100"):
+        st.weight_ops(obj, 101)
+
+
+def test_standard_status_reads_canary_statuses():
+    obj = step(isvc(), st.start_ops(isvc(), CHALLENGER, 50))
+    obj["status"] = {
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "canaryStatuses": [{"name": "v2", "ready": True, "trafficPercent": 40}],
+    }
+    assert isvc_errors(obj) == []
+    status = st.parse_status(obj)
+    assert status.ready and status.challenger_percent == 40 and status.detail["canaryReady"]
+
+
+def test_serverless_lifecycle_validates():
+    obj = step(isvc(), sl.start_ops(isvc(), CHALLENGER, 10))
+    pred = obj["spec"]["predictor"]
+    assert pred["canaryTrafficPercent"] == 10 and pred["model"]["storageUri"] == CHALLENGER
+    status = sl.parse_status(obj)
+    assert (status.champion, status.challenger, status.challenger_percent) == (CHAMPION, CHALLENGER, 10)
+    obj = step(obj, sl.weight_ops(obj, 50))
+    assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 50
+    promoted = step(obj, sl.promote_ops(obj))
+    assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
+    assert sl.parse_status(promoted).champion == CHALLENGER
+    back = step(obj, sl.rollback_ops(obj, "psi 0.9"))
+    assert back["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert sl.parse_status(back).champion_percent == 100
+
+
+def test_serverless_status_reads_knative_traffic():
+    obj = step(isvc(), sl.start_ops(isvc(), CHALLENGER, 25))
+    obj["status"] = {
+        "components": {
+            "predictor": {
+                "traffic": [
+                    {"revisionName": "housing-predictor-00002", "percent": 25, "latestRevision": True, "tag": "latest"},
+                    {"revisionName": "housing-predictor-00001", "percent": 75, "latestRevision": False, "tag": "prev"},
+                ]
+            }
+        },
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    assert isvc_errors(obj) == []
+    status = sl.parse_status(obj)
+    assert status.ready and (status.champion_percent, status.challenger_percent) == (75, 25)
+
+
+def test_custom_container_storage_uri_env():
+    obj = isvc()
+    obj["spec"]["predictor"] = {
+        "containers": [
+            {"name": "kserve-container", "image": "housing:dev", "env": [{"name": "STORAGE_URI", "value": CHAMPION}]}
+        ]
+    }
+    out = step(obj, sl.start_ops(obj, CHALLENGER, 10))
+    assert out["spec"]["predictor"]["containers"][0]["env"][0]["value"] == CHALLENGER
+    out = step(obj, st.start_ops(obj, CHALLENGER, 10))
+    assert out["spec"]["canary"][0]["predictor"]["containers"][0]["env"][0]["value"] == CHALLENGER
+
+
+def test_validator_is_strict():
+    bad = isvc()
+    bad["spec"]["predictor"]["canaryTrafficPercent"] = "10"
+    bad["spec"]["predictor"]["model"]["storageURI"] = CHALLENGER
+    bad["spec"]["canary"] = [{"trafficPercent": 120, "predictor": {"model": {"modelFormat": {"name": "x"}}}}]
+    errors = isvc_errors(bad)
+    joined = "\n".join(errors)
+    assert "canaryTrafficPercent: expected an integer" in joined
+    assert "storageURI: unknown field" in joined
+    assert "trafficPercent: must be within 0..100" in joined
+    assert "predictor.name: required in a canary entry" in joined
+    with pytest.raises(ValidationError):
+        validate_isvc(bad)
+
+
+class _Api:
+    """Stands in for CustomObjectsApi only to exercise the retry loop (not a claim about the API server)."""
+
+    def __init__(self, obj: dict, conflicts: int) -> None:
+        self.obj, self.conflicts, self.patches = obj, conflicts, []
+
+    def get_namespaced_custom_object(self, *args):
+        return copy.deepcopy(self.obj)
+
+    def patch_namespaced_custom_object(self, *args, **kwargs):
+        body = args[5]
+        self.patches.append((body, kwargs))
+        if self.conflicts:
+            self.conflicts -= 1
+            self.obj["metadata"]["resourceVersion"] = str(int(self.obj["metadata"]["resourceVersion"]) + 1)
+            raise type("ApiException", (Exception,), {"status": 409, "body": "Conflict"})()
+        self.obj = apply_patch(self.obj, body)
+        return self.obj
+
+
+def test_patch_retries_on_conflict_with_fresh_resource_version():
+    api = _Api(isvc(), conflicts=2)
+    backend = st.StandardBackend("housing", "ml", api=api)
+    status = backend.start(CHALLENGER, 10)
+    assert status.challenger_percent == 10
+    versions = [body[0]["value"] for body, _ in api.patches]
+    assert versions == ["100", "101", "102"]
+    assert api.patches[-1][1]["_content_type"] == "application/json-patch+json"
+    api = _Api(isvc(), conflicts=99)
+    with pytest.raises(ConflictError):
+        sl.ServerlessBackend("housing", "ml", api=api).start(CHALLENGER, 10)
+
+
+def test_dry_run_prints_patch_and_object_offline():
+    out = io.StringIO()
+    backend = sl.ServerlessBackend("housing", "ml", dry_run=True, manifest=isvc(), out=out)
+    backend.start(CHALLENGER, 10)
+    text = out.getvalue()
+    assert "# JSON patch" in text and '"canaryTrafficPercent": 10' in text
+    patch = json.loads(text.split("# JSON patch (application/json-patch+json)\n")[1].split("# resulting")[0])
+    assert patch[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "100"}
+    # dry-run chains on the manifest: the next command sees the previous result
+    backend.set_weight(50)
+    assert backend.last_object["spec"]["predictor"]["canaryTrafficPercent"] == 50
+
+
+def test_dry_run_refuses_invalid_result():
+    obj = isvc()
+    obj["spec"]["predictor"]["model"]["bogus"] = 1
+    backend = KServeBackend("housing", "ml", dry_run=True, manifest=obj, out=io.StringIO())
+    with pytest.raises(ValidationError, match="bogus"):
+        backend.patch(lambda o: [])
+
+
+def test_patched_objects_pass_the_chart_validator_too():
+    """Cross-check with the cluster tier's independent validator (tests/cluster/kserve_validate.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "cluster" / "kserve_validate.py"
+    if not path.exists():
+        pytest.skip("tests/cluster/kserve_validate.py not present")
+    spec = importlib.util.spec_from_file_location("chart_kserve_validate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base = isvc(name="v1")
+    objects = []
+    for mod in (st, sl):
+        obj = step(base, mod.start_ops(base, CHALLENGER, 10))
+        objects += [obj, step(obj, mod.weight_ops(obj, 50)), step(obj, mod.promote_ops(obj))]
+        objects.append(step(obj, mod.rollback_ops(obj, "reason")))
+    for obj in objects:
+        module.validate_isvc(obj)
+
+
+def test_conflict_detection():
+    from rollout.backends.kserve_common import _is_conflict
+
+    def exc(status, body):
+        return type("ApiException", (Exception,), {"status": status, "body": body})()
+
+    assert _is_conflict(exc(409, "Operation cannot be fulfilled: the object has been modified"))
+    failed_test = (
+        '{"message":"the server rejected our request due to an error in our request: '
+        'testing value /metadata/resourceVersion failed: test failed"}'
+    )
+    assert _is_conflict(exc(422, failed_test))
+    assert not _is_conflict(exc(422, '{"message":"spec.predictor: Invalid value"}'))
+    assert not _is_conflict(exc(403, "forbidden"))
