@@ -35,6 +35,7 @@ class TrainConfig:
     register: bool = True  # log the run and register the version in MLflow
     fast: bool = False  # small, quick configurations (tests, smoke runs)
     progress: bool = True
+    n_jobs: int | None = None  # threads for random forest / xgboost (None = all cores, at most 8)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class TrainResult:
     run_id: str | None = None
     aliases: list[str] = field(default_factory=list)
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
 
 def run_training(cfg: TrainConfig) -> TrainResult:  # pragma: no cover - replaced by the implementation

@@ -1,0 +1,339 @@
+"""The training run: data → split → features → candidates (CV) → winner → bundle → publish.
+
+Order matters for "nothing half-done": MLflow and S3 are checked *before* any training, the
+bundle is uploaded with ``bundle.json`` last and verified from the destination, and only then
+is it registered; a failed registration removes the uploaded bundle again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from housing.config import load_settings
+from predictor.bundle import MODEL_FILES, REFERENCE_FILE, Manifest, write_bundle
+from training import candidates as cands
+from training import storage
+from training.api import TrainConfig, TrainResult
+from training.datasets import Dataset, load_dataset
+from training.errors import TrainingError
+from training.features import fit_features
+from training.metrics import holdout_metrics
+from training.reference import reference_stats
+
+SPLITS = ("random", "temporal")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _progress(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+        disable=not enabled,
+    )
+
+
+def git_revision() -> str | None:
+    """The git commit of the code, from GIT_REVISION or ``git rev-parse`` (None if unknown)."""
+    env = os.environ.get("GIT_REVISION")
+    if env:
+        return env
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rev = out.stdout.strip()
+    return rev if out.returncode == 0 and len(rev) >= 7 else None
+
+
+def library_versions() -> dict[str, str]:
+    import sklearn
+    import xgboost
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "xgboost": xgboost.__version__,
+    }
+
+
+def check_config(cfg: TrainConfig) -> None:
+    cands.check_names(list(cfg.candidates))
+    if cfg.split not in SPLITS:
+        raise TrainingError(f"unknown split {cfg.split!r}: expected one of {', '.join(SPLITS)}")
+    if not 0.0 < cfg.test_size < 1.0:
+        raise TrainingError(f"test_size must be between 0 and 1 (got {cfg.test_size})")
+    if cfg.cv_folds < 2:
+        raise TrainingError(f"cv_folds must be at least 2 (got {cfg.cv_folds})")
+    if cfg.optuna_trials < 0:
+        raise TrainingError(f"trials must be 0 or more (got {cfg.optuna_trials})")
+    if not cfg.model_name or "/" in cfg.model_name:
+        raise TrainingError(f"invalid model name {cfg.model_name!r}")
+
+
+def split_frame(ds: Dataset, cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Random split (scikit-learn's train_test_split) or temporal split (latest rows held out)."""
+    frame = ds.frame
+    n_test = int(np.ceil(cfg.test_size * len(frame)))
+    if len(frame) - n_test < max(2 * cfg.cv_folds, 10) or n_test < 2:
+        raise TrainingError(
+            f"dataset {ds.name} has only {len(frame)} usable rows: too few for a {cfg.test_size:.0%} holdout "
+            f"and {cfg.cv_folds}-fold CV"
+        )
+    if cfg.split == "random":
+        from sklearn.model_selection import train_test_split
+
+        train, test = train_test_split(frame, test_size=cfg.test_size, random_state=cfg.seed)
+        return train, test, {"split": "random", "test_size": cfg.test_size, "seed": cfg.seed}
+    column = cfg.time_column or ds.time_column
+    if not column:
+        raise TrainingError(f"--split temporal needs --time-column for dataset {ds.name}")
+    if column not in frame.columns:
+        raise TrainingError(f"time column {column!r} not found in dataset {ds.name}")
+    key = frame[column]
+    if not pd.api.types.is_numeric_dtype(key):
+        key = pd.to_datetime(key, errors="coerce")
+    if key.isna().any():
+        raise TrainingError(f"time column {column!r} has missing or unparsable values")
+    order = np.argsort(key.to_numpy(), kind="stable")
+    train, test = frame.iloc[order[: len(frame) - n_test]], frame.iloc[order[len(frame) - n_test :]]
+    info = {"split": "temporal", "time_column": column, "test_size": cfg.test_size}
+    info["test_from"] = str(key.iloc[order[len(frame) - n_test]])
+    return train, test, info
+
+
+def make_folds(frame: pd.DataFrame, y: np.ndarray, k: int, cfg: TrainConfig) -> list[cands.Fold]:
+    """K shuffled folds of the training split, each with preprocessing refitted on its own
+    training part (encoder cross-fitted there, validation part encoded like serving does)."""
+    from sklearn.model_selection import KFold
+
+    folds = []
+    for fit_idx, val_idx in KFold(n_splits=k, shuffle=True, random_state=cfg.seed).split(frame):
+        part = fit_features(frame.iloc[fit_idx], y[fit_idx], cfg.impute, cfg.seed)
+        folds.append((part.X_train, y[fit_idx], part.schema.encode_frame(frame.iloc[val_idx]), y[val_idx]))
+    return folds
+
+
+def _tune(
+    name: str, cfg: TrainConfig, folds: list[cands.Fold], n_jobs: int, progress: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Optuna TPE search; returns the best parameters and their CV result (not recomputed)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    task = progress.add_task(f"optuna {name}", total=cfg.optuna_trials)
+    results: dict[int, dict[str, Any]] = {}
+
+    def objective(trial: Any) -> float:
+        params = cands.suggest(name, trial, cfg.fast)
+        results[trial.number] = cands.cross_validate(name, params, folds, cfg.seed, n_jobs)
+        progress.advance(task)
+        return results[trial.number]["rmse"]
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+    study.optimize(objective, n_trials=cfg.optuna_trials)
+    best = study.best_trial
+    return cands.suggest(name, optuna.trial.FixedTrial(best.params), cfg.fast), results[best.number]
+
+
+def _version(model_file: Path, created: datetime) -> str:
+    token = hashlib.sha256(model_file.read_bytes() + uuid.uuid4().bytes).hexdigest()[:8]
+    return f"{created:%Y%m%dT%H%M%SZ}-{token}"
+
+
+# -- the run ---------------------------------------------------------------------------------
+def run(cfg: TrainConfig) -> TrainResult:
+    """Train, evaluate, write, publish and (optionally) register one bundle."""
+    started = time.perf_counter()
+    check_config(cfg)
+    cfg = replace(cfg, candidates=tuple(dict.fromkeys(cfg.candidates)))
+    settings = load_settings()
+    root = cfg.bundle_root or settings.bundle_root
+    n_jobs = cfg.n_jobs or min(os.cpu_count() or 1, 8)
+    registry = None
+    if cfg.register:
+        from training.registry import Registry
+
+        registry = Registry(settings.tracking_uri, settings.home)
+        registry.check()
+    if root.startswith("s3://"):
+        storage.check_bucket(root)
+
+    ds = load_dataset(cfg.dataset, cfg.target)
+    log_target = ds.log_target if cfg.log_target is None else bool(cfg.log_target)
+    if log_target and (ds.frame[ds.target] <= 0).any():
+        raise TrainingError(f"target {ds.target!r} has values <= 0: cannot log-transform (use --no-log-target)")
+    train, test, split_info = split_frame(ds, cfg)
+    features = ds.features
+    forward = np.log if log_target else (lambda v: v)
+    inverse = np.exp if log_target else (lambda v: v)
+    y_train = train[ds.target].to_numpy(dtype=np.float64)
+    y_test = test[ds.target].to_numpy(dtype=np.float64)
+    yt_train = forward(y_train)
+    timings: dict[str, float] = {"prepare": time.perf_counter() - started}
+
+    fitted = fit_features(train[features], yt_train, cfg.impute, cfg.seed, cv=5)
+    schema, X_train = fitted.schema, fitted.X_train
+    n_folds = 3 if cfg.fast and cfg.cv_folds > 3 else cfg.cv_folds
+    folds = make_folds(train[features], yt_train, n_folds, cfg)
+
+    leaderboard: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    with _progress(cfg.progress) as progress:
+        tuned: dict[str, dict[str, Any]] = {}
+        scored: dict[str, tuple[dict[str, Any], float]] = {}
+        for name in cfg.candidates:
+            if cfg.optuna_trials and name != "linear":
+                c0 = time.perf_counter()
+                tuned[name], cv = _tune(name, cfg, folds, n_jobs, progress)
+                scored[name] = (cv, time.perf_counter() - c0)
+            else:
+                tuned[name] = cands.default_params(name, cfg.fast)
+        remaining = [n for n in cfg.candidates if n not in scored]
+        task = progress.add_task("cross-validating candidates", total=len(remaining) * n_folds)
+        for name in remaining:
+            c0 = time.perf_counter()
+            cv = cands.cross_validate(name, tuned[name], folds, cfg.seed, n_jobs, lambda: progress.advance(task))
+            scored[name] = (cv, time.perf_counter() - c0)
+        for name in cfg.candidates:
+            cv, seconds = scored[name]
+            leaderboard.append({"candidate": name, "cv": cv, "params": tuned[name], "seconds": seconds})
+        leaderboard.sort(key=lambda row: row["cv"]["rmse"])
+        best = leaderboard[0]
+        fit_task = progress.add_task(f"fitting {best['candidate']}", total=1)
+        model = cands.make_model(best["candidate"], best["params"], cfg.seed, n_jobs).fit(X_train, yt_train)
+        progress.advance(fit_task)
+    timings["train"] = time.perf_counter() - t0
+    flavor = best["candidate"]
+
+    X_test = schema.encode_frame(test[features])
+    pred_test = inverse(model.predict(X_test))
+    holdout = holdout_metrics(y_test, pred_test, log_target)
+    X_train_served = schema.encode_frame(train[features])
+    pred_train = inverse(model.predict(X_train_served))
+    importance = cands.importances(flavor, model, X_train)
+
+    # -- bundle ----------------------------------------------------------------------------
+    from training import export
+
+    created = datetime.now(UTC).replace(microsecond=0)
+    staging = Path(tempfile.mkdtemp(prefix="housing-bundle-"))
+    model_path = staging / MODEL_FILES[flavor]
+    if flavor == "xgboost":
+        model_info = export.export_xgboost(model, model_path)
+    elif flavor == "random_forest":
+        model_info = export.export_forest(model, model_path)
+    else:
+        model_info = export.export_linear(model, model_path)
+        model_info["alpha"] = float(model.steps[-1][1].alpha_)
+    reference = reference_stats(train[features], schema, fitted.fill, pred_train)
+    (staging / REFERENCE_FILE).write_text(json.dumps(reference, allow_nan=False))
+    version = _version(model_path, created)
+    # CV metrics in the same shape as the holdout ones (price units, *_log on the log scale)
+    oof_true, oof_pred = best["cv"]["oof"]
+    cv_best: dict[str, Any] = holdout_metrics(inverse(oof_true), inverse(oof_pred), log_target)
+    cv_best["rmse_std_log" if log_target else "rmse_std"] = best["cv"]["rmse_std"]
+    cv_best["folds"] = n_folds
+    manifest = Manifest(
+        model_name=cfg.model_name,
+        model_version=version,
+        flavor=flavor,
+        target={"name": ds.target, "transform": "log" if log_target else "none"},
+        schema=schema.to_dict(),
+        metrics={"cv": cv_best, "holdout": holdout},
+        data_digest=ds.digest,
+        libraries=library_versions(),
+        created_at=created.isoformat().replace("+00:00", "Z"),
+        git_revision=git_revision(),
+        params={
+            "model": best["params"],
+            "model_info": model_info,
+            "dataset": {"name": ds.name, "rows": len(ds.frame), "notes": ds.notes, **split_info},
+            "n_train": len(train),
+            "n_test": len(test),
+            "preprocessing": {"impute": cfg.impute, "categorical_encoding": "sklearn TargetEncoder (smooth=auto)"},
+            "optuna_trials": cfg.optuna_trials,
+            "selection": f"lowest {n_folds}-fold CV RMSE on the {'log' if log_target else 'price'} scale",
+            "fast": cfg.fast,
+            "importance": {n: float(v) for n, v in zip(schema.names, importance, strict=True)},
+            "leaderboard": [
+                {
+                    "candidate": row["candidate"],
+                    "cv_rmse": row["cv"]["rmse"],
+                    "cv_rmse_std": row["cv"]["rmse_std"],
+                    "cv_r2": row["cv"]["r2"],
+                    "seconds": round(row["seconds"], 3),
+                    "params": row["params"],
+                }
+                for row in leaderboard
+            ],
+        },
+    )
+    digest = write_bundle(staging, manifest)
+
+    # -- publish + register ----------------------------------------------------------------
+    uri = storage.bundle_uri(root, cfg.model_name, version)
+    try:
+        if registry is not None:
+            registry.check()  # still reachable? fail before uploading anything
+        storage.publish(staging, uri, digest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result = TrainResult(
+        bundle_uri=uri,
+        bundle_dir=Path(uri) if not uri.startswith("s3://") else staging,
+        digest=digest,
+        manifest=manifest,
+        leaderboard=manifest.params["leaderboard"],
+    )
+    plots_dir = staging.parent / f"{staging.name}-plots"
+    try:
+        if registry is not None:
+            from training.plots import write_plots
+
+            plots = write_plots(plots_dir, y_test, pred_test, schema.names, importance, ds.target)
+            try:
+                reg = registry.register(cfg, manifest, staging, uri, digest, plots, leaderboard)
+            except BaseException:
+                storage.unpublish(uri)
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            result.model_version, result.run_id, result.aliases = reg.version, reg.run_id, reg.aliases
+    finally:
+        shutil.rmtree(plots_dir, ignore_errors=True)
+        if result.bundle_dir != staging:
+            shutil.rmtree(staging, ignore_errors=True)
+    timings["total"] = time.perf_counter() - started
+    result.timings = timings
+    return result
