@@ -32,7 +32,7 @@ def ensure_venv() -> Path:
     import xgboost
 
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pins = [f"scikit-learn=={sklearn.__version__}", f"xgboost=={xgboost.__version__}"]
+    pins = [f"scikit-learn=={sklearn.__version__}", f"xgboost-cpu=={xgboost.__version__}"]
     subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", *PACKAGES, *pins], check=True)
     return binary
 
