@@ -32,6 +32,7 @@ class TrainConfig:
     log_target: bool | None = None  # None = dataset default (ames: log price)
     model_name: str = DEFAULT_MODEL_NAME
     bundle_root: str | None = None  # override settings.bundle_root (dir or s3://bucket/prefix)
+    bundle_uri: str | None = None  # exact destination instead of <root>/<model>/<version> (must not exist)
     register: bool = True  # log the run and register the version in MLflow
     fast: bool = False  # small, quick configurations (tests, smoke runs)
     progress: bool = True

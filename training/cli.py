@@ -56,6 +56,14 @@ def train(
             help="Where bundles go: a directory or s3://bucket/prefix (default: HOUSING_BUNDLE_ROOT).",
         ),
     ] = None,
+    bundle_uri: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HOUSING_BUNDLE_URI",
+            help="Exact bundle destination (a directory or s3://bucket/key), e.g. the InferenceService's "
+            "storageUri; must not exist yet. Default: <bundle root>/<model>/<version>.",
+        ),
+    ] = None,
     register: Annotated[
         bool, typer.Option("--register/--no-register", help="Log the run and register the version in MLflow.")
     ] = True,
@@ -106,6 +114,7 @@ def train(
         log_target=log_target,
         model_name=model_name or load_settings().model_name,
         bundle_root=bundle_root,
+        bundle_uri=bundle_uri,
         register=register,
         fast=fast,
         progress=progress and not as_json and sys.stderr.isatty(),

@@ -177,6 +177,8 @@ def run(cfg: TrainConfig) -> TrainResult:
     started = time.perf_counter()
     check_config(cfg)
     cfg = replace(cfg, candidates=tuple(dict.fromkeys(cfg.candidates)))
+    if cfg.bundle_uri and not cfg.bundle_uri.startswith("s3://"):
+        cfg = replace(cfg, bundle_uri=str(Path(cfg.bundle_uri.removeprefix("file://")).expanduser().resolve()))
     settings = load_settings()
     root = cfg.bundle_root or settings.bundle_root
     n_jobs = cfg.n_jobs or min(os.cpu_count() or 1, 8)
@@ -188,6 +190,10 @@ def run(cfg: TrainConfig) -> TrainResult:
         registry.check()
     if root.startswith("s3://"):
         storage.check_bucket(root)
+    if cfg.bundle_uri:
+        if cfg.bundle_uri.startswith("s3://"):
+            storage.check_bucket(cfg.bundle_uri)
+        storage.ensure_absent(cfg.bundle_uri)  # fail before minutes of training, not after
 
     ds = load_dataset(cfg.dataset, cfg.target)
     log_target = ds.log_target if cfg.log_target is None else bool(cfg.log_target)
@@ -302,7 +308,7 @@ def run(cfg: TrainConfig) -> TrainResult:
     digest = write_bundle(staging, manifest)
 
     # -- publish + register ----------------------------------------------------------------
-    uri = storage.bundle_uri(root, cfg.model_name, version)
+    uri = cfg.bundle_uri or storage.bundle_uri(root, cfg.model_name, version)
     try:
         if registry is not None:
             registry.check()  # still reachable? fail before uploading anything

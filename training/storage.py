@@ -94,9 +94,22 @@ def publish(local_dir: Path, uri: str, digest: str) -> None:
         _publish_dir(local_dir, Path(uri), digest)
 
 
+def ensure_absent(uri: str) -> None:
+    """Bundles are immutable: refuse a destination that already holds anything."""
+    if uri.startswith("s3://"):
+        bucket, prefix = split_s3_uri(uri)
+        try:
+            found = s3_client().list_objects_v2(Bucket=bucket, Prefix=prefix + "/", MaxKeys=1).get("KeyCount", 0)
+        except Exception as exc:  # noqa: BLE001 - connection refused, DNS, timeouts
+            raise TrainingError(f"could not check the bundle destination {uri}: {_err(exc)}") from exc
+        if found:
+            raise TrainingError(f"bundle destination {uri} already exists (bundles are never overwritten)")
+    elif Path(uri.removeprefix("file://")).exists():
+        raise TrainingError(f"bundle destination {uri} already exists (bundles are never overwritten)")
+
+
 def _publish_dir(local_dir: Path, dest: Path, digest: str) -> None:
-    if dest.exists():
-        raise TrainingError(f"bundle destination {dest} already exists")
+    ensure_absent(str(dest))
     try:
         dest.mkdir(parents=True)
         for path in _ordered(local_dir):
@@ -108,6 +121,7 @@ def _publish_dir(local_dir: Path, dest: Path, digest: str) -> None:
 
 
 def _publish_s3(local_dir: Path, uri: str, digest: str) -> None:
+    ensure_absent(uri)
     bucket, prefix = split_s3_uri(uri)
     client = s3_client()
     uploaded: list[str] = []

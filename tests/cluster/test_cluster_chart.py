@@ -341,3 +341,21 @@ def test_schema_rejects_bad_values(helm_bin, name):
     result = run_helm(helm_bin, template_args(BAD_VALUES[name]))
     assert result.returncode != 0, f"{name} was accepted"
     assert "schema" in result.stderr or "values don't meet" in result.stderr, result.stderr
+
+
+def _training_env(objects: list[dict]) -> dict[str, str]:
+    (job,) = [j for j in by_kind(objects, "Job") if "train" in j["metadata"]["name"]]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def test_install_trains_exactly_the_bundle_the_inferenceservice_serves(render):
+    """One source of truth: the training Job's destination is predictor.storageUri on install."""
+    objects = render(["predictor.storageUri=s3://models/housing/7"])
+    assert _training_env(objects)["HOUSING_BUNDLE_URI"] == "s3://models/housing/7"
+    isvc = by_kind(objects, "InferenceService")[0]
+    env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0].get("env", [])}
+    assert env["STORAGE_URI"] == "s3://models/housing/7"
+    upgraded = render(["training.bundleUri=s3://models/housing/8"], extra=["--is-upgrade"])
+    assert _training_env(upgraded)["HOUSING_BUNDLE_URI"] == "s3://models/housing/8"
+    assert "HOUSING_BUNDLE_URI" not in _training_env(render([], extra=["--is-upgrade"]))

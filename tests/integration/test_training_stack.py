@@ -193,3 +193,16 @@ def test_housing_train_cli_against_the_stack(stack_env, minio) -> None:
     assert f"s3://{DEFAULT_BUCKET}/{name}/" in result.output
     assert f"model '{name}' version 1 (aliases: challenger, champion)" in result.output
     assert any(k.endswith(MANIFEST) for k in _keys(minio, prefix=f"{name}/"))
+
+
+def test_exact_s3_bundle_uri_is_immutable(stack_env, minio, mlflow_server) -> None:
+    """The chart's training Job writes exactly to the InferenceService's storageUri, once."""
+    name = "housing-it-exact"
+    uri = f"s3://{DEFAULT_BUCKET}/{name}/1"
+    first = run_training(TrainConfig(**BOSTON_FAST, model_name=name, bundle_uri=uri))
+    assert first.bundle_uri == uri
+    keys = sorted(_keys(minio, prefix=f"{name}/1/"))
+    with pytest.raises(TrainingError, match="already exists"):
+        run_training(TrainConfig(**BOSTON_FAST, model_name=name, bundle_uri=uri))
+    assert sorted(_keys(minio, prefix=f"{name}/1/")) == keys
+    assert [str(v.version) for v in _versions(mlflow_server.uri, name)] == [first.model_version]

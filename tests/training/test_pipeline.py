@@ -161,3 +161,14 @@ def test_optuna_search(tmp_path: Path, csv_path: Path) -> None:
     assert params["optuna_trials"] == 2 and result.manifest.flavor == "xgboost"
     assert params["model"] != default_params("xgboost", fast=True)
     assert 60 <= params["model"]["n_estimators"] <= 200
+
+
+def test_exact_bundle_uri_is_used_and_never_overwritten(tmp_path: Path, csv_path: Path) -> None:
+    dest = tmp_path / "isvc" / "housing" / "1"
+    result = run_training(_cfg(csv_path, tmp_path / "bundles", candidates=("linear",), bundle_uri=f"file://{dest}"))
+    assert result.bundle_uri == str(dest) and result.bundle_dir == dest
+    before = (dest / "bundle.json").read_bytes()
+    with pytest.raises(TrainingError, match="already exists"):
+        run_training(_cfg(csv_path, tmp_path / "bundles", candidates=("linear",), bundle_uri=str(dest)))
+    assert (dest / "bundle.json").read_bytes() == before
+    load_manifest(dest, expected_digest=result.digest)
