@@ -22,9 +22,11 @@ tools: install ## build/install what the tests use (MinIO from source, Prometheu
 	bash scripts/tools/minio.sh
 	bash scripts/tools/debian.sh
 	$(PY) -c "from bench.mlserver import ensure_venv; print(ensure_venv())"
-	@for t in helm checkov; do if [[ -f scripts/tools/$$t.sh ]]; then bash scripts/tools/$$t.sh; fi; done
+	bash scripts/tools/helm.sh
+	bash scripts/tools/checkov.sh --install-only
 
 demo: install ## train → serve → V1/V2 predictions → a canary step, all embedded on this machine
+	bash scripts/tools/debian.sh
 	$(VENV)/bin/housing demo
 
 lint: install ## ruff (lint + format check)
