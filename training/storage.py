@@ -121,11 +121,11 @@ def _publish_dir(local_dir: Path, dest: Path, digest: str) -> None:
 
 
 def _publish_s3(local_dir: Path, uri: str, digest: str) -> None:
-    ensure_absent(uri)
     bucket, prefix = split_s3_uri(uri)
     client = s3_client()
     uploaded: list[str] = []
     try:
+        ensure_absent(uri)
         for path in _ordered(local_dir):
             key = f"{prefix}/{path.name}"
             client.upload_file(str(path), bucket, key)

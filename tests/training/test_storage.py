@@ -80,6 +80,10 @@ class FakeS3:
     def delete_object(self, Bucket: str, Key: str) -> None:  # noqa: N803 - boto3 spelling
         self.deleted.append(Key)
 
+    def list_objects_v2(self, Bucket: str, Prefix: str, MaxKeys: int = 1000) -> dict:  # noqa: N803
+        live = [k for k in self.uploaded if k.startswith(Prefix) and k not in self.deleted]
+        return {"KeyCount": min(len(live), MaxKeys)}
+
 
 def test_s3_upload_order_and_cleanup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     digest = _bundle(tmp_path / "staging")
@@ -89,6 +93,9 @@ def test_s3_upload_order_and_cleanup(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(storage, "download_s3", lambda uri, dest, client=None: _copy(tmp_path / "staging", dest))
     storage.publish(tmp_path / "staging", "s3://models/m/v1", digest)
     assert fake.uploaded[-1] == f"m/v1/{MANIFEST}" and len(fake.uploaded) == 3 and fake.deleted == []
+    with pytest.raises(TrainingError, match="already exists"):  # bundles are immutable
+        storage.publish(tmp_path / "staging", "s3://models/m/v1", digest)
+    assert len(fake.uploaded) == 3 and fake.deleted == []
 
     failing = FakeS3(fail_on=1)
     monkeypatch.setattr(storage, "s3_client", lambda: failing)
