@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from bench import mlserver
+from housing.net import free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -56,18 +46,7 @@ class Server:
 
 def wait_ready(server: Server, timeout: float = 120.0) -> float:
     """Block until the V2 model-ready endpoint answers 200; returns seconds waited."""
-    url = f"{server.base}/v2/models/{server.model_name}/ready"
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.label} exited with {server.proc.returncode} before it was ready")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return time.perf_counter() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.02)
-    raise TimeoutError(f"{server.label} not ready after {timeout}s")
+    return wait_http(f"{server.base}/v2/models/{server.model_name}/ready", timeout, server.proc, server.label)
 
 
 def _spawn(label: str, args: list[str], model_name: str, http: int, grpc: int, log: Path) -> Server:

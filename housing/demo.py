@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,9 @@ import typer
 from rich.console import Console
 
 from housing.config import ALIAS_CHAMPION, load_settings
+from housing.net import free_port, wait_http
 
 console = Console()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _sample_row(dataset: str, target: str) -> dict[str, Any]:
@@ -61,7 +53,7 @@ def _v2_body(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _serve_and_predict(model_name: str, row: dict[str, Any], log_dir: Path) -> None:
-    http, grpc = _free_port(), _free_port()
+    http, grpc = free_port(), free_port()
     uri = f"models:/{model_name}@{ALIAS_CHAMPION}"
     argv = [sys.executable, "-m", "predictor", "--model_name", model_name, "--storage_uri", uri]
     argv += ["--http_port", str(http), "--grpc_port", str(grpc)]
@@ -71,19 +63,11 @@ def _serve_and_predict(model_name: str, row: dict[str, Any], log_dir: Path) -> N
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{http}"
     try:
-        started = time.perf_counter()
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the predictor exited ({proc.returncode}); see {log}")
-            try:
-                if httpx.get(f"{base}/v2/models/{model_name}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.perf_counter() - started > 120:
-                raise RuntimeError(f"the predictor did not become ready; see {log}")
-            time.sleep(0.1)
-        console.print(f"  ready in {time.perf_counter() - started:.1f} s")
+        try:
+            waited = wait_http(f"{base}/v2/models/{model_name}/ready", 120, proc, "the predictor")
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}; see {log}") from None
+        console.print(f"  ready in {waited:.1f} s")
         v1 = httpx.post(f"{base}/v1/models/{model_name}:predict", json={"instances": [row]}, timeout=10)
         console.print(f"[bold]V1[/] POST /v1/models/{model_name}:predict → {v1.status_code} {v1.text}")
         v2 = httpx.post(f"{base}/v2/models/{model_name}/infer", json=_v2_body(row), timeout=10)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real MinIO and MLflow servers, and an environment pointing at them."""
+"""Shared fixtures: real MinIO/MLflow/Prometheus servers, and bundles made by the real training code."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from housing.config import DEFAULT_BUCKET
+from tests.procs import train_bundle
 from tests.servers import MinioServer, MlflowServer, PrometheusServer
 
 
@@ -74,3 +75,29 @@ def prometheus_factory(tmp_path: Path) -> Iterator:
     yield start
     for server in started:
         server.stop()
+
+
+# -- bundles from the real training code (fast configurations), trained once per session ------
+@pytest.fixture(scope="session")
+def bundle_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp()
+
+
+@pytest.fixture(scope="session")
+def boston_xgb(bundle_cache: Path) -> Path:
+    return train_bundle(bundle_cache, "boston", "xgboost")
+
+
+@pytest.fixture(scope="session")
+def ames_xgb(bundle_cache: Path) -> Path:
+    return train_bundle(bundle_cache, "ames", "xgboost")
+
+
+@pytest.fixture(scope="session")
+def boston_forest(bundle_cache: Path) -> Path:
+    return train_bundle(bundle_cache, "boston", "random_forest")
+
+
+@pytest.fixture(scope="session")
+def ames_linear(bundle_cache: Path) -> Path:
+    return train_bundle(bundle_cache, "ames", "linear")

@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from housing.net import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -117,21 +108,15 @@ def start_predictor(
     proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=str(ROOT))
     log_file.close()
     handle = PredictorProcess(proc, model_name, http_port, grpc_port, Path(log_name), args)
-    deadline = time.monotonic() + timeout
     path = f"/v2/models/{model_name}/ready" if wait_ready else "/v2/health/live"
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"predictor exited with {proc.returncode}:\n{handle.log()[-4000:]}")
-            try:
-                if client.get(handle.http_url + path).status_code == 200:
-                    return handle
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                handle.stop()
-                raise TimeoutError(f"predictor not ready after {timeout}s:\n{handle.log()[-4000:]}")
-            time.sleep(0.1)
+    try:
+        wait_http(handle.http_url + path, timeout, proc, "predictor")
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}:\n{handle.log()[-4000:]}") from None
+    except TimeoutError as exc:
+        handle.stop()
+        raise TimeoutError(f"{exc}:\n{handle.log()[-4000:]}") from None
+    return handle
 
 
 def train_bundle(cache_root: str | os.PathLike[str], dataset: str = "boston", flavor: str = "xgboost") -> Path:

@@ -9,26 +9,19 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from housing import net
+from housing.net import free_port
 
 TOOLS_DIR = Path(os.environ.get("HOUSING_TOOLS_DIR", Path.home() / ".cache" / "housing" / "bin"))
 MINIO_USER = "housing-test"
 MINIO_PASSWORD = "housing-test-secret"  # test-only credentials of a throwaway server
 MLFLOW_ARTIFACT_BUCKET = "mlflow"
-
-
-def free_port() -> int:
-    """A TCP port that is free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def find_tool(name: str, hint: str) -> str:
@@ -46,22 +39,12 @@ def find_tool(name: str, hint: str) -> str:
 
 
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
-    """Poll ``url`` until it answers 200, the process dies, or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    last: Exception | str = "no answer"
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered:\n{tail}")
-        try:
-            response = httpx.get(url, timeout=2.0)
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not become ready in {timeout}s: {last}")
+    """:func:`housing.net.wait_http`, with the tail of the server's log when it dies first."""
+    try:
+        net.wait_http(url, timeout, proc)
+    except RuntimeError as exc:
+        tail = log.read_text()[-3000:] if log and log.exists() else ""
+        raise RuntimeError(f"{exc}:\n{tail}") from None
 
 
 class ServerProcess:

@@ -21,18 +21,11 @@ from typing import Any
 
 import httpx
 
+from housing.net import free_port, wait_http
 from rollout.backends.base import RolloutError, RolloutStatus, check_percent
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _INFO = re.compile(r"^housing_model_info\{([^}]*)\}\s", re.MULTILINE)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _alive(pid: int | None) -> bool:
@@ -140,19 +133,14 @@ class LocalBackend:
             )
 
     def _wait(self, proc: subprocess.Popen, url: str, what: str, log_name: str) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = (self.dir / "logs" / log_name).read_text(errors="replace")[-2000:]
-                raise RolloutError(f"{what} exited with {proc.returncode} before it was ready:\n{tail}")
-            try:
-                if self.http.get(url).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        stop_pid(proc.pid)
-        raise RolloutError(f"{what} not ready after {self.ready_timeout:.0f}s ({url})")
+        try:
+            wait_http(url, self.ready_timeout, proc, what)
+        except RuntimeError as exc:
+            tail = (self.dir / "logs" / log_name).read_text(errors="replace")[-2000:]
+            raise RolloutError(f"{exc}:\n{tail}") from None
+        except TimeoutError:
+            stop_pid(proc.pid)
+            raise RolloutError(f"{what} not ready after {self.ready_timeout:.0f}s ({url})") from None
 
     def spawn_predictor(self, uri: str, role: str) -> dict[str, Any]:
         """Start ``python -m predictor`` for ``uri`` and wait until the model is ready."""
