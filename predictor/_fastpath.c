@@ -93,6 +93,169 @@ static PyObject *eval_trees(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* eval_packed: the same sums as eval_trees over a layout made for speed (see fastpath.py: _pack).
+ *   pnodes: PNode[] (16 bytes), each tree breadth-first so right == left + 1; a split sends x left when
+ *     (float)x <= thr (thr rounded so that this equals XGBoost's `x < split` / scikit-learn's `x <= thr`),
+ *     NaN goes left iff dl; a leaf loops on itself (thr = +inf, dl = 1), so every tree is walked a fixed
+ *     `depth` steps without a data-dependent branch, and several walks overlap in the CPU.
+ *   leaves: float64 leaf value per packed node; roots, depths: int32 per tree.
+ *   exp_out: write exp(prediction) (a log-target model's price) instead of the prediction.
+ * Small requests keep the GIL: releasing and re-taking it costs more than the walk. */
+typedef struct {
+    float thr;
+    int32_t left;
+    int32_t feat;
+    int32_t dl;
+} PNode;
+
+#define WALK(id, x)                                                                 \
+    do {                                                                            \
+        const PNode *nd_ = nodes + (id);                                            \
+        float fv_ = (float)(x)[nd_->feat];                                          \
+        int gl_ = (fv_ <= nd_->thr) | ((fv_ != fv_) & nd_->dl);                     \
+        (id) = nd_->left + 1 - gl_;                                                 \
+    } while (0)
+
+static int packed_valid(const PNode *nodes, Py_ssize_t n_nodes, const int32_t *roots, const int32_t *depths,
+                        Py_ssize_t n_trees, Py_ssize_t n_cols) {
+    /* every walk stays inside the array: a split's children exist; a node that can only go left
+     * (thr = +inf, dl = 1) may point at itself */
+    for (Py_ssize_t i = 0; i < n_nodes; i++) {
+        const PNode *nd = nodes + i;
+        if (nd->feat < 0 || nd->feat >= n_cols || nd->left < 0 || nd->left >= n_nodes) return 0;
+        int absorbing = nd->left == i && isinf(nd->thr) && nd->thr > 0 && nd->dl == 1;
+        if (!absorbing && (Py_ssize_t)nd->left + 1 >= n_nodes) return 0;
+    }
+    for (Py_ssize_t t = 0; t < n_trees; t++)
+        if (roots[t] < 0 || roots[t] >= n_nodes || depths[t] < 0 || depths[t] > 4096) return 0;
+    return 1;
+}
+
+static PyObject *eval_packed(PyObject *self, PyObject *args) {
+    Py_buffer nodes_b, leaves_b, roots_b, depths_b, x_b, out_b;
+    Py_ssize_t n_cols;
+    int mode, check, exp_out;
+    double scale, base;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*niddpp", &nodes_b, &leaves_b, &roots_b, &depths_b, &x_b, &out_b,
+                          &n_cols, &mode, &scale, &base, &exp_out, &check))
+        return NULL;
+    const PNode *nodes = (const PNode *)nodes_b.buf;
+    const double *leaves = (const double *)leaves_b.buf;
+    const int32_t *roots = (const int32_t *)roots_b.buf;
+    const int32_t *depths = (const int32_t *)depths_b.buf;
+    const double *X = (const double *)x_b.buf;
+    double *out = (double *)out_b.buf;
+    Py_ssize_t n_trees = roots_b.len / (Py_ssize_t)sizeof(int32_t);
+    Py_ssize_t n_nodes = nodes_b.len / (Py_ssize_t)sizeof(PNode);
+    Py_ssize_t n_rows = n_cols > 0 ? x_b.len / (Py_ssize_t)sizeof(double) / n_cols : 0;
+    int ok = n_cols > 0 && out_b.len >= n_rows * (Py_ssize_t)sizeof(double) &&
+             depths_b.len == roots_b.len && leaves_b.len == n_nodes * (Py_ssize_t)sizeof(double) &&
+             nodes_b.len % (Py_ssize_t)sizeof(PNode) == 0;
+    if (ok && check) ok = packed_valid(nodes, n_nodes, roots, depths, n_trees, n_cols);
+    if (ok) {
+        PyThreadState *ts = NULL;
+        if (n_rows * n_trees >= 100000) ts = PyEval_SaveThread();
+        if (n_rows == 1) {
+            /* one row: four trees at a time, their walks interleaved */
+            const double *x = X;
+            float facc = (float)base;
+            double acc = 0.0;
+            Py_ssize_t t = 0;
+            for (; t + 4 <= n_trees; t += 4) {
+                int32_t a = roots[t], b = roots[t + 1], c = roots[t + 2], d = roots[t + 3];
+                int32_t da = depths[t], db = depths[t + 1], dc = depths[t + 2], dd = depths[t + 3];
+                int32_t dm = da > db ? da : db;
+                dm = dm > dc ? dm : dc;
+                dm = dm > dd ? dm : dd;
+                for (int32_t s = 0; s < dm; s++) {
+                    WALK(a, x);
+                    WALK(b, x);
+                    WALK(c, x);
+                    WALK(d, x);
+                }
+                if (mode == 0) {
+                    facc += (float)leaves[a];
+                    facc += (float)leaves[b];
+                    facc += (float)leaves[c];
+                    facc += (float)leaves[d];
+                } else {
+                    acc += leaves[a];
+                    acc += leaves[b];
+                    acc += leaves[c];
+                    acc += leaves[d];
+                }
+            }
+            for (; t < n_trees; t++) {
+                int32_t a = roots[t];
+                for (int32_t s = 0; s < depths[t]; s++) WALK(a, x);
+                if (mode == 0) facc += (float)leaves[a]; else acc += leaves[a];
+            }
+            out[0] = mode == 0 ? (double)facc : acc * scale + base;
+            if (exp_out) out[0] = exp(out[0]);
+        } else {
+            /* rows in blocks, trees outer: a tree's nodes stay in cache while four rows at a time walk it */
+            enum { BLOCK = 64 };
+            double acc[BLOCK];
+            float facc[BLOCK];
+            for (Py_ssize_t r0 = 0; r0 < n_rows; r0 += BLOCK) {
+                Py_ssize_t nb = n_rows - r0 < BLOCK ? n_rows - r0 : BLOCK;
+                const double *xb = X + r0 * n_cols;
+                for (Py_ssize_t b = 0; b < nb; b++) {
+                    acc[b] = 0.0;
+                    facc[b] = (float)base; /* XGBoost sums base_score and leaves in float32 */
+                }
+                for (Py_ssize_t t = 0; t < n_trees; t++) {
+                    int32_t root = roots[t], depth = depths[t];
+                    Py_ssize_t b = 0;
+                    for (; b + 4 <= nb; b += 4) {
+                        const double *x0 = xb + b * n_cols, *x1 = x0 + n_cols, *x2 = x1 + n_cols, *x3 = x2 + n_cols;
+                        int32_t a = root, c = root, d = root, e = root;
+                        for (int32_t s = 0; s < depth; s++) {
+                            WALK(a, x0);
+                            WALK(c, x1);
+                            WALK(d, x2);
+                            WALK(e, x3);
+                        }
+                        if (mode == 0) {
+                            facc[b] += (float)leaves[a];
+                            facc[b + 1] += (float)leaves[c];
+                            facc[b + 2] += (float)leaves[d];
+                            facc[b + 3] += (float)leaves[e];
+                        } else {
+                            acc[b] += leaves[a];
+                            acc[b + 1] += leaves[c];
+                            acc[b + 2] += leaves[d];
+                            acc[b + 3] += leaves[e];
+                        }
+                    }
+                    for (; b < nb; b++) {
+                        const double *x0 = xb + b * n_cols;
+                        int32_t a = root;
+                        for (int32_t s = 0; s < depth; s++) WALK(a, x0);
+                        if (mode == 0) facc[b] += (float)leaves[a]; else acc[b] += leaves[a];
+                    }
+                }
+                for (Py_ssize_t b = 0; b < nb; b++) {
+                    double v = mode == 0 ? (double)facc[b] : acc[b] * scale + base;
+                    out[r0 + b] = exp_out ? exp(v) : v;
+                }
+            }
+        }
+        if (ts != NULL) PyEval_RestoreThread(ts);
+    }
+    PyBuffer_Release(&nodes_b);
+    PyBuffer_Release(&leaves_b);
+    PyBuffer_Release(&roots_b);
+    PyBuffer_Release(&depths_b);
+    PyBuffer_Release(&x_b);
+    PyBuffer_Release(&out_b);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "eval_packed: malformed packed tree arrays or shapes");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* decode_mapping(obj, names, kinds, tables, unknowns, out) -> bool
  * names: tuple of str; kinds: bytes (0 numeric, 1 categorical); tables: tuple of dict-or-None;
  * unknowns, defaults: float64 buffers (defaults NaN = required); out: writable float64 buffer of len(names). */
@@ -155,6 +318,66 @@ static PyObject *decode_mapping(PyObject *self, PyObject *args) {
     Py_RETURN_FALSE;
 }
 
+/* fill_numeric(values, out) -> bool: out[i] = values[i] for a list of exact ints/floats (not bool), all
+ * finite; False (out half-written) when anything needs the careful Python path. */
+static PyObject *fill_numeric(PyObject *self, PyObject *args) {
+    PyObject *seq;
+    Py_buffer out_b;
+    if (!PyArg_ParseTuple(args, "O!w*", &PyList_Type, &seq, &out_b)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(seq);
+    double *out = (double *)out_b.buf;
+    int ok = out_b.len >= n * (Py_ssize_t)sizeof(double);
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(seq, i);
+        double d;
+        if (PyFloat_CheckExact(v)) {
+            d = PyFloat_AS_DOUBLE(v);
+        } else if (PyLong_CheckExact(v)) {
+            d = PyLong_AsDouble(v);
+            if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); ok = 0; break; }
+        } else { ok = 0; break; }
+        if (!isfinite(d)) { ok = 0; break; }
+        out[i] = d;
+    }
+    PyBuffer_Release(&out_b);
+    if (ok) Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+/* fill_categories(values, table, unknown, out) -> bool: out[i] = table.get(v, unknown) for a list of str
+ * (bytes: decoded as UTF-8 with replacement); False when a value is anything else (careful Python path). */
+static PyObject *fill_categories(PyObject *self, PyObject *args) {
+    PyObject *seq, *table;
+    double unknown;
+    Py_buffer out_b;
+    if (!PyArg_ParseTuple(args, "O!O!dw*", &PyList_Type, &seq, &PyDict_Type, &table, &unknown, &out_b)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(seq);
+    double *out = (double *)out_b.buf;
+    int ok = out_b.len >= n * (Py_ssize_t)sizeof(double);
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(seq, i), *key = NULL, *code;
+        if (PyUnicode_CheckExact(v)) {
+            code = PyDict_GetItemWithError(table, v);
+        } else if (PyBytes_CheckExact(v)) {
+            key = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v), "replace");
+            if (key == NULL) { PyErr_Clear(); ok = 0; break; }
+            code = PyDict_GetItemWithError(table, key);
+        } else { ok = 0; break; }
+        if (code == NULL) {
+            if (PyErr_Occurred()) { PyErr_Clear(); ok = 0; }
+            else out[i] = unknown;
+        } else if (PyFloat_CheckExact(code)) {
+            out[i] = PyFloat_AS_DOUBLE(code);
+        } else {
+            ok = 0;
+        }
+        Py_XDECREF(key);
+    }
+    PyBuffer_Release(&out_b);
+    if (ok) Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
 /* out_of_range(X, lo, hi, unk, mask) -> int: mask[i, j] = X < lo | X > hi | X == unk (NaN unk never matches);
  * returns the number of flagged values. */
 static PyObject *out_of_range(PyObject *self, PyObject *args) {
@@ -191,14 +414,17 @@ static PyObject *out_of_range(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"out_of_range", out_of_range, METH_VARARGS, "Flag values outside [lo, hi] or equal to unk."},
     {"eval_trees", eval_trees, METH_VARARGS, "Evaluate a packed tree ensemble over a float64 matrix."},
+    {"eval_packed", eval_packed, METH_VARARGS, "Evaluate a breadth-first packed ensemble (fixed-depth walks)."},
     {"decode_mapping", decode_mapping, METH_VARARGS, "Decode one well-formed {feature: value} dict."},
+    {"fill_numeric", fill_numeric, METH_VARARGS, "A list of finite ints/floats into a float64 buffer."},
+    {"fill_categories", fill_categories, METH_VARARGS, "A list of categories (str/bytes) into their codes."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastpath", NULL, -1, methods};
 
 /* Bumped whenever a function's signature changes: Python ignores a stale build (see fastpath.py). */
-#define FASTPATH_ABI 2
+#define FASTPATH_ABI 3
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     PyObject *m = PyModule_Create(&module);

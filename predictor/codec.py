@@ -20,6 +20,8 @@ from predictor.schema import CATEGORICAL, NUMERIC, FeatureSchema, InputError
 
 _c_decode_mapping = getattr(_c, "decode_mapping", None)
 _c_out_of_range = getattr(_c, "out_of_range", None)
+_c_fill_numeric = getattr(_c, "fill_numeric", None)
+_c_fill_categories = getattr(_c, "fill_categories", None)
 
 FLOAT_TYPES = {"FP64", "FP32", "INT64", "INT32"}
 NUMERIC_DATATYPES = {"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
@@ -74,16 +76,18 @@ class Decoder:
                 unk[j] = float(f.unknown)
         self.lo, self.hi, self.unk = lo, hi, unk
         self._check_unk = bool(np.isfinite(unk).any())
+        self._row_mask = np.zeros((1, self.n), dtype=np.bool_)
+        self._row_mask_u8 = self._row_mask.view(np.uint8)
 
     # -- V1 --------------------------------------------------------------------------------
     def v1(self, payload: Any) -> np.ndarray:
         """``{"instances": [...]}`` or one bare ``{feature: value}`` object → (n, F) matrix."""
-        if isinstance(payload, (bytes, bytearray)):
+        if type(payload) is not dict and isinstance(payload, (bytes, bytearray)):
             try:
                 payload = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 raise InvalidInput(f"body: not valid JSON ({exc})") from None
-        if isinstance(payload, Mapping):
+        if type(payload) is dict or isinstance(payload, Mapping):
             if "instances" in payload:
                 instances = payload["instances"]
                 if not isinstance(instances, list):
@@ -100,6 +104,9 @@ class Decoder:
         self.check_batch(n, "instances")
         X = np.empty((n, self.n), dtype=np.float64)
         c_decode = _c_decode_mapping
+        if n == 1 and c_decode is not None and type(instances[0]) is dict:  # the common single row: X is the row
+            if c_decode(instances[0], self.names, self.kinds, self.tables, self.unknowns, self.defaults, X):
+                return X
         for i, inst in enumerate(instances):
             row = X[i]
             if type(inst) is dict:
@@ -136,16 +143,18 @@ class Decoder:
     # -- V2 --------------------------------------------------------------------------------
     def v2(self, request: InferRequest) -> np.ndarray:
         """One tensor per feature (BYTES for categoricals), or one 2-D numeric tensor."""
-        inputs = list(request.inputs or [])
+        inputs = request.inputs or []
+        if type(inputs) is not list:
+            inputs = list(inputs)
         if not inputs:
             raise bad("inputs", "must contain one tensor per feature or one 2-D tensor")
-        names = [inp.name for inp in inputs]
-        if len(inputs) == 1 and names[0] not in self.schema.index:
+        if len(inputs) == 1 and inputs[0].name not in self.schema.index:
             return self._matrix(inputs[0])
         if _c_decode_mapping is not None and len(inputs) <= self.n:
             X = self._v2_single_row(inputs)
             if X is not None:
                 return X
+        names = [inp.name for inp in inputs]
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise bad(str(dup), "tensor given more than once")
@@ -182,19 +191,24 @@ class Decoder:
     def _v2_single_row(self, inputs: list[InferInput]) -> np.ndarray | None:
         """One row sent as [1]-shaped JSON tensors: decode like a V1 object (C); None if not that case."""
         row: dict[str, Any] = {}
-        index, kinds = self.schema.index, self.kinds
+        index, kinds, float_types = self.schema.index, self.kinds, FLOAT_TYPES
         for inp in inputs:
-            data, shape, j = inp.data, inp.shape, index.get(inp.name)
-            if (
-                j is None
-                or type(data) is not list
-                or len(data) != 1
-                or shape != [1]
-                or inp._raw_data is not None
-                or (inp.datatype != "BYTES" if kinds[j] else inp.datatype not in FLOAT_TYPES)
-            ):
+            data = inp.data
+            if type(data) is not list or len(data) != 1 or inp._raw_data is not None or inp.shape != [1]:
                 return None
-            row[inp.name] = data[0]
+            name = inp.name
+            j = index.get(name)
+            if j is None:
+                return None
+            value = data[0]
+            if kinds[j]:
+                if inp.datatype != "BYTES":
+                    return None
+                if type(value) is bytes:  # gRPC BYTES: like the column path, decoded leniently
+                    value = value.decode("utf-8", "replace")
+            elif inp.datatype not in float_types:
+                return None
+            row[name] = value
         if len(row) != len(inputs):
             return None
         X = np.empty((1, self.n), dtype=np.float64)
@@ -204,7 +218,15 @@ class Decoder:
 
     def _categorical_column(self, j: int, values: list[Any]) -> np.ndarray:
         table, unknown = self.tables[j], self.unknowns[j]
-        if set(map(type, values)) == {str}:
+        if _c_fill_categories is not None and type(values) is list:
+            out = np.empty(len(values), dtype=np.float64)
+            if _c_fill_categories(values, table, float(unknown), out):  # all str/bytes: table.get(v, unknown)
+                return out
+        types = set(map(type, values))
+        if types == {bytes}:  # gRPC BYTES tensors: decoded as FeatureSchema._categorical does
+            values = [v.decode("utf-8", "replace") for v in values]
+            types = {str}
+        if types == {str}:
             return np.fromiter(
                 map(table.get, values, repeat(unknown, len(values))), dtype=np.float64, count=len(values)
             )
@@ -244,6 +266,10 @@ class Decoder:
         ):
             if categorical:
                 return data
+            if _c_fill_numeric is not None:
+                arr = np.empty(len(data), dtype=np.float64)
+                if _c_fill_numeric(data, arr):  # exact ints/floats, all finite
+                    return arr
             arr = _numeric_array(data)
             if arr is not None and np.isfinite(arr).all():
                 return arr
@@ -331,6 +357,9 @@ class Decoder:
     def out_of_range(self, X: np.ndarray) -> np.ndarray | None:
         """Boolean (n, F) mask of values outside the training range / unseen categories; None if none."""
         if _c_out_of_range is not None and X.flags.c_contiguous and X.dtype == np.float64:
+            # one row: count into a scratch row first (most rows are in range, nothing to allocate)
+            if X.shape[0] == 1 and _c_out_of_range(X, self.lo, self.hi, self.unk, self._row_mask_u8) == 0:
+                return None
             mask = np.empty(X.shape, dtype=np.bool_)
             if _c_out_of_range(X, self.lo, self.hi, self.unk, mask.view(np.uint8)) == 0:
                 return None

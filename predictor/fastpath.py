@@ -15,13 +15,13 @@ both give the same numbers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 #: The C extension's interface version this module was written for (``_fastpath.c``: FASTPATH_ABI).
-ABI = 2
+ABI = 3
 
 
 def _load_extension() -> Any:
@@ -47,6 +47,10 @@ NODE_DTYPE = np.dtype(
 )
 XGBOOST, SKLEARN = 0, 1
 
+#: The C walk's layout (``_fastpath.c``: PNode, 16 bytes): each tree breadth-first so a split's right
+#: child is ``left + 1``; ``(float)x <= thr`` goes left, NaN goes left iff ``dl``; leaves loop on themselves.
+PNODE_DTYPE = np.dtype({"names": ["thr", "left", "feat", "dl"], "formats": ["<f4", "<i4", "<i4", "<i4"]})
+
 
 def has_c_extension() -> bool:
     return _c is not None
@@ -62,6 +66,7 @@ class TreeEnsemble:
     mode: int  # XGBOOST or SKLEARN
     scale: float  # 1.0 (sum) or 1/n_trees (mean)
     base: float
+    _packed: tuple[np.ndarray, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # numpy may drop the padding when concatenating structured arrays: restore the C layout
@@ -69,13 +74,27 @@ class TreeEnsemble:
             self.nodes = self.nodes.astype(NODE_DTYPE)
         self.nodes = np.ascontiguousarray(self.nodes)
         self.roots = np.ascontiguousarray(self.roots, dtype=np.int64)
+        if _c is not None and len(self.roots) and self.n_features > 0:
+            self._packed = pack_trees(self.nodes, self.roots, self.mode)
+            out = np.empty(1, dtype=np.float64)
+            # validated once here (the arrays are read-only from now on), then trusted per call
+            _c.eval_packed(
+                *self._packed, np.zeros((1, self.n_features)), out, self.n_features, 0, 1.0, 0.0, False, True
+            )
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Model-scale predictions for a C-contiguous float64 matrix (n_rows, n_features)."""
+    def predict(self, X: np.ndarray, exp: bool = False) -> np.ndarray:
+        """Model-scale predictions (``exp``: their exponential) for a float64 matrix (n_rows, n_features)."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"expected a matrix with {self.n_features} columns, got shape {X.shape}")
         out = np.empty(X.shape[0], dtype=np.float64)
+        if _c is not None and self._packed is not None:
+            _c.eval_packed(*self._packed, X, out, self.n_features, self.mode, self.scale, self.base, exp, False)
+            return out
+        out = self._predict_c_or_numpy(X, out)
+        return np.exp(out, out=out) if exp else out
+
+    def _predict_c_or_numpy(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
         if _c is not None:
             _c.eval_trees(self.nodes, self.roots, X, out, self.n_features, self.mode, self.scale, self.base)
             return out
@@ -127,6 +146,74 @@ class TreeEnsemble:
         return paths
 
 
+def pack_trees(nodes: np.ndarray, roots: np.ndarray, mode: int) -> tuple[np.ndarray, ...]:
+    """NODE_DTYPE trees → (PNODE_DTYPE nodes, float64 leaves, int32 roots, int32 depths) for ``eval_packed``.
+
+    Each tree is renumbered breadth-first (children adjacent). Thresholds become float32 ``T`` with
+    ``f <= T`` ⇔ the original comparison for every float32 ``f``: XGBoost's ``f < thr`` (T: the largest
+    float32 below thr), scikit-learn's ``f <= thr`` (T: the largest float32 not above thr); NaN when no
+    float32 qualifies (always right). Leaves: ``thr = +inf``, ``dl = 1``, ``left`` = themselves.
+    """
+    left = nodes["left"].astype(np.int64)
+    right = nodes["right"].astype(np.int64)
+    split = nodes["feat"] >= 0
+    n_trees = len(roots)
+    # breadth-first over all trees at once: a level's nodes, ordered by (tree, position in the tree)
+    frontier = np.asarray(roots, dtype=np.int64)
+    tree = np.arange(n_trees, dtype=np.int64)
+    levels, trees = [], []
+    depths = np.zeros(n_trees, dtype=np.int64)
+    level = visited = 0
+    while len(frontier):
+        visited += len(frontier)
+        if (frontier < 0).any() or (frontier >= len(nodes)).any() or visited > len(nodes):
+            raise ValueError("malformed trees: a child is out of range, shared or in a cycle")
+        levels.append(frontier)
+        trees.append(tree)
+        depths[tree] = level
+        inner = split[frontier]
+        parents = frontier[inner]
+        frontier = np.stack([left[parents], right[parents]], axis=1).reshape(-1)  # left, right adjacent
+        tree = np.repeat(tree[inner], 2)
+        level += 1
+    order_a = np.concatenate(levels)
+    order_a = order_a[np.argsort(np.concatenate(trees), kind="stable")]  # each tree contiguous, level by level
+    if len(np.unique(order_a)) != len(order_a):
+        raise ValueError("malformed trees: a node is shared between parents")
+    new_roots = np.searchsorted(np.sort(np.concatenate(trees)), np.arange(n_trees))
+    inv = np.empty(len(nodes), dtype=np.int64)
+    inv[order_a] = np.arange(len(order_a))
+    src = nodes[order_a]
+    is_leaf = src["feat"] < 0
+    thr = src["thr"].astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t32 = thr.astype(np.float32)
+        if mode == XGBOOST:
+            t32 = np.where(t32.astype(np.float64) >= thr, np.nextafter(t32, np.float32(-np.inf)), t32)
+            none = ~(t32.astype(np.float64) < thr)
+        else:
+            t32 = np.where(t32.astype(np.float64) > thr, np.nextafter(t32, np.float32(-np.inf)), t32)
+            none = ~(t32.astype(np.float64) <= thr)
+    t32 = np.where(none, np.float32(np.nan), t32).astype(np.float32)
+    packed = np.zeros(len(order_a), dtype=PNODE_DTYPE)
+    own = np.arange(len(order_a), dtype=np.int64)
+    child = inv[np.where(is_leaf, order_a, src["left"])]
+    packed["thr"] = np.where(is_leaf, np.float32(np.inf), t32)
+    packed["left"] = np.where(is_leaf, own, child)
+    packed["feat"] = np.where(is_leaf, 0, src["feat"])
+    packed["dl"] = np.where(is_leaf, 1, src["default_left"] if mode == XGBOOST else 0)
+    leaves = np.ascontiguousarray(src["leaf"], dtype=np.float64)
+    arrays = (
+        packed,
+        leaves,
+        new_roots.astype(np.int32),
+        depths.astype(np.int32),
+    )
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
 def _parse_base_score(value: Any) -> float:
     if isinstance(value, (int, float)):
         return float(value)
@@ -153,27 +240,32 @@ def compile_xgboost_model(model: dict[str, Any]) -> TreeEnsemble:
     trees = gb["model"]["trees"]
     n_features = int(learner["learner_model_param"]["num_feature"])
     base = _parse_base_score(learner["learner_model_param"]["base_score"])
-    parts, roots, offset = [], [], 0
-    for tree in trees:
-        if any(int(t) != 0 for t in tree.get("split_type", [])):
-            raise ValueError("categorical splits are not handled by the fast path")
-        left = np.asarray(tree["left_children"], dtype=np.int64)
-        right = np.asarray(tree["right_children"], dtype=np.int64)
-        cond = np.asarray(tree["split_conditions"], dtype=np.float64)
-        n = len(left)
-        leaf_mask = left < 0
-        packed = np.zeros(n, dtype=NODE_DTYPE)
-        packed["left"] = np.where(leaf_mask, -1, left + offset)
-        packed["right"] = np.where(leaf_mask, -1, right + offset)
-        packed["feat"] = np.where(leaf_mask, -1, np.asarray(tree["split_indices"], dtype=np.int64))
-        packed["default_left"] = np.asarray(tree["default_left"], dtype=np.uint8)
-        # split conditions are float32 in XGBoost: keep that exact value
-        packed["thr"] = cond.astype(np.float32).astype(np.float64)
-        packed["leaf"] = np.where(leaf_mask, cond.astype(np.float32).astype(np.float64), 0.0)
-        parts.append(packed)
-        roots.append(offset)
-        offset += n
-    nodes = np.concatenate(parts) if parts else np.zeros(0, dtype=NODE_DTYPE)
+    if not trees:
+        return TreeEnsemble(np.zeros(0, dtype=NODE_DTYPE), np.zeros(0, dtype=np.int64), n_features, XGBOOST, 1.0, base)
+    split_types = [np.asarray(tree.get("split_type", []), dtype=np.int64).reshape(-1) for tree in trees]
+    if any(st.any() for st in split_types):
+        raise ValueError("categorical splits are not handled by the fast path")
+
+    def column(key: str, dtype: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(tree[key], dtype=dtype).reshape(-1) for tree in trees])
+
+    # all trees at once: node ids become offsets into one packed array
+    sizes = np.asarray([len(tree["left_children"]) for tree in trees], dtype=np.int64)
+    roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    offset = np.repeat(roots, sizes)
+    left = column("left_children", np.int64)
+    right = column("right_children", np.int64)
+    cond = column("split_conditions", np.float64)
+    leaf_mask = left < 0
+    nodes = np.zeros(len(left), dtype=NODE_DTYPE)
+    nodes["left"] = np.where(leaf_mask, -1, left + offset)
+    nodes["right"] = np.where(leaf_mask, -1, right + offset)
+    nodes["feat"] = np.where(leaf_mask, -1, column("split_indices", np.int64))
+    nodes["default_left"] = column("default_left", np.uint8)
+    # split conditions are float32 in XGBoost: keep that exact value
+    cond32 = cond.astype(np.float32).astype(np.float64)
+    nodes["thr"] = cond32
+    nodes["leaf"] = np.where(leaf_mask, cond32, 0.0)
     return TreeEnsemble(nodes, np.asarray(roots, dtype=np.int64), n_features, XGBOOST, 1.0, base)
 
 

@@ -59,6 +59,8 @@ class LoadedBundle:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Prices (the target transform undone) for an encoded (n, F) matrix."""
+        if isinstance(self.evaluator, TreeEnsemble):  # the exponential in the same compiled pass
+            return self.evaluator.predict(X, exp=self.transform == "log")
         y = self.evaluator.predict(X)
         return np.exp(y, out=y) if self.transform == "log" else y
 

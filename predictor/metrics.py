@@ -13,11 +13,18 @@ champion:
   ``feature`` (``feature="__prediction__"`` for predictions); ``housing_drift_score`` — the
   largest feature PSI. Computed when Prometheus scrapes, not per request.
 * ``housing_model_info`` — 1, with flavor and bundle digest labels.
+
+Small requests are recorded in bulk: ``observe`` queues them and the queue is applied to the
+series every ``FLUSH_EVERY`` requests and whenever the registry is collected (a collector
+registered ahead of our series flushes first), so every scrape sees every request answered
+before it. Per request that is one append instead of a dozen lock/ufunc round trips.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -28,12 +35,43 @@ from predictor.schema import NUMERIC, FeatureSchema
 
 LABELS = ("model_name", "model_version")
 EPS = 1e-4
+#: Queued small requests applied to the series at once (and at every scrape).
+FLUSH_EVERY = 128
+#: Requests with more rows than this are applied at once (queueing would only copy them).
+QUEUE_MAX_ROWS = 16
 
 _created: dict[str, Any] = {}
 
 
+class _Flusher:
+    """Registered before our series: applies every model's queued observations when collected."""
+
+    def __init__(self) -> None:
+        self.models: weakref.WeakSet[ModelMetrics] = weakref.WeakSet()
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        for metrics in list(self.models):
+            metrics.flush()
+        return []
+
+
+_flusher: _Flusher | None = None
+
+
+def flusher() -> _Flusher:
+    global _flusher
+    if _flusher is None:
+        _flusher = _Flusher()
+        REGISTRY.register(_flusher)
+    return _flusher
+
+
 def _metric(kind: type, name: str, doc: str, labels: tuple[str, ...], **kw: Any) -> Any:
     """Create a metric once per process (models may be re-created in tests)."""
+    flusher()  # registered ahead of the series it feeds: the registry collects in registration order
     if name not in _created:
         _created[name] = kind(name, doc, labels, **kw)
     return _created[name]
@@ -136,6 +174,7 @@ class DriftCollector:
             "housing_drift_score", "Largest feature PSI of recent served rows", labels=list(LABELS)
         )
         window_rows = GaugeMetricFamily("housing_drift_window_rows", "Rows in the drift window", labels=list(LABELS))
+        flusher().collect()
         for (name, version), window in list(self.windows.items()):
             scores = window.scores()
             window_rows.add_metric([name, version], window.count)
@@ -199,15 +238,58 @@ class ModelMetrics:
         info.labels(name, version, flavor, digest).set(1)
         self.window = DriftWindow(schema, reference, window)
         drift_collector().windows[self.labels] = self.window
+        self._queue: deque[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = deque()
+        self._flush_lock = threading.Lock()
+        flusher().models.add(self)
 
     def observe(self, protocol: str, X: np.ndarray, prices: np.ndarray, oor_mask: np.ndarray | None) -> None:
-        n = len(prices)
-        self.predictions.get(protocol, self.predictions["v1"]).inc(n)
-        if n == 1:
+        """Count one answered request (X, prices and the mask must not be modified afterwards)."""
+        if len(prices) > QUEUE_MAX_ROWS:
+            with self._flush_lock:
+                self._apply(self._drain())  # keep the drift window in arrival order
+                self._apply([(protocol, X, prices, oor_mask)])
+            return
+        queue = self._queue
+        queue.append((protocol, X, prices, oor_mask))
+        if len(queue) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply every queued observation to the series and the drift window."""
+        if self._queue:
+            with self._flush_lock:
+                self._apply(self._drain())
+
+    def _drain(self) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
+        items = []
+        pop = self._queue.popleft
+        while True:
+            try:
+                items.append(pop())
+            except IndexError:
+                return items
+
+    def _apply(self, items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]) -> None:
+        if not items:
+            return
+        rows: dict[str, int] = {}
+        for protocol, _, prices, _ in items:
+            rows[protocol] = rows.get(protocol, 0) + len(prices)
+        for protocol, n in rows.items():
+            self.predictions.get(protocol, self.predictions["v1"]).inc(n)
+        if len(items) == 1:
+            _, X, prices, masks = items[0]
+            masks = None if masks is None else [masks]
+        else:
+            X = np.concatenate([item[1] for item in items])
+            prices = np.concatenate([item[2] for item in items])
+            masks = [item[3] for item in items if item[3] is not None] or None
+        if len(prices) == 1:
             self.values.observe(float(prices[0]))
         else:
             self._observe_many(prices)
-        if oor_mask is not None:
+        if masks is not None:
+            oor_mask = masks[0] if len(masks) == 1 else np.concatenate(masks)
             for j in np.flatnonzero(oor_mask.any(axis=0)):
                 self.oor[j].inc(int(oor_mask[:, j].sum()))
             self.oor_rows.inc(int(oor_mask.any(axis=1).sum()))

@@ -24,6 +24,13 @@ _SCALARS = {
 }
 _STRUCT = {b"i": ">b", b"U": ">B", b"I": ">h", b"l": ">i", b"L": ">q", b"d": ">f", b"D": ">d"}
 
+# the hot loop works on byte values (ints), not one-byte slices
+_ARRAY_TYPES = {k[0]: (np.dtype(dt), np.dtype(dt).newbyteorder("="), size) for k, (dt, size) in _SCALARS.items()}
+_STRUCTS = {k[0]: struct.Struct(fmt) for k, fmt in _STRUCT.items()}
+_LENGTHS = {k: v for k, v in _STRUCTS.items() if k not in (ord("d"), ord("D"))}
+_N, _S, _H, _C, _T, _F, _Z = (ord(c) for c in "NSHCTFZ")
+_OPEN_ARRAY, _CLOSE_ARRAY, _OPEN_OBJ, _CLOSE_OBJ, _DOLLAR, _HASH = (ord(c) for c in "[]{}$#")
+
 
 class UBJSONError(ValueError):
     """The bytes are not UBJSON this reader understands."""
@@ -31,72 +38,83 @@ class UBJSONError(ValueError):
 
 class _Reader:
     def __init__(self, data: bytes) -> None:
-        self.data = memoryview(data)
+        self.data = bytes(data)
+        self.end = len(self.data)
         self.pos = 0
 
-    def marker(self) -> bytes:
+    def marker(self) -> int:
+        data, pos, end = self.data, self.pos, self.end
         while True:
-            if self.pos >= len(self.data):
+            if pos >= end:
                 raise UBJSONError("unexpected end of data")
-            m = bytes(self.data[self.pos : self.pos + 1])
-            self.pos += 1
-            if m != b"N":  # no-op
+            m = data[pos]
+            pos += 1
+            if m != _N:  # no-op
+                self.pos = pos
                 return m
 
-    def scalar(self, m: bytes) -> Any:
-        fmt = _STRUCT[m]
-        size = struct.calcsize(fmt)
-        if self.pos + size > len(self.data):
+    def scalar(self, m: int) -> Any:
+        st = _STRUCTS[m]
+        pos = self.pos
+        if pos + st.size > self.end:
             raise UBJSONError("unexpected end of data")
-        (value,) = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += size
+        (value,) = st.unpack_from(self.data, pos)
+        self.pos = pos + st.size
         return value
 
     def length(self) -> int:
         m = self.marker()
-        if m not in _STRUCT or m in (b"d", b"D"):
-            raise UBJSONError(f"bad length marker {m!r}")
-        n = int(self.scalar(m))
+        st = _LENGTHS.get(m)
+        if st is None:
+            raise UBJSONError(f"bad length marker {bytes([m])!r}")
+        pos = self.pos
+        if pos + st.size > self.end:
+            raise UBJSONError("unexpected end of data")
+        (n,) = st.unpack_from(self.data, pos)
+        self.pos = pos + st.size
         if n < 0:
             raise UBJSONError("negative length")
         return n
 
     def string(self) -> str:
         n = self.length()
-        end = self.pos + n
-        if end > len(self.data):
+        start = self.pos
+        end = start + n
+        if end > self.end:
             raise UBJSONError("unexpected end of data")
-        s = bytes(self.data[self.pos : end]).decode("utf-8")
         self.pos = end
-        return s
+        return self.data[start:end].decode("utf-8")
 
-    def value(self, m: bytes | None = None) -> Any:
-        m = m or self.marker()
-        if m in _STRUCT:
+    def value(self, m: int | None = None) -> Any:
+        if m is None:
+            m = self.marker()
+        if m in _STRUCTS:
             return self.scalar(m)
-        if m == b"S" or m == b"H":
+        if m == _S or m == _H:
             return self.string()
-        if m == b"C":
-            return chr(self.scalar(b"U"))
-        if m == b"T":
-            return True
-        if m == b"F":
-            return False
-        if m == b"Z":
-            return None
-        if m == b"[":
+        if m == _OPEN_ARRAY:
             return self.array()
-        if m == b"{":
+        if m == _OPEN_OBJ:
             return self.obj()
-        raise UBJSONError(f"unknown marker {m!r} at {self.pos - 1}")
+        if m == _C:
+            return chr(self.scalar(ord("U")))
+        if m == _T:
+            return True
+        if m == _F:
+            return False
+        if m == _Z:
+            return None
+        raise UBJSONError(f"unknown marker {bytes([m])!r} at {self.pos - 1}")
 
-    def _container_header(self) -> tuple[bytes | None, int | None]:
+    def _container_header(self) -> tuple[int | None, int | None]:
         typ = count = None
-        if bytes(self.data[self.pos : self.pos + 1]) == b"$":
-            self.pos += 1
+        data, pos = self.data, self.pos
+        if pos < self.end and data[pos] == _DOLLAR:
+            self.pos = pos + 1
             typ = self.marker()
-        if bytes(self.data[self.pos : self.pos + 1]) == b"#":
-            self.pos += 1
+            pos = self.pos
+        if pos < self.end and data[pos] == _HASH:
+            self.pos = pos + 1
             count = self.length()
         if typ is not None and count is None:
             raise UBJSONError("typed container without a count")
@@ -104,14 +122,16 @@ class _Reader:
 
     def array(self) -> Any:
         typ, count = self._container_header()
-        if typ is not None and typ in _SCALARS:
-            dtype, size = _SCALARS[typ]
-            end = self.pos + size * count
-            if end > len(self.data):
+        if typ is not None and typ in _ARRAY_TYPES:
+            assert count is not None
+            dtype, native, size = _ARRAY_TYPES[typ]
+            start = self.pos
+            end = start + size * count
+            if end > self.end:
                 raise UBJSONError("unexpected end of data")
-            arr = np.frombuffer(self.data[self.pos : end], dtype=dtype)
             self.pos = end
-            return arr.astype(np.dtype(dtype).newbyteorder("="))  # native byte order, a copy
+            arr = np.frombuffer(self.data, dtype=dtype, count=count, offset=start)
+            return arr.astype(native)  # native byte order, a copy
         out = []
         if count is not None:
             for _ in range(count):
@@ -119,7 +139,7 @@ class _Reader:
             return out
         while True:
             m = self.marker()
-            if m == b"]":
+            if m == _CLOSE_ARRAY:
                 return out
             out.append(self.value(m))
 
@@ -131,8 +151,9 @@ class _Reader:
                 key = self.string()
                 out[key] = self.value(typ)
             return out
+        data = self.data
         while True:
-            if bytes(self.data[self.pos : self.pos + 1]) == b"}":
+            if self.pos < self.end and data[self.pos] == _CLOSE_OBJ:
                 self.pos += 1
                 return out
             key = self.string()

@@ -1,0 +1,158 @@
+"""The request path's shortcuts give the same answers and counts as the plain code."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from predictor import fastpath
+from predictor.loaded import load_bundle
+from predictor.metrics import FLUSH_EVERY, ModelMetrics
+
+
+def _stumps(thresholds: list[float], mode: int) -> fastpath.TreeEnsemble:
+    """One stump per threshold on feature j % 2, plus a deeper lopsided tree."""
+    nodes = []
+    roots = []
+    for k, thr in enumerate(thresholds):
+        base = len(nodes)
+        roots.append(base)
+        nodes.append((base + 1, base + 2, k % 2, k % 2, thr, 0.0))
+        nodes.append((-1, -1, -1, 0, 0.0, 1.0 + k))
+        nodes.append((-1, -1, -1, 0, 0.0, -2.0 - k))
+    base = len(nodes)
+    roots.append(base)  # left leaf at depth 1, right subtree to depth 3
+    nodes.append((base + 1, base + 2, 0, 1, 0.25, 0.0))
+    nodes.append((-1, -1, -1, 0, 0.0, 0.5))
+    nodes.append((base + 3, base + 4, 1, 0, -0.75, 0.0))
+    nodes.append((-1, -1, -1, 0, 0.0, 0.125))
+    nodes.append((base + 5, base + 6, 0, 1, 3.0, 0.0))
+    nodes.append((-1, -1, -1, 0, 0.0, 0.0625))
+    nodes.append((-1, -1, -1, 0, 0.0, 8.0))
+    packed = np.zeros(len(nodes), dtype=fastpath.NODE_DTYPE)
+    for name, column in zip(
+        ("left", "right", "feat", "default_left", "thr", "leaf"), zip(*nodes, strict=True), strict=True
+    ):
+        packed[name] = column
+    if mode == fastpath.XGBOOST:  # XGBoost's thresholds and leaves are float32 values
+        packed["thr"] = packed["thr"].astype(np.float32).astype(np.float64)
+        packed["leaf"] = packed["leaf"].astype(np.float32).astype(np.float64)
+    scale = 1.0 if mode == fastpath.XGBOOST else 1.0 / len(roots)
+    return fastpath.TreeEnsemble(packed, np.asarray(roots), 2, mode, scale, 0.5 if mode == fastpath.XGBOOST else 0.0)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # float32 overflow at the extremes is the point
+@pytest.mark.parametrize("mode", [fastpath.XGBOOST, fastpath.SKLEARN])
+def test_packed_walk_matches_the_reference_at_threshold_edges(mode):
+    if not fastpath.has_c_extension():
+        pytest.skip("C extension not built")
+    thresholds = [0.1, 1 / 3, 0.5, -2.75, 1e39, -1e39, 3.4028234663852886e38, 1e-46]
+    ens = _stumps(thresholds, mode)
+    assert ens._packed is not None
+    values = [np.nan, np.inf, -np.inf, 0.0, -0.0, 3.0, 0.25, -0.75]
+    for t in thresholds:
+        f = np.float32(t) if abs(t) < 3.5e38 else np.float32(np.copysign(3.4028235e38, t))
+        values += [float(f), float(np.nextafter(f, np.float32(np.inf))), float(np.nextafter(f, np.float32(-np.inf)))]
+        values += [t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf)]
+    v = np.asarray(values, dtype=np.float64)
+    X = np.stack(np.meshgrid(v, v[::7]), axis=-1).reshape(-1, 2)
+    expected = ens._predict_numpy(X)
+    np.testing.assert_array_equal(ens.predict(X), expected)  # blocks of rows
+    np.testing.assert_array_equal([ens.predict(X[i : i + 1])[0] for i in range(len(X))], expected)  # one row
+    # the price in the same pass: libm's exp (math.exp), within an ulp of numpy's vectorised one
+    np.testing.assert_array_equal(ens.predict(X, exp=True), [math.exp(v) for v in expected])
+    np.testing.assert_allclose(ens.predict(X, exp=True), np.exp(expected), rtol=1e-15)
+
+
+def test_queued_observations_are_all_counted_at_a_scrape(boston_xgb):
+    bundle = load_bundle(boston_xgb)
+    labels = {"model_name": "queue-test", "model_version": "q1"}
+    metrics = ModelMetrics(*labels.values(), bundle.schema, bundle.reference, bundle.flavor, bundle.digest, 64)
+    F = bundle.n_features
+
+    def sample(name: str, **extra: str) -> float:
+        return REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
+
+    singles = FLUSH_EVERY + 5  # one automatic flush, five still queued
+    for i in range(singles):
+        mask = None
+        if i % 10 == 0:
+            mask = np.zeros((1, F), dtype=bool)
+            mask[0, 1] = True
+        metrics.observe("v1", np.full((1, F), float(i)), np.array([1000.0 + i]), mask)
+    assert len(metrics._queue) == 5
+    big = np.zeros((40, F), dtype=bool)
+    big[:3, 0] = True
+    metrics.observe("grpc", np.zeros((40, F)), np.full(40, 7.0), big)  # applied at once, after the queue
+    assert sample("housing_predictions_total", protocol="v1") == singles
+    assert sample("housing_predictions_total", protocol="grpc") == 40
+    assert sample("housing_prediction_value_count") == singles + 40
+    assert sample("housing_prediction_value_sum") == pytest.approx(sum(1000.0 + i for i in range(singles)) + 280.0)
+    name0, name1 = bundle.schema.names[:2]
+    assert sample("housing_out_of_range_total", feature=name1) == len(range(0, singles, 10))
+    assert sample("housing_out_of_range_total", feature=name0) == 3
+    assert sample("housing_out_of_range_rows_total") == len(range(0, singles, 10)) + 3
+    # the drift window holds the last 64 rows in arrival order
+    assert metrics.window.count == 64
+    for _ in range(5):  # queued singles, then the batch: no row lost or reordered
+        metrics.observe("v2", np.full((1, F), -1.0), np.array([5.0]), None)
+    assert REGISTRY.get_sample_value("housing_drift_window_rows", labels) == 64
+    assert sample("housing_predictions_total", protocol="v2") == 5
+    window = metrics.window
+    last = np.roll(window.y, -window.pos)[-45:]
+    np.testing.assert_array_equal(last, [7.0] * 40 + [5.0] * 5)
+
+
+def test_v2_column_shortcuts_agree_with_the_careful_path(ames_xgb, monkeypatch):
+    """C column fills (numbers, categories) give the Python path's matrix, or its error."""
+    from kserve.errors import InvalidInput
+    from kserve.protocol.infer_type import InferInput, InferRequest
+
+    from predictor import codec
+
+    bundle = load_bundle(ames_xgb)
+    decoder = codec.Decoder(bundle.schema, 1000)
+    num = next(f for f in bundle.schema.features if f.kind == "numeric")
+    cat = next(f for f in bundle.schema.features if f.kind != "numeric")
+    seen = next(iter(cat.categories))
+
+    def request(num_values, cat_values):
+        inputs = []
+        for f in bundle.schema.features:
+            if f is num:
+                inputs.append(InferInput(f.name, [len(num_values)], "FP64", num_values))
+            elif f is cat:
+                inputs.append(InferInput(f.name, [len(cat_values)], "BYTES", cat_values))
+            elif f.kind == "numeric":
+                inputs.append(InferInput(f.name, [3], "FP64", [1.0, 2.0, 3.0]))
+            else:
+                inputs.append(InferInput(f.name, [3], "BYTES", [next(iter(f.categories))] * 3))
+        return InferRequest(model_name="m", infer_inputs=inputs)
+
+    def decode(req):
+        try:
+            return decoder.v2(req)
+        except InvalidInput as exc:
+            return str(exc)
+
+    cases = [
+        ([1, 2.5, 10**30], [seen, "never-seen", seen.encode()]),
+        ([1, True, 3.0], [seen, seen, seen]),
+        ([1.0, float("nan"), 3.0], [seen, seen, seen]),
+        ([1.0, None, 3.0], [seen, None, seen]),
+        ([1.0, "2", 3.0], [b"\xff\xfe", seen, 7]),
+        ([10**400, 2, 3], [seen, seen, seen]),
+    ]
+    fast = [decode(request(*c)) for c in cases]
+    monkeypatch.setattr(codec, "_c_fill_numeric", None)
+    monkeypatch.setattr(codec, "_c_fill_categories", None)
+    slow = [decode(request(*c)) for c in cases]
+    for a, b in zip(fast, slow, strict=True):
+        if isinstance(b, str):
+            assert a == b
+        else:
+            np.testing.assert_array_equal(a, b)
+    assert not isinstance(fast[0], str)
