@@ -310,7 +310,8 @@ def test_metrics_labelled_by_model_version(boston):
     before = client.get("/metrics").text
     n0 = _sample(before, "housing_predictions_total", model_name=NAME, model_version=version, protocol="v1")
     client.post(f"/v1/models/{NAME}:predict", json={"instances": [SEED_BOSTON] * 7})
-    client.post(f"/v1/models/{NAME}:predict", json={"instances": "bad"})
+    bad = client.post(f"/v1/models/{NAME}:predict", json={"instances": [{**SEED_BOSTON, "RM": "six"}]})
+    assert bad.status_code == 400
     text = client.get("/metrics").text
     assert _sample(text, "housing_predictions_total", model_name=NAME, model_version=version, protocol="v1") == n0 + 7
     assert _sample(text, "housing_prediction_value_count", model_version=version) >= 7
