@@ -2,10 +2,14 @@
 
 Every write is a JSON patch (RFC 6902) whose first operation is
 ``{"op": "test", "path": "/metadata/resourceVersion", "value": <what we read>}``: if another
-writer changed the InferenceService in between, the API server rejects the patch (422 for the
-failed test, 409 if it reports a conflict) and we re-read and rebuild the patch from the fresh
-object (bounded retries). Before sending, the patch is applied locally and the resulting object
-is validated strictly against the kserve SDK models; ``dry_run`` stops there and prints both.
+writer changed the InferenceService in between, the API server rejects the patch and we re-read
+and rebuild the patch from the fresh object (bounded retries). What a real kube-apiserver
+(v1.35, checked in tests/cluster/test_cluster_apiserver.py) answers to a failed ``test`` is a bare
+``422 Invalid`` whose message is only "the server rejected our request due to an error in our
+request" (no path, no ``details``: the same answer as for any other op that cannot apply), so a
+422 counts as a conflict only when a re-read shows the resourceVersion moved; 409 always does.
+Before sending, the patch is applied locally and the resulting object is validated strictly
+against the kserve SDK models; ``dry_run`` stops there and prints both.
 """
 
 from __future__ import annotations
@@ -136,12 +140,27 @@ def default_api() -> Any:  # pragma: no cover - needs a cluster
 
 
 def _is_conflict(exc: Exception) -> bool:
+    """A 409, or a 422 whose message names the failed resourceVersion test (some servers say so)."""
     status = getattr(exc, "status", None)
     body = str(getattr(exc, "body", "") or "")
     if status == 409:
         return True
-    # A failed JSON-patch "test" operation is reported as 422 Unprocessable Entity.
     return status == 422 and "test" in body.lower() and "resourceversion" in body.lower()
+
+
+def _is_patch_apply_failure(exc: Exception) -> bool:
+    """kube-apiserver's answer when a JSON patch cannot be applied (a failed ``test`` included).
+
+    ``{"reason": "Invalid", "code": 422, "details": {}}`` with a generic message; a schema or
+    field-validation error is also 422 Invalid but names the object and its causes in ``details``.
+    """
+    if getattr(exc, "status", None) != 422:
+        return False
+    try:
+        body = json.loads(getattr(exc, "body", "") or "{}")
+    except (TypeError, ValueError):
+        return True  # no structured answer: let the resourceVersion re-read decide
+    return isinstance(body, dict) and not (body.get("details") or {}).get("causes")
 
 
 class KServeBackend:
@@ -186,6 +205,13 @@ class KServeBackend:
                 raise RolloutError(f"InferenceService {self.namespace}/{self.isvc} not found") from exc
             raise RolloutError(f"cannot read InferenceService {self.namespace}/{self.isvc}: {exc}") from exc
 
+    def _moved_since(self, rv: str) -> bool:
+        """Whether the object changed since we read ``rv`` (then a failed patch was a conflict)."""
+        try:
+            return (self.read().get("metadata") or {}).get("resourceVersion") != rv
+        except RolloutError:
+            return False
+
     # -- writing -----------------------------------------------------------------------------
     def patch(self, build: Callable[[dict], list[Op]]) -> dict:
         """Build ops from the current object, validate the result, and send them (with retries)."""
@@ -218,7 +244,7 @@ class KServeBackend:
                     _content_type="application/json-patch+json",
                 )
             except Exception as exc:
-                if _is_conflict(exc):
+                if _is_conflict(exc) or (rv and _is_patch_apply_failure(exc) and self._moved_since(rv)):
                     last_error = exc
                     continue
                 raise RolloutError(f"patch of {self.namespace}/{self.isvc} failed: {exc}") from exc

@@ -32,6 +32,28 @@ from rollout.backends.kserve_common import (
     with_storage_uri,
 )
 
+#: KServe's name for the model server container (``constants.InferenceServiceContainerName``).
+KSERVE_CONTAINER = "kserve-container"
+#: Predictor keys holding a container-like model spec. In the kserve v0.20.0 CRD the copy of the
+#: PredictorSpec under ``spec.canary[].predictor`` keeps the generated ``required: [name]`` (and
+#: ``modelFormat`` for ``model``) that KServe strips from ``spec.predictor``, so a canary copied
+#: from a champion written as ``model: {modelFormat, storageUri}`` is rejected by the API server
+#: ("spec.canary[0].predictor.model.name: Required value"). KServe defaults that name to
+#: ``kserve-container`` anyway, so start() sets it explicitly.
+MODEL_KEYS = (
+    "model",
+    "sklearn",
+    "xgboost",
+    "tensorflow",
+    "pytorch",
+    "triton",
+    "onnx",
+    "huggingface",
+    "pmml",
+    "lightgbm",
+    "paddle",
+)
+
 
 def canary_name_for(uri: str) -> str:
     """A DNS-1123 label naming the challenger's predictor, from its URI (…/housing/3 → ``v3``)."""
@@ -53,6 +75,9 @@ def start_ops(obj: dict, challenger_uri: str, percent: int, canary_name: str | N
     base = {k: copy.deepcopy(v) for k, v in predictor.items() if k not in ("canaryTrafficPercent", "name")}
     canary_predictor = with_storage_uri(base, challenger_uri)
     canary_predictor["name"] = name
+    for key in MODEL_KEYS:  # the CRD requires the container name here (see MODEL_KEYS)
+        if isinstance(canary_predictor.get(key), dict) and not canary_predictor[key].get("name"):
+            canary_predictor[key]["name"] = KSERVE_CONTAINER
     entry = {"trafficPercent": percent, "predictor": canary_predictor}
     canaries = spec.get("canary") or []
     ops: list[Op] = []

@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from .apiserver import ApiServer
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "housing"
@@ -138,3 +142,26 @@ def render(helm_bin: Path) -> Callable[..., list[dict]]:
 
 def by_kind(objects: list[dict], kind: str) -> list[dict]:
     return [o for o in objects if o.get("kind") == kind]
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """A real etcd + kube-apiserver with the KServe InferenceService CRD Established.
+
+    Binaries and CRD from scripts/tools/kube-apiserver.sh; locally their absence skips, with
+    CI=true the script runs (a source build, ~10-20 min) and a failure fails.
+    """
+    from .apiserver import INSTALL_HINT, ApiServer, find_tools
+
+    tools, missing = find_tools()
+    if tools is None and in_ci():
+        subprocess.run(["bash", str(REPO / "scripts/tools/kube-apiserver.sh")], check=False)
+        tools, missing = find_tools()
+    if tools is None:
+        _missing(f"etcd + kube-apiserver + the KServe CRD (missing: {', '.join(missing)})", INSTALL_HINT)
+    server = ApiServer(tools, tmp_path_factory.mktemp("apiserver"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -57,6 +57,8 @@ def test_standard_lifecycle_validates_and_promotes():
     assert canary[0]["trafficPercent"] == 10
     assert canary[0]["predictor"]["name"] == "v2"
     assert canary[0]["predictor"]["model"]["storageUri"] == CHALLENGER
+    # the kserve v0.20.0 CRD requires model.name under spec.canary[].predictor (tests/cluster)
+    assert canary[0]["predictor"]["model"]["name"] == "kserve-container"
     assert canary[0]["predictor"]["serviceAccountName"] == "housing-predictor"
     assert obj["metadata"]["annotations"][ANNOTATION_CHAMPION_URI] == CHAMPION
     status = st.parse_status(obj)
@@ -251,3 +253,56 @@ def test_conflict_detection():
     assert _is_conflict(exc(422, failed_test))
     assert not _is_conflict(exc(422, '{"message":"spec.predictor: Invalid value"}'))
     assert not _is_conflict(exc(403, "forbidden"))
+
+
+def test_patch_apply_failure_shape_of_a_real_api_server():
+    """kube-apiserver v1.35.4's answer to a failed ``test`` op (recorded in tests/cluster)."""
+    from rollout.backends.kserve_common import _is_patch_apply_failure
+
+    def exc(status, body):
+        return type("ApiException", (Exception,), {"status": status, "body": body})()
+
+    real = (
+        '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server rejected our '
+        'request due to an error in our request","reason":"Invalid","details":{},"code":422}'
+    )
+    schema = (
+        '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"InferenceService.serving.'
+        'kserve.io \\"x\\" is invalid: spec.canary[0].trafficPercent: Invalid value","reason":"Invalid",'
+        '"details":{"name":"x","group":"serving.kserve.io","kind":"InferenceService","causes":[{"reason":'
+        '"FieldValueInvalid","field":"spec.canary[0].trafficPercent"}]},"code":422}'
+    )
+    assert _is_patch_apply_failure(exc(422, real))
+    assert not _is_patch_apply_failure(exc(422, schema))
+    assert not _is_patch_apply_failure(exc(409, real))
+
+
+class _Stale422Api:
+    """The retry loop on a 422 without a message: a retry only when the object really moved."""
+
+    body = '{"kind":"Status","status":"Failure","reason":"Invalid","details":{},"code":422}'
+
+    def __init__(self, obj: dict, moved: bool) -> None:
+        self.obj, self.moved, self.patches = obj, moved, 0
+
+    def get_namespaced_custom_object(self, *args):
+        return copy.deepcopy(self.obj)
+
+    def patch_namespaced_custom_object(self, *args, **kwargs):
+        self.patches += 1
+        if self.patches == 1:
+            if self.moved:
+                self.obj["metadata"]["resourceVersion"] = "101"
+            raise type("ApiException", (Exception,), {"status": 422, "body": self.body})()
+        self.obj = apply_patch(self.obj, args[5])
+        return self.obj
+
+
+def test_patch_retries_on_bare_422_only_when_resource_version_moved():
+    api = _Stale422Api(isvc(), moved=True)
+    assert st.StandardBackend("housing", "ml", api=api).start(CHALLENGER, 10).challenger_percent == 10
+    assert api.patches == 2
+    api = _Stale422Api(isvc(), moved=False)
+    with pytest.raises(RolloutError, match="patch of ml/housing failed"):
+        st.StandardBackend("housing", "ml", api=api).start(CHALLENGER, 10)
+    assert api.patches == 1

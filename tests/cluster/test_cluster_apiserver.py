@@ -1,0 +1,573 @@
+"""The KServe rollout backends against a real kube-apiserver + etcd with the real KServe CRD.
+
+No KServe controller runs: these tests check what the API server accepts and stores — the CRD's
+schema (pruning, validation, ``spec.canary`` and ``canaryTrafficPercent``), the JSON patches the
+backends send, their resourceVersion guard under a concurrent writer and the retry path, that
+``--dry-run`` writes nothing, and that the chart's rollout Role is enough for a rollout.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from typing import Any
+
+import pytest
+
+from rollout.backends import kserve_common as common
+from rollout.backends import kserve_serverless as sl
+from rollout.backends import kserve_standard as st
+from rollout.backends.base import ConflictError, RolloutError
+
+from .conftest import NAMESPACE, REPO, VALUE_SETS, by_kind
+
+pytestmark = pytest.mark.cluster
+
+kclient = pytest.importorskip("kubernetes.client")
+ApiException = kclient.ApiException
+
+GROUP, VERSION, PLURAL = common.GROUP, common.VERSION, common.PLURAL
+CHAMPION = "s3://models/housing/1"
+CHALLENGER = "s3://models/housing/2"
+SERVER_FIELDS = ("resourceVersion", "generation", "managedFields", "uid", "creationTimestamp")
+
+
+# -- fixtures and helpers --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def admin(apiserver) -> Any:
+    """CustomObjectsApi as a system:masters user, with the chart's namespace created."""
+    api_client = apiserver.api_client()
+    try:
+        kclient.CoreV1Api(api_client).create_namespace({"metadata": {"name": NAMESPACE}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return kclient.CustomObjectsApi(api_client)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def chart_isvc(render, value_set: str, name: str | None = None) -> dict:
+    """The chart's InferenceService for a VALUE_SETS entry (renamed so tests do not collide)."""
+    isvcs = by_kind(render(VALUE_SETS[value_set]), "InferenceService")
+    assert len(isvcs) == 1, f"{value_set}: {len(isvcs)} InferenceServices rendered"
+    obj = copy.deepcopy(isvcs[0])
+    if name:
+        obj["metadata"]["name"] = name
+    return obj
+
+
+def create(admin, obj: dict, validation: str = "Strict") -> dict:
+    return admin.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, obj, field_validation=validation)
+
+
+def get(admin, name: str) -> dict:
+    return admin.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+
+
+def rv(obj: dict) -> str:
+    return obj["metadata"]["resourceVersion"]
+
+
+def user_view(obj: dict) -> dict:
+    """The object without the fields the server owns, for comparing with a local patch result."""
+    out = copy.deepcopy(obj)
+    for key in SERVER_FIELDS:
+        out.get("metadata", {}).pop(key, None)
+    return out
+
+
+def standard(admin, name: str, **kw) -> st.StandardBackend:
+    return st.StandardBackend(name, NAMESPACE, api=admin, **kw)
+
+
+def serverless(admin, name: str, **kw) -> sl.ServerlessBackend:
+    return sl.ServerlessBackend(name, NAMESPACE, api=admin, **kw)
+
+
+def env_uri(predictor: dict) -> str | None:
+    return common.storage_uri(predictor)
+
+
+class Interfering:
+    """A CustomObjectsApi proxy: before each of the first ``times`` patches, another client writes.
+
+    The other writer is a real second client changing a label, exactly what a concurrent
+    ``kubectl label`` or controller would do between our read and our patch.
+    """
+
+    def __init__(self, api: Any, other: Any, times: int) -> None:
+        self.api, self.other, self.times = api, other, times
+        self.patch_errors: list[ApiException] = []
+        self.patches = 0
+
+    def get_namespaced_custom_object(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        return self.api.get_namespaced_custom_object(*args, **kwargs)
+
+    def patch_namespaced_custom_object(self, group, version, namespace, plural, name, body, **kwargs):  # noqa: ANN001, ANN003
+        self.patches += 1
+        if self.times > 0:  # the other writer gets in between our read and our patch
+            self.times -= 1
+            self.other.patch_namespaced_custom_object(
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                {"metadata": {"labels": {"concurrent-writer": uuid.uuid4().hex[:8]}}},
+                _content_type="application/merge-patch+json",
+            )
+        try:
+            return self.api.patch_namespaced_custom_object(group, version, namespace, plural, name, body, **kwargs)
+        except ApiException as exc:
+            self.patch_errors.append(exc)
+            raise
+
+
+# -- the CRD itself ----------------------------------------------------------------------------
+def test_versions_and_crd_schema(apiserver, admin):
+    """Which binaries and CRD ran, and where the two canary fields sit in the CRD's schema."""
+    print(json.dumps(apiserver.versions))  # shown with -s; the report quotes it
+    ext = kclient.ApiextensionsV1Api(apiserver.api_client())
+    resp = ext.read_custom_resource_definition("inferenceservices.serving.kserve.io", _preload_content=False)
+    crd = json.loads(resp.data)  # raw: the client's models mangle JSONSchemaProps.items
+    served = {v["name"]: v for v in crd["spec"]["versions"] if v["served"]}
+    assert list(served) == ["v1beta1"] and served["v1beta1"]["storage"]
+    spec = served["v1beta1"]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    canary = spec["properties"]["canary"]
+    assert canary["type"] == "array"
+    assert sorted(canary["items"]["required"]) == ["predictor", "trafficPercent"]
+    tp = canary["items"]["properties"]["trafficPercent"]
+    assert (tp["minimum"], tp["maximum"]) == (0, 100)
+    assert "name" in canary["items"]["properties"]["predictor"]["properties"]
+    assert "canaryTrafficPercent" in spec["properties"]["predictor"]["properties"]
+    # structural schema, no preserve-unknown-fields under spec: unknown fields are pruned
+    assert "x-kubernetes-preserve-unknown-fields" not in spec
+    version = kclient.VersionApi(apiserver.api_client()).get_code()
+    assert version.git_version.startswith("v1."), version
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_chart_isvc_accepted_strictly_and_nothing_pruned(render, admin, value_set):
+    """Every rendered InferenceService is accepted with fieldValidation=Strict and stored verbatim."""
+    obj = chart_isvc(render, value_set, unique("chart"))
+    stored = create(admin, obj)
+    assert user_view(stored)["spec"] == obj["spec"], "the API server changed (pruned/defaulted) the spec"
+    if "canary.enabled=true" in VALUE_SETS[value_set]:
+        if "kserve.deploymentMode=Knative" in VALUE_SETS[value_set]:
+            assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 10
+        else:
+            assert stored["spec"]["canary"][0]["trafficPercent"] in (10, obj["spec"]["canary"][0]["trafficPercent"])
+            assert stored["spec"]["canary"][0]["predictor"]["name"]
+
+
+def test_canary_fields_kept_unknown_fields_pruned_or_rejected(admin):
+    """spec.canary and canaryTrafficPercent survive a non-strict create; a bogus field does not."""
+    base = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": unique("fields")},
+        "spec": {
+            "predictor": {
+                "canaryTrafficPercent": 30,
+                "model": {"modelFormat": {"name": "sklearn"}, "storageUri": CHAMPION},
+                "bogusPredictorField": 1,
+            },
+            "canary": [
+                {
+                    "trafficPercent": 20,
+                    "predictor": {
+                        "name": "v2",
+                        "model": {
+                            "name": "kserve-container",
+                            "modelFormat": {"name": "sklearn"},
+                            "storageUri": CHALLENGER,
+                        },
+                    },
+                    "bogusCanaryField": True,
+                }
+            ],
+        },
+    }
+    stored = create(admin, base, validation="Ignore")  # no Strict: the server silently prunes
+    assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 30
+    assert stored["spec"]["canary"] == [
+        {
+            "trafficPercent": 20,
+            "predictor": {
+                "name": "v2",
+                "model": {"name": "kserve-container", "modelFormat": {"name": "sklearn"}, "storageUri": CHALLENGER},
+            },
+        }
+    ]
+    assert "bogusPredictorField" not in stored["spec"]["predictor"]  # pruning is real
+
+    strict = copy.deepcopy(base)
+    strict["metadata"]["name"] = unique("strict")
+    with pytest.raises(ApiException) as info:
+        create(admin, strict, validation="Strict")
+    assert info.value.status == 400, info.value.body  # strict field validation: BadRequest
+    assert "bogusCanaryField" in info.value.body and "bogusPredictorField" in info.value.body
+
+
+@pytest.mark.parametrize("pct", [101, -1])
+def test_crd_bounds_canary_traffic_percent(admin, pct):
+    obj = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": unique("bounds")},
+        "spec": {
+            "predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": CHAMPION}},
+            "canary": [{"trafficPercent": pct, "predictor": {"name": "v2"}}],
+        },
+    }
+    with pytest.raises(ApiException) as info:
+        create(admin, obj)
+    assert info.value.status == 422 and "trafficPercent" in info.value.body
+
+
+def test_canary_predictor_schema_requires_model_name(admin):
+    """kserve v0.20.0 CRD: ``model`` needs ``name`` under spec.canary[].predictor, not under spec.predictor."""
+    model = {"modelFormat": {"name": "sklearn"}, "storageUri": CHAMPION}
+    obj = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": unique("modelname")},
+        "spec": {
+            "predictor": {"model": model},
+            "canary": [{"trafficPercent": 10, "predictor": {"name": "v2", "model": model}}],
+        },
+    }
+    with pytest.raises(ApiException) as info:
+        create(admin, obj)
+    assert info.value.status == 422
+    assert "spec.canary[0].predictor.model.name: Required value" in info.value.body
+    del obj["spec"]["canary"]
+    assert "name" not in create(admin, obj)["spec"]["predictor"]["model"]
+
+
+def test_standard_start_on_a_model_spec_champion(admin):
+    """The backend names the canary's model container, so a ``model:``-style champion works too."""
+    name = unique("stdmodel")
+    create(
+        admin,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "InferenceService",
+            "metadata": {"name": name},
+            "spec": {
+                "predictor": {
+                    "model": {"modelFormat": {"name": "housing"}, "runtime": "housing-runtime", "storageUri": CHAMPION}
+                }
+            },
+        },
+    )
+    be = standard(admin, name)
+    be.start(CHALLENGER, 10)
+    stored = get(admin, name)
+    assert stored["spec"]["canary"][0]["predictor"]["model"]["name"] == "kserve-container"
+    assert stored["spec"]["canary"][0]["predictor"]["model"]["storageUri"] == CHALLENGER
+    be.promote()
+    assert get(admin, name)["spec"]["predictor"]["model"]["storageUri"] == CHALLENGER
+
+
+# -- Standard mode -------------------------------------------------------------------------------
+def test_standard_lifecycle_stored_objects(render, admin):
+    name = unique("std")
+    created = create(admin, chart_isvc(render, "standard", name))
+    be = standard(admin, name)
+
+    started = be.start(CHALLENGER, 10)
+    stored = get(admin, name)
+    assert user_view(stored) == user_view(be.last_object), "the server's result differs from the local patch"
+    assert int(rv(stored)) > int(rv(created))
+    (entry,) = stored["spec"]["canary"]
+    assert entry["trafficPercent"] == 10 and entry["predictor"]["name"] == "v2"
+    assert env_uri(entry["predictor"]) == CHALLENGER
+    assert env_uri(stored["spec"]["predictor"]) == CHAMPION
+    assert stored["metadata"]["annotations"][common.ANNOTATION_CHAMPION_URI] == CHAMPION
+    assert (started.champion, started.challenger, started.challenger_percent) == (CHAMPION, CHALLENGER, 10)
+
+    for pct in (25, 50, 100):
+        be.set_weight(pct)
+        assert get(admin, name)["spec"]["canary"][0]["trafficPercent"] == pct
+    assert be.status().challenger_percent == 100
+
+    be.promote()
+    stored = get(admin, name)
+    assert "canary" not in stored["spec"]
+    assert stored["spec"]["predictor"]["name"] == "v2"
+    assert env_uri(stored["spec"]["predictor"]) == CHALLENGER
+    assert stored["metadata"]["annotations"][common.ANNOTATION_CHAMPION_URI] == CHALLENGER
+    assert user_view(stored) == user_view(be.last_object)
+    # the promoted predictor still carries everything the chart gave the champion
+    champion = chart_isvc(render, "standard")["spec"]["predictor"]
+    assert stored["spec"]["predictor"]["serviceAccountName"] == champion["serviceAccountName"]
+    assert (
+        stored["spec"]["predictor"]["containers"][0]["securityContext"] == champion["containers"][0]["securityContext"]
+    )
+
+
+def test_standard_rollback_stored_object(render, admin):
+    name = unique("stdrb")
+    create(admin, chart_isvc(render, "standard", name))
+    be = standard(admin, name, canary_name="challenger")
+    be.start(CHALLENGER, 25)
+    assert get(admin, name)["spec"]["canary"][0]["predictor"]["name"] == "challenger"
+    status = be.rollback("p95 latency 0.9 s > 0.25 s")
+    stored = get(admin, name)
+    assert "canary" not in stored["spec"]
+    assert env_uri(stored["spec"]["predictor"]) == CHAMPION
+    assert stored["metadata"]["annotations"][common.ANNOTATION_REASON] == "p95 latency 0.9 s > 0.25 s"
+    assert status.challenger is None
+    # a second rollback (nothing in progress) is accepted and only updates the reason
+    be.rollback("again")
+    assert get(admin, name)["metadata"]["annotations"][common.ANNOTATION_REASON] == "again"
+
+
+def test_standard_on_chart_canary_already_rendered(render, admin):
+    """The chart can render a canary itself; the backend takes it over (weight, promote)."""
+    name = unique("stdcn")
+    obj = chart_isvc(render, "named-predictor", name)
+    create(admin, obj)
+    canary_name = obj["spec"]["canary"][0]["predictor"]["name"]
+    be = standard(admin, name)
+    be.set_weight(40)
+    assert get(admin, name)["spec"]["canary"][0]["trafficPercent"] == 40
+    be.promote()
+    stored = get(admin, name)
+    assert stored["spec"]["predictor"]["name"] == canary_name and "canary" not in stored["spec"]
+
+
+# -- Serverless mode -----------------------------------------------------------------------------
+def test_serverless_lifecycle_stored_objects(render, admin):
+    name = unique("sl")
+    create(admin, chart_isvc(render, "serverless", name))
+    be = serverless(admin, name)
+
+    be.start(CHALLENGER, 10)
+    stored = get(admin, name)
+    assert user_view(stored) == user_view(be.last_object)
+    assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert env_uri(stored["spec"]["predictor"]) == CHALLENGER
+    assert stored["metadata"]["annotations"][common.ANNOTATION_CHAMPION_URI] == CHAMPION
+    status = be.status()
+    assert (status.champion, status.challenger, status.challenger_percent) == (CHAMPION, CHALLENGER, 10)
+
+    be.set_weight(50)
+    assert get(admin, name)["spec"]["predictor"]["canaryTrafficPercent"] == 50
+
+    be.promote()
+    stored = get(admin, name)
+    assert "canaryTrafficPercent" not in stored["spec"]["predictor"]
+    assert env_uri(stored["spec"]["predictor"]) == CHALLENGER
+    assert be.status().champion == CHALLENGER
+
+
+def test_serverless_rollback_stored_object(render, admin):
+    name = unique("slrb")
+    create(admin, chart_isvc(render, "serverless", name))
+    be = serverless(admin, name)
+    be.start(CHALLENGER, 30)
+    be.rollback("prediction mean shift 0.4 > 0.1")
+    stored = get(admin, name)
+    assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert stored["metadata"]["annotations"][common.ANNOTATION_REASON] == "prediction mean shift 0.4 > 0.1"
+
+
+# -- concurrency: the resourceVersion guard -----------------------------------------------------
+def test_stale_resource_version_test_op_is_rejected_by_the_server(render, admin):
+    """What a failed JSON-patch ``test`` actually returns, and that the backend calls it a conflict."""
+    name = unique("rv")
+    created = create(admin, chart_isvc(render, "standard", name))
+    admin.patch_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, PLURAL, name, {"metadata": {"labels": {"x": "1"}}},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+    stale = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": rv(created)},
+        {"op": "add", "path": "/metadata/labels/y", "value": "2"},
+    ]
+    with pytest.raises(ApiException) as info:
+        admin.patch_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, name, stale,
+            field_validation="Strict", _content_type="application/json-patch+json",
+        )  # fmt: skip
+    exc = info.value
+    body = json.loads(exc.body)
+    print(f"stale test op -> HTTP {exc.status} reason={body.get('reason')!r} message={body.get('message')!r}")
+    # kube-apiserver v1.35: a bare 422 Invalid, generic message, no details — nothing says "test"
+    assert exc.status == 422 and body["reason"] == "Invalid"
+    assert body["message"] == "the server rejected our request due to an error in our request"
+    assert not body.get("details")
+    assert common._is_patch_apply_failure(exc)
+    assert not common._is_conflict(exc)  # the message test alone would not have retried
+    assert "y" not in get(admin, name)["metadata"]["labels"]
+
+
+def test_backend_retries_after_a_concurrent_write(apiserver, render, admin):
+    name = unique("race")
+    create(admin, chart_isvc(render, "standard", name))
+    other = kclient.CustomObjectsApi(apiserver.api_client())
+    api = Interfering(admin, other, times=2)
+    be = st.StandardBackend(name, NAMESPACE, api=api)
+    be.start(CHALLENGER, 10)
+    assert api.patches == 3 and [e.status for e in api.patch_errors] == [422, 422]
+    stored = get(admin, name)
+    assert stored["spec"]["canary"][0]["trafficPercent"] == 10
+    assert stored["metadata"]["labels"]["concurrent-writer"]  # the other write was kept, not clobbered
+
+
+def test_backend_gives_up_after_max_retries(apiserver, render, admin):
+    name = unique("giveup")
+    created = create(admin, chart_isvc(render, "serverless", name))
+    other = kclient.CustomObjectsApi(apiserver.api_client())
+    api = Interfering(admin, other, times=common.MAX_RETRIES)
+    be = sl.ServerlessBackend(name, NAMESPACE, api=api)
+    with pytest.raises(ConflictError, match="gave up after"):
+        be.start(CHALLENGER, 10)
+    assert api.patches == common.MAX_RETRIES
+    stored = get(admin, name)
+    assert "canaryTrafficPercent" not in stored["spec"]["predictor"]
+    assert env_uri(stored["spec"]["predictor"]) == env_uri(created["spec"]["predictor"])
+
+
+def test_concurrent_backends_and_writers_lose_no_update(apiserver, render, admin):
+    """Real threads: weight changes and label writers race; every write lands or retries cleanly."""
+    name = unique("threads")
+    create(admin, chart_isvc(render, "standard", name))
+    standard(admin, name).start(CHALLENGER, 1)
+    errors: list[BaseException] = []
+    weights = list(range(2, 14))
+
+    def set_weight(pct: int) -> None:
+        try:
+            st.StandardBackend(name, NAMESPACE, api=kclient.CustomObjectsApi(apiserver.api_client())).set_weight(pct)
+        except ConflictError:
+            pass  # allowed under this contention: the backend said so instead of clobbering
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def label(i: int) -> None:
+        try:
+            kclient.CustomObjectsApi(apiserver.api_client()).patch_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, PLURAL, name, {"metadata": {"labels": {f"w{i}": "1"}}},
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=set_weight, args=(p,)) for p in weights]
+    threads += [threading.Thread(target=label, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    stored = get(admin, name)
+    assert all(stored["metadata"]["labels"].get(f"w{i}") == "1" for i in range(6)), "a label write was clobbered"
+    assert stored["spec"]["canary"][0]["trafficPercent"] in weights
+    assert len(stored["spec"]["canary"]) == 1
+
+
+# -- dry run -------------------------------------------------------------------------------------
+class Recording:
+    def __init__(self, api: Any) -> None:
+        self.api, self.calls = api, []
+
+    def __getattr__(self, attr: str) -> Any:
+        target = getattr(self.api, attr)
+
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003
+            self.calls.append(attr)
+            return target(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize("mode", ["standard", "serverless"])
+def test_dry_run_writes_nothing_and_server_agrees(apiserver, render, admin, mode):
+    name = unique(f"dry{mode[:2]}")
+    created = create(admin, chart_isvc(render, mode, name))
+    api = Recording(admin)
+    cls = st.StandardBackend if mode == "standard" else sl.ServerlessBackend
+    out = io.StringIO()
+    be = cls(name, NAMESPACE, api=api, dry_run=True, out=out)
+    be.start(CHALLENGER, 10)
+    assert api.calls == ["get_namespaced_custom_object"]
+    assert rv(get(admin, name)) == rv(created)
+    # the printed patch is exactly what the server would do: send it with dryRun=All
+    printed = json.loads(out.getvalue().split("# resulting")[0].split("\n", 1)[1])
+    assert printed == be.last_patch
+    server_result = admin.patch_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, PLURAL, name, printed,
+        dry_run="All", field_validation="Strict", _content_type="application/json-patch+json",
+    )  # fmt: skip
+    assert user_view(server_result) == user_view(be.last_object)
+    assert rv(get(admin, name)) == rv(created)
+
+
+def test_cli_dry_run_against_the_server_sends_nothing(apiserver, render, admin, tmp_path):
+    name = unique("clidry")
+    created = create(admin, chart_isvc(render, "standard", name))
+    env = {**os.environ, "KUBECONFIG": str(apiserver.kubeconfig), "HOUSING_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "housing", "rollout", "start", "-b", "standard", "--name", name]
+    cmd += ["-n", NAMESPACE, "--challenger-uri", CHALLENGER, "--percent", "10", "--dry-run"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert '"path": "/spec/canary"' in result.stdout
+    assert f'"value": "{rv(created)}"' in result.stdout  # the resourceVersion guard, read from the server
+    assert rv(get(admin, name)) == rv(created)
+
+    # without --dry-run the same command does write (so the test above is not vacuous)
+    live = subprocess.run(
+        [c for c in cmd if c != "--dry-run"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
+    assert live.returncode == 0, live.stderr + live.stdout
+    assert get(admin, name)["spec"]["canary"][0]["trafficPercent"] == 10
+
+
+# -- RBAC: the chart's rollout Role --------------------------------------------------------------
+def test_chart_rollout_role_is_enough_and_no_more(apiserver, render, admin):
+    rbac_client = apiserver.api_client()
+    objs = render(VALUE_SETS["standard"])
+    core, rbac = kclient.CoreV1Api(rbac_client), kclient.RbacAuthorizationV1Api(rbac_client)
+    for obj in objs:
+        if obj.get("metadata", {}).get("name") != "housing-rollout":
+            continue
+        try:
+            if obj["kind"] == "ServiceAccount":
+                core.create_namespaced_service_account(NAMESPACE, obj)
+            elif obj["kind"] == "Role":
+                rbac.create_namespaced_role(NAMESPACE, obj)
+            elif obj["kind"] == "RoleBinding":
+                rbac.create_namespaced_role_binding(NAMESPACE, obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    name = unique("rbac")
+    create(admin, chart_isvc(render, "standard", name))
+    as_sa = apiserver.api_client()
+    as_sa.set_default_header("Impersonate-User", f"system:serviceaccount:{NAMESPACE}:housing-rollout")
+    sa_api = kclient.CustomObjectsApi(as_sa)
+    be = standard(sa_api, name)
+    be.start(CHALLENGER, 10)
+    be.set_weight(50)
+    be.promote()
+    assert get(admin, name)["spec"]["predictor"]["name"] == "v2"
+    with pytest.raises(ApiException) as info:
+        sa_api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+    assert info.value.status == 403
+
+
+def test_missing_object_is_a_clear_error(admin):
+    with pytest.raises(RolloutError, match="not found"):
+        standard(admin, "does-not-exist").status()
