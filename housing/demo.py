@@ -93,6 +93,7 @@ def demo(
     Needs Prometheus (Debian's prometheus package) for the canary gates; `make demo` installs it.
     """
     from training.api import TrainConfig, run_training
+    from training.cli import print_summary
 
     settings = load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -103,10 +104,10 @@ def demo(
 
     console.rule("1. train the champion")
     first = run_training(TrainConfig(dataset=dataset, fast=fast))
-    console.print(f"bundle {first.bundle_uri} (version {first.model_version}, aliases {first.aliases})")
+    print_summary(first)  # leaderboard, holdout metrics, where the bundle went, MLflow version
     console.rule("2. train a challenger (another seed)")
     second = run_training(TrainConfig(dataset=dataset, fast=fast, seed=7))
-    console.print(f"bundle {second.bundle_uri} (version {second.model_version}, aliases {second.aliases})")
+    print_summary(second)
 
     console.rule("3. serve the champion and predict (V1, V2)")
     row = _sample_row(dataset, first.manifest.target["name"])

@@ -28,7 +28,7 @@ def test_demo_runs_every_stage_on_the_embedded_default(tmp_path: Path) -> None:
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    assert "aliases ['challenger', 'champion']" in out
+    assert "(aliases: challenger, champion)" in out and "(aliases: challenger)" in out
     assert "V1 POST /v1/models/housing:predict → 200" in out
     assert "V2 POST /v2/models/housing/infer → 200" in out
     assert ("promoted:" in out) or ("rolled_back:" in out), out[-3000:]
