@@ -85,34 +85,6 @@ class FeatureSchema:
                 out[:, j] = [table.get(str(v), unknown) if v is not None else unknown for v in filled]
         return out
 
-    def encode_columns(self, columns: Mapping[str, Sequence[Any] | np.ndarray], n_rows: int) -> np.ndarray:
-        """Encode columnar input (one sequence per feature, e.g. V2 tensors); validates."""
-        unknown = [k for k in columns if k not in self.index]
-        if unknown:
-            raise InputError(unknown[0], "unknown feature")
-        out = np.empty((n_rows, len(self.features)), dtype=np.float64)
-        for j, feat in enumerate(self.features):
-            col = columns.get(feat.name, _MISSING)
-            if col is _MISSING:
-                if feat.required:
-                    raise InputError(feat.name, "required feature is missing")
-                col = [None] * n_rows
-            if len(col) != n_rows:
-                raise InputError(feat.name, f"has {len(col)} values, expected {n_rows}")
-            if feat.kind == NUMERIC:
-                out[:, j] = self._numeric_column(feat, col)
-            else:
-                out[:, j] = [self._categorical(feat, v) for v in col]
-        return out
-
-    def _numeric_column(self, feat: Feature, col: Sequence[Any] | np.ndarray) -> np.ndarray:
-        if isinstance(col, np.ndarray) and col.dtype.kind in "fiu":
-            values = col.astype(np.float64, copy=False).reshape(-1)
-            if not np.isfinite(values).all():
-                raise InputError(feat.name, "must be a finite number (got NaN or infinity)")
-            return values
-        return np.fromiter((self._numeric(feat, v) for v in col), dtype=np.float64, count=len(col))
-
     # -- per-row path (V1 instances) ------------------------------------------------------
     def encode_mapping(self, obj: Mapping[str, Any], out: np.ndarray) -> None:
         """Encode one ``{feature: value}`` object into ``out`` (a row of the model layout)."""
@@ -170,19 +142,6 @@ class FeatureSchema:
         if isinstance(value, bytes):
             return FeatureSchema._categorical(feat, value.decode("utf-8", "replace"))
         raise InputError(feat.name, f"must be a string category, got {_type_name(value)}")
-
-    # -- range checks --------------------------------------------------------------------
-    def out_of_range(self, x: np.ndarray) -> list[str]:
-        """Names of features in row ``x`` outside the training range or unseen categories."""
-        names: list[str] = []
-        for j, feat in enumerate(self.features):
-            v = x[j]
-            if feat.kind == NUMERIC:
-                if (feat.min is not None and v < feat.min) or (feat.max is not None and v > feat.max):
-                    names.append(feat.name)
-            elif v == feat.unknown and feat.unknown not in feat.categories.values():
-                names.append(feat.name)
-        return names
 
 
 def _type_name(value: Any) -> str:
