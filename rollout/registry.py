@@ -56,14 +56,19 @@ def resolve(model: str, tracking_uri: str | None = None) -> dict[str, VersionInf
     return {alias: _by_alias(mlflow, model, alias) for alias in (ALIAS_CHAMPION, ALIAS_CHALLENGER, ALIAS_PREVIOUS)}
 
 
+def _challenger_version(mlflow: Any, model: str, verb: str) -> str:
+    """The version the ``challenger`` alias points at; LookupError naming ``verb`` when none."""
+    challenger = _by_alias(mlflow, model, ALIAS_CHALLENGER)
+    if challenger is None:
+        raise LookupError(f"model {model!r} has no {ALIAS_CHALLENGER!r} alias to {verb}")
+    return challenger.version
+
+
 def promote(model: str, version: str | None = None, tracking_uri: str | None = None) -> dict[str, str | None]:
     """Move the aliases for a promotion; returns ``{"champion": v, "previous": old or None}``."""
     mlflow = client(tracking_uri)
     if version is None:
-        challenger = _by_alias(mlflow, model, ALIAS_CHALLENGER)
-        if challenger is None:
-            raise LookupError(f"model {model!r} has no {ALIAS_CHALLENGER!r} alias to promote")
-        version = challenger.version
+        version = _challenger_version(mlflow, model, "promote")
     old = _by_alias(mlflow, model, ALIAS_CHAMPION)
     if old is not None and old.version != version:
         mlflow.set_registered_model_alias(model, ALIAS_PREVIOUS, old.version)
@@ -79,10 +84,7 @@ def reject(model: str, reason: str, version: str | None = None, tracking_uri: st
     """Tag the challenger rejected with ``reason`` (champion untouched); returns its version."""
     mlflow = client(tracking_uri)
     if version is None:
-        challenger = _by_alias(mlflow, model, ALIAS_CHALLENGER)
-        if challenger is None:
-            raise LookupError(f"model {model!r} has no {ALIAS_CHALLENGER!r} alias to reject")
-        version = challenger.version
+        version = _challenger_version(mlflow, model, "reject")
     champion = _by_alias(mlflow, model, ALIAS_CHAMPION)
     if champion is not None and champion.version == version:
         raise ValueError(f"version {version} is the champion; refusing to reject it")
