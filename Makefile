@@ -23,7 +23,7 @@ tools: install ## build/install what the tests use (MinIO, etcd + kube-apiserver
 	bash scripts/tools/debian.sh
 	$(PY) -c "from bench.mlserver import ensure_venv; print(ensure_venv())"
 	bash scripts/tools/helm.sh
-	bash scripts/tools/kube-apiserver.sh
+	bash scripts/tools/kube.sh
 	bash scripts/tools/checkov.sh --install-only
 
 demo: install ## train → serve → V1/V2 predictions → a canary step, all embedded on this machine

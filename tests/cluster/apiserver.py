@@ -1,6 +1,6 @@
 """A real etcd + kube-apiserver for the cluster tier, with the KServe InferenceService CRD.
 
-The binaries and the CRD come from scripts/tools/kube-apiserver.sh (built from source with the
+The binaries and the CRD come from scripts/tools/kube.sh (built from source with the
 Go toolchain, the CRD taken from the kserve Go module) into ``$HOUSING_TOOLS_DIR``. This module
 starts both servers on free ports in a temporary directory: a CA and a serving certificate for
 127.0.0.1, a service-account signing key, a static token in ``system:masters``, RBAC
@@ -29,7 +29,7 @@ import yaml
 
 TOOLS_DIR = Path(os.environ.get("HOUSING_TOOLS_DIR", Path.home() / ".cache" / "housing" / "bin"))
 CRD_NAME = "inferenceservices.serving.kserve.io"
-INSTALL_HINT = "bash scripts/tools/kube-apiserver.sh"
+INSTALL_HINT = "bash scripts/tools/kube.sh"
 
 
 class ApiServerError(RuntimeError):

@@ -148,14 +148,14 @@ def by_kind(objects: list[dict], kind: str) -> list[dict]:
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """A real etcd + kube-apiserver with the KServe InferenceService CRD Established.
 
-    Binaries and CRD from scripts/tools/kube-apiserver.sh; locally their absence skips, with
+    Binaries and CRD from scripts/tools/kube.sh; locally their absence skips, with
     CI=true the script runs (a source build, ~10-20 min) and a failure fails.
     """
     from .apiserver import INSTALL_HINT, ApiServer, find_tools
 
     tools, missing = find_tools()
     if tools is None and in_ci():
-        subprocess.run(["bash", str(REPO / "scripts/tools/kube-apiserver.sh")], check=False)
+        subprocess.run(["bash", str(REPO / "scripts/tools/kube.sh")], check=False)
         tools, missing = find_tools()
     if tools is None:
         _missing(f"etcd + kube-apiserver + the KServe CRD (missing: {', '.join(missing)})", INSTALL_HINT)

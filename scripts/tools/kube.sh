@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Build a real etcd and kube-apiserver from source with the Go toolchain (GitHub/GCS release
-# downloads and setup-envtest are not reachable here; the Go module proxy is), and fetch the
-# KServe InferenceService CRD from the kserve Go module zip. Everything goes into
-# ${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}:
-#   etcd, kube-apiserver, kserve-crds/<kserve version>/serving.kserve.io_inferenceservices.yaml
+# Build a real etcd and the Kubernetes node binaries from source with the Go toolchain
+# (GitHub/GCS release downloads and setup-envtest are not reachable here; the Go module proxy
+# is), and fetch the KServe InferenceService CRD from the kserve Go module zip. Everything goes
+# into ${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}:
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, pause,
+#   kserve-crds/<kserve version>/serving.kserve.io_inferenceservices.yaml
+# One `go build` of all five shares the compile (cold ~15-25 min on 2 cores, cached after).
 #
 # k8s.io/kubernetes is published as a module whose go.mod replaces its staging modules
 # (k8s.io/api, k8s.io/apiserver, …) with ./staging/src/…; those directories are nested modules
 # and are not in the module zip, so we copy the module, point each replace at the published
-# staging release (k8s.io/foo v0.<minor>.<patch>) and build ./cmd/kube-apiserver.
+# staging release (k8s.io/foo v0.<minor>.<patch>) and build ./cmd/kube-*.
 # Heavy: ~10-20 min on 2 shared cores; builds run under nice with -p 2.
 # Idempotent: pinned versions are recorded in stamp files; nothing is rebuilt when they match.
 # Tests read tests/cluster/apiserver.py, which knows these paths.
@@ -20,8 +22,8 @@ KSERVE_VERSION="${HOUSING_KSERVE_CRD_VERSION:-v0.20.0}"  # newest kserve the Go 
 TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
 GO_PAR="${HOUSING_GO_BUILD_P:-2}"
 
-die() { echo "kube-apiserver.sh: $*" >&2; exit 1; }
-log() { echo "kube-apiserver.sh: $*" >&2; }
+die() { echo "kube.sh: $*" >&2; exit 1; }
+log() { echo "kube.sh: $*" >&2; }
 command -v go >/dev/null || die "the Go toolchain is needed (go not found)"
 mkdir -p "$TOOLS_DIR"
 export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
@@ -48,12 +50,17 @@ else
   log "etcd built in $((SECONDS - t0)) s"
 fi
 
-# --- kube-apiserver -----------------------------------------------------------------------
-kas_stamp="$TOOLS_DIR/.kube-apiserver-version"
-if [[ -x "$TOOLS_DIR/kube-apiserver" && -f "$kas_stamp" && "$(cat "$kas_stamp")" == "$KUBE_VERSION" ]]; then
-  log "kube-apiserver $KUBE_VERSION already built"
+# --- Kubernetes binaries -------------------------------------------------------------------
+KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+kube_stamp="$TOOLS_DIR/.kube-version"
+kube_built() {
+  [[ -f "$kube_stamp" && "$(cat "$kube_stamp")" == "$KUBE_VERSION" && -x "$TOOLS_DIR/pause" ]] || return 1
+  local b; for b in "${KUBE_BINS[@]}"; do [[ -x "$TOOLS_DIR/$b" ]] || return 1; done
+}
+if kube_built; then
+  log "kubernetes $KUBE_VERSION binaries already built"
 else
-  log "building kube-apiserver $KUBE_VERSION ($(go version)); expect 10-20 min on 2 cores…"
+  log "building ${KUBE_BINS[*]} $KUBE_VERSION ($(go version)); expect 15-25 min on 2 cores…"
   t0=$SECONDS
   src="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
          | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
@@ -69,12 +76,18 @@ else
   pkg=k8s.io/component-base/version
   ldflags="-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
   ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  out="$TOOLS_DIR/.kube-build"
+  rm -rf "$out" && mkdir -p "$out"
+  pkgs=(); for b in "${KUBE_BINS[@]}"; do pkgs+=("./cmd/$b"); done
   (cd "$work" && rm -f go.work go.work.sum && GOWORK=off GOMAXPROCS="$GO_PAR" nice -n 10 go build -mod=mod -p "$GO_PAR" \
-     -o "$TOOLS_DIR/kube-apiserver.tmp" -ldflags "$ldflags" ./cmd/kube-apiserver)
-  mv -f "$TOOLS_DIR/kube-apiserver.tmp" "$TOOLS_DIR/kube-apiserver"
-  rm -rf "$work"
-  echo "$KUBE_VERSION" > "$kas_stamp"
-  log "kube-apiserver built in $((SECONDS - t0)) s"
+     -o "$out/" -ldflags "$ldflags" "${pkgs[@]}")
+  # the pod sandbox ("pause") binary from the same tree, static, for the locally built pause image.
+  gcc -Os -static -DVERSION="$KUBE_VERSION" -o "$out/pause" "$work/build/pause/linux/pause.c" \
+    || die "building pause failed (gcc -static)"
+  for b in "${KUBE_BINS[@]}" pause; do mv -f "$out/$b" "$TOOLS_DIR/$b"; done
+  rm -rf "$work" "$out"
+  echo "$KUBE_VERSION" > "$kube_stamp"
+  log "kubernetes binaries built in $((SECONDS - t0)) s"
 fi
 
 # --- KServe CRD ---------------------------------------------------------------------------
@@ -94,5 +107,5 @@ fi
 ln -sfn "$KSERVE_VERSION" "$TOOLS_DIR/kserve-crds/current"
 
 "$TOOLS_DIR/etcd" --version | head -1
-"$TOOLS_DIR/kube-apiserver" --version
+for b in "${KUBE_BINS[@]}"; do echo "$b: $("$TOOLS_DIR/$b" --version 2>&1 | head -1)"; done
 echo "kserve CRD $KSERVE_VERSION: $crd"
