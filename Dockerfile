@@ -17,10 +17,11 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # dependencies first (cached while only the code changes)
 COPY pyproject.toml setup.py README.md* ./
-RUN mkdir -p housing predictor training rollout \
- && touch housing/__init__.py predictor/__init__.py training/__init__.py rollout/__init__.py \
+RUN mkdir -p housing bundle predictor training rollout \
+ && touch housing/__init__.py bundle/__init__.py predictor/__init__.py training/__init__.py rollout/__init__.py \
  && pip install . && pip uninstall -y housing
 COPY housing ./housing
+COPY bundle ./bundle
 COPY predictor ./predictor
 COPY training ./training
 COPY rollout ./rollout

@@ -3,7 +3,7 @@
 MLServer pins pandas < 3, so it lives in its own virtualenv (``MLSERVER_VENV``, default
 ``~/.cache/housing/mlserver-venv``), created on first use. The pipeline is pickled with joblib,
 as mlserver-sklearn expects, and the repository is put on MLServer's PYTHONPATH so the pickle
-resolves ``bench.naive`` and ``predictor.schema``.
+resolves ``bench.naive`` and ``bundle.schema``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 This is how a model is usually served (and what MLServer's sklearn runtime does): decode the
 request into a DataFrame, run the preprocessing step, call the estimator, undo the target
 transform. It serves the same bundle as our predictor, so the comparison is like for like.
-Only numpy/scikit-learn/xgboost and ``predictor.schema`` are imported, so MLServer's own
+Only numpy/scikit-learn/xgboost and ``bundle.schema`` are imported, so MLServer's own
 virtualenv can unpickle it with the repository on PYTHONPATH.
 """
 
@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from predictor.schema import FeatureSchema
+from bundle.schema import FeatureSchema
 
 
 class TargetInverse(BaseEstimator, RegressorMixin):

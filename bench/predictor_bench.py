@@ -68,11 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     import xgboost
     from kserve.protocol.infer_type import InferInput, InferRequest
 
+    from bundle.schema import CATEGORICAL
     from predictor.codec import Decoder
     from predictor.fastpath import has_c_extension
     from predictor.loaded import load_bundle
     from predictor.model import HousingModel
-    from predictor.schema import CATEGORICAL
 
     bundle_dir = args.bundle
     if not bundle_dir:

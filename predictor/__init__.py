@@ -4,11 +4,11 @@ Run it with ``python -m predictor`` (KServe's ModelServer flags plus ``--model_d
 ``--storage_uri``, ``--bundle_digest``/``HOUSING_BUNDLE_DIGEST``, ``--max_batch_size``) or
 ``housing serve``. Modules:
 
-* :mod:`predictor.bundle`, :mod:`predictor.schema` — the bundle format and feature schema
+* :mod:`bundle.manifest`, :mod:`bundle.schema` — the bundle format and feature schema
   (the contract with training).
 * :mod:`predictor.loaded` — a verified bundle turned into an evaluator (+ explanations).
 * :mod:`predictor.fastpath` (+ the optional C extension ``predictor._fastpath``) — compiled tree
-  ensembles and linear models; :mod:`predictor.ubjson` reads XGBoost's ``model.ubj`` without
+  ensembles and linear models; :mod:`bundle.ubjson` reads XGBoost's ``model.ubj`` without
   importing xgboost.
 * :mod:`predictor.codec` — V1 instances / V2 tensors → the model's float64 layout, with
   400-class errors naming the field and the reason.

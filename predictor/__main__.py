@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from kserve import ModelServer
 
-    from predictor.bundle import MANIFEST, BundleError
+    from bundle.manifest import MANIFEST, BundleError
     from predictor.model import HousingModel
     from predictor.storage import StorageError, download
 

@@ -15,8 +15,8 @@ import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
+from bundle.schema import CATEGORICAL, NUMERIC, FeatureSchema, InputError
 from predictor.fastpath import _c
-from predictor.schema import CATEGORICAL, NUMERIC, FeatureSchema, InputError
 
 _c_decode_mapping = getattr(_c, "decode_mapping", None)
 _c_out_of_range = getattr(_c, "out_of_range", None)

@@ -3,7 +3,7 @@
 * XGBoost: the booster's JSON dump (``Booster.save_raw("json")``) parsed into one packed node
   array. XGBoost compares in float32 (``x < split_condition`` → left, NaN → ``default_left``)
   and adds ``base_score``; we do the same.
-* Random forest: ``forest.npz`` (see ``training/export.py``): ``x`` cast to float32,
+* Random forest: ``forest.npz`` (see ``bundle/model_files.py``): ``x`` cast to float32,
   ``x <= threshold`` → left, the mean of the leaves.
 * Linear: ``intercept + X @ coef``.
 
@@ -270,7 +270,7 @@ def compile_xgboost_model(model: dict[str, Any]) -> TreeEnsemble:
 
 
 def compile_forest(arrays: dict[str, np.ndarray]) -> TreeEnsemble:
-    """Pack ``forest.npz`` arrays (see training/export.py) into a TreeEnsemble."""
+    """Pack ``forest.npz`` arrays (see bundle/model_files.py) into a TreeEnsemble."""
     feature = np.asarray(arrays["feature"], dtype=np.int64)
     nodes = np.zeros(len(feature), dtype=NODE_DTYPE)
     leaf_mask = feature < 0

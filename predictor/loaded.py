@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from predictor import ubjson
-from predictor.bundle import REFERENCE_FILE, Manifest, load_manifest
+from bundle import ubjson
+from bundle.manifest import REFERENCE_FILE, Manifest, bundle_digest, load_manifest
+from bundle.model_files import load_forest, load_linear, load_xgboost, predict_forest
+from bundle.schema import FeatureSchema
 from predictor.fastpath import LinearModel, TreeEnsemble, compile_forest, compile_xgboost, compile_xgboost_model
-from predictor.schema import FeatureSchema
 
 TRANSFORMS = ("log", "none")
 
@@ -75,8 +76,6 @@ class LoadedBundle:
 
             return self.booster.predict(xgboost.DMatrix(np.asarray(X, dtype=np.float64)))
         if self.flavor == "random_forest":
-            from training.export import load_forest, predict_forest  # the writer's reference
-
             return predict_forest(load_forest(self.directory / self.manifest.model_file), X)
         return self.evaluator.predict(X)
 
@@ -108,8 +107,6 @@ class LoadedBundle:
 
 def load_bundle(directory: Path | str, expected_digest: str | None = None) -> LoadedBundle:
     """Verify every digest (and the pinned bundle digest), then load the model files."""
-    from predictor.bundle import bundle_digest
-
     directory = Path(directory)
     manifest = load_manifest(directory, expected_digest)
     digest = bundle_digest(directory)
@@ -121,7 +118,7 @@ def load_bundle(directory: Path | str, expected_digest: str | None = None) -> Lo
     booster = None
     if manifest.flavor == "xgboost":
         try:  # our UBJSON reader: no xgboost import at start-up
-            evaluator: TreeEnsemble | LinearModel = compile_xgboost_model(ubjson.loads(model_path.read_bytes()))
+            evaluator: TreeEnsemble | LinearModel = compile_xgboost_model(load_xgboost(model_path))
         except (ubjson.UBJSONError, KeyError, TypeError, ValueError):
             import xgboost  # not UBJSON after all (e.g. legacy binary): let the library read it
 
@@ -129,10 +126,9 @@ def load_bundle(directory: Path | str, expected_digest: str | None = None) -> Lo
             booster.set_param({"nthread": 1})
             evaluator = compile_xgboost(booster)
     elif manifest.flavor == "random_forest":
-        with np.load(model_path, allow_pickle=False) as data:
-            evaluator = compile_forest({k: data[k] for k in data.files})
+        evaluator = compile_forest(load_forest(model_path))
     else:
-        evaluator = LinearModel.from_json(json.loads(model_path.read_text()))
+        evaluator = LinearModel.from_json(load_linear(model_path))
     n = len(schema.features)
     width = evaluator.n_features if isinstance(evaluator, TreeEnsemble) else len(evaluator.coef)
     if width != n:

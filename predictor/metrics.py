@@ -31,7 +31,7 @@ import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from predictor.schema import NUMERIC, FeatureSchema
+from bundle.schema import NUMERIC, FeatureSchema
 
 LABELS = ("model_name", "model_version")
 EPS = 1e-4

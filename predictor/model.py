@@ -2,7 +2,7 @@
 
 ``load()`` verifies every digest in ``bundle.json`` (and the pinned bundle digest, if any)
 before reading a model file; a bundle that fails verification raises
-:class:`~predictor.bundle.BundleError` and the model is never marked ready (``python -m
+:class:`~bundle.manifest.BundleError` and the model is never marked ready (``python -m
 predictor`` then exits non-zero with a one-line message, which is what KServe users see as a
 crash-looping, never-ready predictor pod).
 
@@ -32,10 +32,10 @@ from kserve.errors import InvalidInput
 from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from bundle.schema import CATEGORICAL
 from predictor.codec import Decoder
 from predictor.loaded import LoadedBundle, load_bundle
 from predictor.metrics import ModelMetrics
-from predictor.schema import CATEGORICAL
 
 log = logging.getLogger("predictor")
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bundle.manifest import Manifest
 from housing.config import DEFAULT_MODEL_NAME
-from predictor.bundle import Manifest
 
 CANDIDATES = ("linear", "random_forest", "xgboost")
 

@@ -134,7 +134,7 @@ def cross_validate(
 def importances(name: str, model: Any, X: np.ndarray) -> np.ndarray:
     """Per-feature importance (normalised to sum 1) for the plots and the manifest."""
     if name == "linear":
-        from training.export import fold_linear
+        from bundle.model_files import fold_linear
 
         _, coef = fold_linear(model)
         raw = np.abs(coef) * X.std(axis=0)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictor.schema import CATEGORICAL, NUMERIC, Feature, FeatureSchema
+from bundle.schema import CATEGORICAL, NUMERIC, Feature, FeatureSchema
 from training.errors import TrainingError
 
 IMPUTE_STRATEGIES = ("median", "mean", "most_frequent", "constant")

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bundle.manifest import MODEL_FILES, REFERENCE_FILE, Manifest, write_bundle
 from housing.config import load_settings
-from predictor.bundle import MODEL_FILES, REFERENCE_FILE, Manifest, write_bundle
 from training import candidates as cands
 from training import storage
 from training.api import TrainConfig, TrainResult
@@ -250,7 +250,7 @@ def run(cfg: TrainConfig) -> TrainResult:
     importance = cands.importances(flavor, model, X_train)
 
     # -- bundle ----------------------------------------------------------------------------
-    from training import export
+    from bundle import model_files as export
 
     created = datetime.now(UTC).replace(microsecond=0)
     staging = Path(tempfile.mkdtemp(prefix="housing-bundle-"))

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bundle.manifest import Manifest
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
-from predictor.bundle import Manifest
 from training.errors import TrainingError
 
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"

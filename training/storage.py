@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bundle.manifest import MANIFEST, load_manifest
 from housing.config import s3_endpoint_from_env
-from predictor.bundle import MANIFEST, load_manifest
 from training.errors import TrainingError
 
 

@@ -13,9 +13,9 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from predictor.bundle import bundle_digest, load_manifest
+from bundle.manifest import bundle_digest, load_manifest
+from bundle.schema import CATEGORICAL
 from predictor.loaded import load_bundle
-from predictor.schema import CATEGORICAL
 from tests.predictor.holdout import holdout, records
 from tests.procs import start_predictor
 

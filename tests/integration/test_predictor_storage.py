@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from bundle.manifest import bundle_digest, load_manifest
 from housing.config import ALIAS_CHAMPION, DEFAULT_BUCKET, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
-from predictor.bundle import bundle_digest, load_manifest
 from tests.procs import start_predictor
 
 pytestmark = pytest.mark.integration

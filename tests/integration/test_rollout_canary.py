@@ -1,7 +1,7 @@
 """Canary rollouts end to end: real predictor processes, the real router, a real Prometheus.
 
 The champion is a boston linear bundle made by the real training code; challengers are that
-bundle with its intercept shifted and re-written with predictor.bundle so that predictions
+bundle with its intercept shifted and re-written with bundle.manifest so that predictions
 move by +0.2 % (a good challenger) or +50 % (a bad one). The MLflow registry is a
 real embedded one (sqlite). Intervals are short (1 s scrape, 3 s steps).
 """
@@ -28,8 +28,8 @@ from mlflow import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bundle.manifest import Manifest, write_bundle  # noqa: E402
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_PREVIOUS, TAG_BUNDLE_URI  # noqa: E402
-from predictor.bundle import Manifest, write_bundle  # noqa: E402
 from rollout import registry  # noqa: E402
 from rollout.analysis import Analysis, AnalysisConfig, EventLog  # noqa: E402
 from rollout.backends.local import LocalBackend  # noqa: E402

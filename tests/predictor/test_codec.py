@@ -7,9 +7,9 @@ import pytest
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
+from bundle.schema import CATEGORICAL
 from predictor.codec import BatchTooLarge, Decoder
 from predictor.loaded import load_bundle
-from predictor.schema import CATEGORICAL
 
 SEED_BOSTON = {
     "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,

@@ -37,7 +37,7 @@ def test_fast_path_agrees_with_library_on_holdout(fixture, request):
 
 
 def test_sklearn_forest_semantics_match_training_reference(boston_forest):
-    from training.export import load_forest, predict_forest
+    from bundle.model_files import load_forest, predict_forest
 
     bundle = load_bundle(boston_forest)
     rng = np.random.default_rng(0)
@@ -82,7 +82,7 @@ def test_contributions_sum_to_model_scale_prediction(fixture, request):
 def test_ubjson_reader_compiles_the_same_trees_as_xgboost(ames_xgb):
     import xgboost
 
-    from predictor import ubjson
+    from bundle import ubjson
 
     path = ames_xgb / "model.ubj"
     ours = fastpath.compile_xgboost_model(ubjson.loads(path.read_bytes()))
@@ -95,7 +95,7 @@ def test_ubjson_reader_compiles_the_same_trees_as_xgboost(ames_xgb):
 
 @pytest.mark.parametrize("blob", [b"", b"{", b"[$d#i\x05\x00", b"{i\x03abcZ", b"\xff", b"[#U\x02ii"])
 def test_ubjson_reader_rejects_garbage(blob):
-    from predictor import ubjson
+    from bundle import ubjson
 
     with pytest.raises(ubjson.UBJSONError):
         ubjson.loads(blob)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.schema import CATEGORICAL, NUMERIC, FeatureSchema
+from bundle.schema import CATEGORICAL, NUMERIC, FeatureSchema
 from training.errors import TrainingError
 from training.features import MISSING_CATEGORY, fit_features
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from training.metrics import holdout_metrics, regression_metrics
-from training.reference import binned, reference_stats
+from training.reference import reference_stats
 
 
 def test_regression_metrics_known_values() -> None:
@@ -20,16 +20,6 @@ def test_holdout_metrics_log_scale() -> None:
     m = holdout_metrics(y, y * np.exp(0.1), log_target=True)
     assert m["rmse_log"] == pytest.approx(0.1) and m["mae_log"] == pytest.approx(0.1)
     assert "rmse_log" not in holdout_metrics(y, y, log_target=False)
-
-
-def test_binned_proportions() -> None:
-    values = np.arange(100, dtype=float)
-    b = binned(values)
-    assert len(b["proportions"]) == len(b["edges"]) + 1 == 10
-    assert sum(b["proportions"]) == pytest.approx(1.0)
-    idx = np.searchsorted(b["edges"], values, side="left")
-    assert np.bincount(idx, minlength=10)[0] / 100 == b["proportions"][0]
-    assert binned(np.ones(20))["proportions"] == [1.0, 0.0]
 
 
 def test_reference_stats(frame) -> None:

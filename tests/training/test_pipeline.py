@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bundle.manifest import MODEL_FILES, REFERENCE_FILE, load_manifest
+from bundle.schema import FeatureSchema
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
-from predictor.bundle import MODEL_FILES, REFERENCE_FILE, load_manifest
-from predictor.schema import FeatureSchema
 from training.api import TrainConfig, run_training
 from training.errors import TrainingError
 
@@ -42,7 +42,7 @@ def test_predictions_from_the_bundle_match_the_reported_holdout(tmp_path: Path, 
     """Replaying the bundle (schema + model file) reproduces the holdout metrics."""
     from sklearn.model_selection import train_test_split
 
-    from training.export import load_forest, predict_forest
+    from bundle.model_files import load_forest, predict_forest
     from training.metrics import holdout_metrics
 
     result = run_training(_cfg(csv_path, tmp_path, candidates=("random_forest",), log_target=True))

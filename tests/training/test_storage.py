@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from predictor.bundle import MANIFEST, Manifest, write_bundle
+from bundle.manifest import MANIFEST, Manifest, write_bundle
 from training import storage
 from training.errors import TrainingError
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.export import (
+from bundle.model_files import (
     export_forest,
     export_linear,
     export_xgboost,

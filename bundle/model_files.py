@@ -1,4 +1,7 @@
-"""Model files in the safest format each library offers — no pickle anywhere.
+"""Each model kind's file — writer, reader, reference evaluator; no pickle anywhere.
+
+Writers take the fitted library objects duck-typed, so this module imports neither
+scikit-learn nor xgboost. Formats:
 
 ``model.ubj`` (xgboost)
     ``Booster.save_model`` in XGBoost's native UBJSON. The objective is ``reg:squarederror`` on
@@ -126,9 +129,14 @@ def export_linear(pipeline: Any, path: Path) -> dict[str, Any]:
     return {"n_features": len(coef)}
 
 
+def load_linear(path: Path) -> dict[str, Any]:
+    """Read ``linear.json``: ``{"intercept": float, "coef": [float, ...]}``."""
+    return json.loads(Path(path).read_text())
+
+
 def predict_linear(path: Path, X: np.ndarray) -> np.ndarray:
     """Reference evaluation of ``linear.json``."""
-    data = json.loads(Path(path).read_text())
+    data = load_linear(path)
     return float(data["intercept"]) + np.asarray(X, dtype=np.float64) @ np.asarray(data["coef"], dtype=np.float64)
 
 
@@ -145,3 +153,13 @@ def export_xgboost(model: Any, path: Path) -> dict[str, Any]:
         "num_boosted_rounds": booster.num_boosted_rounds(),
         "n_features": booster.num_features(),
     }
+
+
+def load_xgboost(path: Path) -> dict[str, Any]:
+    """Read ``model.ubj`` into XGBoost's JSON model document without importing xgboost.
+
+    Raises :class:`bundle.ubjson.UBJSONError` when the file is not UBJSON (e.g. a legacy binary).
+    """
+    from bundle import ubjson
+
+    return ubjson.loads(Path(path).read_bytes())

@@ -1,0 +1,27 @@
+"""Serving stands on the bundle contract alone: it never imports training, scikit-learn or MLflow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Everything ``python -m predictor`` loads before it serves (the entry point, the model, storage).
+SERVING_MODULES = ["predictor", "predictor.__main__", "predictor.model", "predictor.storage", "kserve"]
+FORBIDDEN = ("training", "sklearn", "mlflow", "xgboost", "rollout", "bench")
+
+
+def test_predictor_imports_neither_training_nor_sklearn_nor_mlflow() -> None:
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {SERVING_MODULES!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "predictor" in loaded and "bundle" in loaded
+    assert sorted(loaded.intersection(FORBIDDEN)) == []
