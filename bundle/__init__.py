@@ -11,4 +11,6 @@ so serving never imports training, scikit-learn or MLflow:
   (``model.ubj``, ``forest.npz``, ``linear.json``); :mod:`bundle.ubjson` reads ``model.ubj``
   without xgboost.
 * :mod:`bundle.reference` — ``reference.json`` (training distribution) and the one PSI.
+* :mod:`bundle.registry` — the MLflow registry of bundles: register (training), resolve
+  ``models:/`` (the predictor), promote and reject (rollouts).
 """

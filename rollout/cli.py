@@ -117,7 +117,7 @@ def resolve_uris(champion_uri: str | None, challenger_uri: str | None) -> tuple[
     settings = load_settings()
     roles: dict[str, Any] = {}
     if champion_uri is None or challenger_uri is None:
-        from rollout import registry
+        from bundle import registry
 
         try:
             roles = registry.resolve(settings.model_name)
@@ -244,7 +244,7 @@ def promote(
         if dry_run:
             return
         if registry_sync:
-            from rollout import registry
+            from bundle import registry
 
             moved = registry.promote(load_settings().model_name)
             typer.echo(f"registry: champion → version {moved['champion']}, previous → {moved['previous']}")
@@ -271,7 +271,7 @@ def rollback(
         if dry_run:
             return
         if registry_sync:
-            from rollout import registry
+            from bundle import registry
 
             version = registry.reject(load_settings().model_name, reason)
             typer.echo(f"registry: version {version} tagged rollout_status=rejected")
@@ -389,14 +389,14 @@ def _run_live(be: Any, backend: str, step_list: list[int], opts: dict) -> None:
 
         def on_promote() -> None:
             if opts["registry_sync"]:
-                from rollout import registry
+                from bundle import registry
 
                 moved = registry.promote(settings.model_name, chall["version"])
                 typer.echo(f"registry: champion → version {moved['champion']}, previous → {moved['previous']}")
 
         def on_rollback(reason: str) -> None:
             if opts["registry_sync"]:
-                from rollout import registry
+                from bundle import registry
 
                 version = registry.reject(settings.model_name, reason, chall["version"])
                 typer.echo(f"registry: version {version} tagged rollout_status=rejected")

@@ -172,6 +172,49 @@ def _version(model_file: Path, created: datetime) -> str:
 
 
 # -- the run ---------------------------------------------------------------------------------
+def _registry_step(step: Any, *args: Any) -> Any:
+    """Call a registry step; its RegistryError becomes the TrainingError the CLI prints."""
+    from bundle.registry import RegistryError
+
+    try:
+        return step(*args)
+    except RegistryError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+def run_params(cfg: TrainConfig, manifest: Manifest, bundle_uri: str, digest: str) -> dict[str, Any]:
+    """The MLflow run's params: how the run was configured and what it produced."""
+    return {
+        "dataset": cfg.dataset,
+        "target": manifest.target["name"],
+        "target_transform": manifest.target["transform"],
+        "flavor": manifest.flavor,
+        "candidates": ",".join(cfg.candidates),
+        "split": cfg.split,
+        "test_size": cfg.test_size,
+        "seed": cfg.seed,
+        "cv_folds": manifest.metrics["cv"].get("folds", cfg.cv_folds),
+        "selection": manifest.params.get("selection", ""),
+        "impute": cfg.impute,
+        "optuna_trials": cfg.optuna_trials,
+        "fast": cfg.fast,
+        "data_digest": manifest.data_digest,
+        "bundle_uri": bundle_uri,
+        "bundle_digest": digest,
+        "model_version": manifest.model_version,
+        "model": manifest.params.get("model", {}),
+    }
+
+
+def run_metrics(manifest: Manifest, leaderboard: list[dict[str, Any]]) -> dict[str, float]:
+    """The MLflow run's metrics: CV and holdout of the winner, CV RMSE of every candidate."""
+    metrics = {f"cv_{k}": v for k, v in manifest.metrics["cv"].items() if isinstance(v, (int, float))}
+    metrics.update({f"holdout_{k}": v for k, v in manifest.metrics["holdout"].items()})
+    for row in leaderboard:
+        metrics[f"cv_score_{row['candidate']}"] = row["cv"]["rmse"]  # model scale
+    return metrics
+
+
 def run(cfg: TrainConfig) -> TrainResult:
     """Train, evaluate, write, publish and (optionally) register one bundle."""
     started = time.perf_counter()
@@ -184,10 +227,10 @@ def run(cfg: TrainConfig) -> TrainResult:
     n_jobs = cfg.n_jobs or min(os.cpu_count() or 1, 8)
     registry = None
     if cfg.register:
-        from training.registry import Registry
+        from bundle.registry import Registry
 
         registry = Registry(settings.tracking_uri, settings.home)
-        registry.check()
+        _registry_step(registry.check)
     if root.startswith("s3://"):
         storage.check_bucket(root)
     if cfg.bundle_uri:
@@ -311,7 +354,7 @@ def run(cfg: TrainConfig) -> TrainResult:
     uri = cfg.bundle_uri or storage.bundle_uri(root, cfg.model_name, version)
     try:
         if registry is not None:
-            registry.check()  # still reachable? fail before uploading anything
+            _registry_step(registry.check)  # still reachable? fail before uploading anything
         storage.publish(staging, uri, digest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -330,7 +373,18 @@ def run(cfg: TrainConfig) -> TrainResult:
 
             plots = write_plots(plots_dir, y_test, pred_test, schema.names, importance, ds.target)
             try:
-                reg = registry.register(cfg, manifest, staging, uri, digest, plots, leaderboard)
+                reg = _registry_step(
+                    registry.register,
+                    cfg.model_name,
+                    manifest,
+                    staging,
+                    uri,
+                    digest,
+                    plots,
+                    run_params(cfg, manifest, uri, digest),
+                    run_metrics(manifest, leaderboard),
+                    f"{manifest.flavor} on {cfg.dataset}; bundle {uri}",
+                )
             except BaseException:
                 storage.unpublish(uri)
                 shutil.rmtree(staging, ignore_errors=True)

@@ -28,9 +28,9 @@ from mlflow import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bundle import registry  # noqa: E402
 from bundle.manifest import Manifest, write_bundle  # noqa: E402
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_PREVIOUS, TAG_BUNDLE_URI  # noqa: E402
-from rollout import registry  # noqa: E402
 from rollout.analysis import Analysis, AnalysisConfig, EventLog  # noqa: E402
 from rollout.backends.local import LocalBackend  # noqa: E402
 from rollout.prom import Prometheus  # noqa: E402

@@ -141,7 +141,7 @@ def test_unreachable_mlflow_fails_before_training(
 def test_registration_failure_removes_the_bundle(
     housing_home: Path, csv_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training.registry import Registry
+    from bundle.registry import Registry
 
     def boom(self, *args, **kwargs):
         raise TrainingError("MLflow registration failed: boom")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
+from bundle import registry
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_PREVIOUS, TAG_BUNDLE_URI
-from rollout import registry
 
 
 @pytest.fixture

@@ -1,0 +1,319 @@
+"""The MLflow model registry: where bundles are registered, resolved, promoted and rejected.
+
+A registered version points at its bundle through the tags ``bundle_uri`` and ``bundle_digest``
+(:data:`housing.config.TAG_BUNDLE_URI`, :data:`~housing.config.TAG_BUNDLE_DIGEST`). The
+aliases carry the champion/challenger lifecycle:
+
+- register (training): a run with params, metrics, plots and the bundle, then a version tagged
+  with the bundle URI and digest, alias ``challenger``, and ``champion`` only when the model has
+  none. Nothing else here moves ``champion`` except promote.
+- resolve: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → bundle URI + digest (the
+  predictor), or the versions behind every alias (rollouts).
+- promote: ``challenger`` → ``champion``; the old champion → ``previous``; the challenger alias is
+  removed; the version is tagged ``rollout_status=promoted``.
+- reject: ``champion`` is untouched; the challenger version is tagged ``rollout_status=rejected``
+  and ``rollout_reason=<reason>``, and the ``challenger`` alias is removed so the rejected version
+  is not picked up again by the next rollout.
+
+MLflow is imported only inside the functions, so importing this module costs nothing. HTTP
+retries are kept short (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``/``MLFLOW_HTTP_REQUEST_TIMEOUT`` default
+to 2 and 20 s for training unless set) so a server that goes away mid-run fails in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bundle.manifest import Manifest
+from housing.config import (
+    ALIAS_CHALLENGER,
+    ALIAS_CHAMPION,
+    ALIAS_PREVIOUS,
+    TAG_BUNDLE_DIGEST,
+    TAG_BUNDLE_URI,
+    load_settings,
+)
+
+TAG_STATUS = "rollout_status"
+TAG_REASON = "rollout_reason"
+MODELS_SCHEME = "models:/"
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+DEFAULT_EXPERIMENT = "housing"
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot be reached, or refuses what was asked; one line saying why."""
+
+
+@dataclass
+class VersionInfo:
+    """A registered version and the bundle it points at."""
+
+    version: str
+    bundle_uri: str | None
+    digest: str | None
+    tags: dict[str, str]
+
+
+@dataclass
+class Resolved:
+    """A ``models:/`` URI resolved to its bundle."""
+
+    uri: str  # the bundle URI after resolving models:/
+    digest: str | None  # the bundle digest recorded in the registry, if any
+    source: str  # what the user asked for
+
+
+@dataclass
+class Registration:
+    """What :meth:`Registry.register` created."""
+
+    version: str
+    run_id: str
+    aliases: list[str] = field(default_factory=list)
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def client(tracking_uri: str | None = None) -> Any:
+    """An ``MlflowClient`` for ``tracking_uri`` (default: :func:`housing.config.load_settings`)."""
+    from mlflow import MlflowClient
+
+    uri = tracking_uri or load_settings().tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _version_info(mv: Any) -> VersionInfo:
+    tags = dict(mv.tags or {})
+    return VersionInfo(str(mv.version), tags.get(TAG_BUNDLE_URI), tags.get(TAG_BUNDLE_DIGEST), tags)
+
+
+def _by_alias(mlflow: Any, model: str, alias: str) -> VersionInfo | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = mlflow.get_model_version_by_alias(model, alias)
+    except MlflowException:
+        return None
+    return _version_info(mv)
+
+
+# -- resolve ---------------------------------------------------------------------------------
+def resolve(model: str, tracking_uri: str | None = None) -> dict[str, VersionInfo | None]:
+    """The versions behind the champion, challenger and previous aliases (None when unset)."""
+    mlflow = client(tracking_uri)
+    return {alias: _by_alias(mlflow, model, alias) for alias in (ALIAS_CHAMPION, ALIAS_CHALLENGER, ALIAS_PREVIOUS)}
+
+
+def resolve_uri(uri: str, tracking_uri: str | None = None) -> Resolved:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → the registered bundle URI + digest."""
+    spec = uri[len(MODELS_SCHEME) :]
+    try:
+        if "@" in spec:
+            name, alias = spec.split("@", 1)
+            mv = client(tracking_uri).get_model_version_by_alias(name, alias)
+        elif "/" in spec:
+            name, version = spec.split("/", 1)
+            mv = client(tracking_uri).get_model_version(name, version)
+        else:
+            raise RegistryError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    except RegistryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MlflowException, connection errors
+        raise RegistryError(f"{uri}: cannot resolve through MLflow ({_short(exc)})") from exc
+    info = _version_info(mv)
+    if not info.bundle_uri:
+        raise RegistryError(f"{uri}: model version {info.version} has no {TAG_BUNDLE_URI!r} tag")
+    return Resolved(info.bundle_uri, info.digest, uri)
+
+
+# -- promote / reject ------------------------------------------------------------------------
+def _challenger_version(mlflow: Any, model: str, verb: str) -> str:
+    """The version the ``challenger`` alias points at; LookupError naming ``verb`` when none."""
+    challenger = _by_alias(mlflow, model, ALIAS_CHALLENGER)
+    if challenger is None:
+        raise LookupError(f"model {model!r} has no {ALIAS_CHALLENGER!r} alias to {verb}")
+    return challenger.version
+
+
+def _drop_challenger_alias(mlflow: Any, model: str, version: str) -> None:
+    current = _by_alias(mlflow, model, ALIAS_CHALLENGER)
+    if current is not None and current.version == version:
+        mlflow.delete_registered_model_alias(model, ALIAS_CHALLENGER)
+
+
+def promote(model: str, version: str | None = None, tracking_uri: str | None = None) -> dict[str, str | None]:
+    """Move the aliases for a promotion; returns ``{"champion": v, "previous": old or None}``."""
+    mlflow = client(tracking_uri)
+    if version is None:
+        version = _challenger_version(mlflow, model, "promote")
+    old = _by_alias(mlflow, model, ALIAS_CHAMPION)
+    if old is not None and old.version != version:
+        mlflow.set_registered_model_alias(model, ALIAS_PREVIOUS, old.version)
+    mlflow.set_registered_model_alias(model, ALIAS_CHAMPION, version)
+    _drop_challenger_alias(mlflow, model, version)
+    mlflow.set_model_version_tag(model, version, TAG_STATUS, "promoted")
+    return {"champion": version, "previous": old.version if old and old.version != version else None}
+
+
+def reject(model: str, reason: str, version: str | None = None, tracking_uri: str | None = None) -> str:
+    """Tag the challenger rejected with ``reason`` (champion untouched); returns its version."""
+    mlflow = client(tracking_uri)
+    if version is None:
+        version = _challenger_version(mlflow, model, "reject")
+    champion = _by_alias(mlflow, model, ALIAS_CHAMPION)
+    if champion is not None and champion.version == version:
+        raise ValueError(f"version {version} is the champion; refusing to reject it")
+    mlflow.set_model_version_tag(model, version, TAG_STATUS, "rejected")
+    mlflow.set_model_version_tag(model, version, TAG_REASON, reason[:5000])
+    _drop_challenger_alias(mlflow, model, version)
+    return version
+
+
+# -- register --------------------------------------------------------------------------------
+def flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    """Nested params → ``a.b.c`` keys with short string values (long lists summarised)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, (list, tuple)) and len(value) > 8:
+        out[prefix] = f"[{len(value)} values]"
+    else:
+        out[prefix] = str(value)[:500]
+
+
+class Registry:
+    """The MLflow side of a training run: connectivity check, then run + registered version."""
+
+    def __init__(self, tracking_uri: str, home: Path) -> None:
+        self.tracking_uri = tracking_uri
+        self.home = Path(home)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+    @property
+    def remote(self) -> bool:
+        return self.tracking_uri.startswith(("http://", "https://"))
+
+    def check(self) -> None:
+        """Raise :class:`RegistryError` when the tracking server cannot be reached."""
+        if self.remote:
+            url = self.tracking_uri.rstrip("/") + "/health"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - configured URL
+                    if resp.status != 200:
+                        raise RegistryError(
+                            f"MLflow tracking server {self.tracking_uri} unhealthy (HTTP {resp.status})"
+                        )
+            except urllib.error.HTTPError as exc:
+                raise RegistryError(f"MLflow tracking server {self.tracking_uri} unhealthy (HTTP {exc.code})") from exc
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise RegistryError(f"MLflow tracking server {self.tracking_uri} unreachable: {reason}") from exc
+        elif self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+
+    def _experiment(self, mlflow: Any) -> str:
+        name = os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if not self.remote:  # embedded: keep artifacts next to the sqlite file, not in ./mlruns
+            location = (self.home / "mlartifacts").resolve().as_uri()
+        return mlflow.create_experiment(name, artifact_location=location)
+
+    def register(
+        self,
+        model_name: str,
+        manifest: Manifest,
+        bundle_dir: Path,
+        bundle_uri: str,
+        digest: str,
+        plots: list[Path],
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        description: str,
+    ) -> Registration:
+        """Log the run and register the version; undo what it can and raise RegistryError on any failure."""
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.exceptions import MlflowException
+
+        mlflow = None
+        run_id = None
+        created_version = None
+        try:
+            mlflow = client(self.tracking_uri)
+            exp_id = self._experiment(mlflow)
+            run = mlflow.create_run(
+                exp_id,
+                run_name=manifest.model_version,
+                tags={"housing.model_version": manifest.model_version, "housing.flavor": manifest.flavor},
+            )
+            run_id = run.info.run_id
+            flat: dict[str, str] = {}
+            flatten("", params, flat)
+            now = int(time.time() * 1000)
+            mlflow.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(float(v))],
+                params=[Param(k, v) for k, v in flat.items()],
+                tags=[RunTag("housing.bundle_uri", bundle_uri), RunTag("housing.bundle_digest", digest)],
+            )
+            for plot in plots:
+                mlflow.log_artifact(run_id, str(plot), "plots")
+            mlflow.log_artifacts(run_id, str(bundle_dir), "bundle")
+
+            try:
+                mlflow.get_registered_model(model_name)
+            except MlflowException:
+                try:
+                    mlflow.create_registered_model(
+                        model_name, description="Housing-price models (bundles in bundle_uri tags)"
+                    )
+                except MlflowException as exc:  # created concurrently
+                    if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                        raise
+            source = f"{run.info.artifact_uri.rstrip('/')}/bundle"
+            mv = mlflow.create_model_version(
+                model_name,
+                source=source,
+                run_id=run_id,
+                tags={
+                    TAG_BUNDLE_URI: bundle_uri,
+                    TAG_BUNDLE_DIGEST: digest,
+                    "flavor": manifest.flavor,
+                    "bundle_version": manifest.model_version,
+                },
+                description=description,
+            )
+            created_version = mv.version
+            aliases = [ALIAS_CHALLENGER]
+            if _by_alias(mlflow, model_name, ALIAS_CHAMPION) is None:
+                aliases.append(ALIAS_CHAMPION)
+            for alias in aliases:
+                mlflow.set_registered_model_alias(model_name, alias, mv.version)
+            mlflow.set_terminated(run_id, "FINISHED")
+            return Registration(version=str(mv.version), run_id=run_id, aliases=aliases)
+        except Exception as exc:  # noqa: BLE001 - undo, then one clear line
+            if mlflow is not None:
+                if created_version is not None:
+                    try:
+                        mlflow.delete_model_version(model_name, created_version)
+                    except Exception:  # noqa: BLE001,S110
+                        pass
+                if run_id is not None:
+                    try:
+                        mlflow.set_terminated(run_id, "FAILED")
+                    except Exception:  # noqa: BLE001,S110
+                        pass
+            raise RegistryError(f"MLflow registration at {self.tracking_uri} failed: {_short(exc)}") from exc
