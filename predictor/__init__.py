@@ -13,7 +13,9 @@ Run it with ``python -m predictor`` (KServe's ModelServer flags plus ``--model_d
 * :mod:`predictor.codec` — V1 instances / V2 tensors → the model's float64 layout, with
   400-class errors naming the field and the reason.
 * :mod:`predictor.model` — :class:`~predictor.model.HousingModel` (``kserve.Model``).
-* :mod:`predictor.metrics` — Prometheus series labelled ``model_name``/``model_version``.
+* :mod:`predictor.metrics` — Prometheus series labelled ``model_name``/``model_version``;
+  :mod:`predictor.drift` — drift of served rows against the bundle's ``reference.json``;
+  :mod:`predictor.series` — the series' names (rollout gates import them).
 * :mod:`predictor.storage` — ``s3://``/``file://``/paths via kserve-storage, ``models:/`` via MLflow.
 
 Protocol notes (beyond the KServe defaults):

@@ -1,17 +1,14 @@
-"""Prometheus metrics for the predictor, served on KServe's own ``/metrics``.
+"""Prometheus series for the predictor, served on KServe's own ``/metrics``.
 
 Every series carries ``model_name`` and ``model_version`` so a canary can be judged against the
-champion:
+champion (names in :mod:`predictor.series`; drift in :mod:`predictor.drift`):
 
-* ``housing_predictions_total`` — rows predicted (label ``protocol``: v1, v2).
-* ``housing_prediction_value`` — histogram of predicted prices (buckets from the bundle's
-  reference prediction deciles).
+* ``housing_predictions_total`` — rows predicted (label ``protocol``: v1, v2, grpc, explain).
+* ``housing_prediction_value`` — histogram of predicted prices; each model version has its own
+  buckets, from its bundle's reference prediction deciles.
 * ``housing_out_of_range_total`` — values outside the training range / unseen categories, by
   ``feature``; ``housing_out_of_range_rows_total`` — rows with at least one.
 * ``housing_request_errors_total`` — rejected requests by ``protocol`` and ``reason``.
-* ``housing_drift_psi`` — PSI of the last ``window`` served rows against ``reference.json``, by
-  ``feature`` (``feature="__prediction__"`` for predictions); ``housing_drift_score`` — the
-  largest feature PSI. Computed when Prometheus scrapes, not per request.
 * ``housing_model_info`` — 1, with flavor and bundle digest labels.
 
 Small requests are recorded in bulk: ``observe`` queues them and the queue is applied to the
@@ -28,13 +25,21 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily
 
-from bundle.schema import NUMERIC, FeatureSchema
+from bundle.schema import FeatureSchema
+from predictor.drift import DriftWindow, drift_collector
+from predictor.series import (
+    LABELS,
+    MODEL_INFO,
+    OUT_OF_RANGE,
+    OUT_OF_RANGE_ROWS,
+    PREDICTION_VALUE,
+    PREDICTIONS,
+    REQUEST_ERRORS,
+)
 
-LABELS = ("model_name", "model_version")
-EPS = 1e-4
 #: Queued small requests applied to the series at once (and at every scrape).
 FLUSH_EVERY = 128
 #: Requests with more rows than this are applied at once (queueing would only copy them).
@@ -66,6 +71,7 @@ def flusher() -> _Flusher:
     if _flusher is None:
         _flusher = _Flusher()
         REGISTRY.register(_flusher)
+        drift_collector().before_collect = _flusher.collect
     return _flusher
 
 
@@ -77,158 +83,67 @@ def _metric(kind: type, name: str, doc: str, labels: tuple[str, ...], **kw: Any)
     return _created[name]
 
 
-#: Rows a drift window needs before drift is reported: below it, sampling noise dominates PSI.
-DRIFT_MIN_ROWS = 100
-
-
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index between two proportion vectors."""
-    e = np.clip(np.asarray(expected, dtype=np.float64), EPS, None)
-    a = np.clip(np.asarray(actual, dtype=np.float64), EPS, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def psi_from_counts(expected: np.ndarray, counts: np.ndarray) -> float:
-    """PSI of observed bin ``counts`` against ``expected`` proportions, corrected for sample size.
-
-    A finite sample of the training distribution itself has PSI ≈ (k − 1)/m (k occupied bins,
-    m rows), and an empty bin with a small expected share adds a large term on its own. The
-    observed shares are therefore smoothed (+½ per bin) and that bias is subtracted, so the score
-    stays near 0 for traffic like the training data at any window size and grows with real shift.
-    """
-    e = np.asarray(expected, dtype=np.float64)
-    c = np.asarray(counts, dtype=np.float64)[: len(e)]
-    m = float(c.sum())
-    if m <= 0:
-        return 0.0
-    occupied = int(np.count_nonzero(e > 0))
-    a = (c + 0.5) / (m + 0.5 * len(e))
-    raw = psi(e, a)
-    return max(raw - max(occupied - 1, 0) / m, 0.0)
-
-
-class DriftWindow:
-    """A ring buffer of the last ``size`` served rows (encoded) and predictions."""
-
-    def __init__(self, schema: FeatureSchema, reference: dict[str, Any] | None, size: int = 2000) -> None:
-        self.size = size
-        self.schema = schema
-        self.X = np.zeros((size, len(schema.features)), dtype=np.float64)
-        self.y = np.zeros(size, dtype=np.float64)
-        self.count = 0
-        self.pos = 0
-        self.lock = threading.Lock()
-        self.reference = reference or {}
-        self._bins: list[tuple[str, int, Any, np.ndarray]] = []  # (name, column, edges|codes, proportions)
-        numeric = self.reference.get("numeric", {})
-        categorical = self.reference.get("categorical", {})
-        for j, feat in enumerate(schema.features):
-            if feat.kind == NUMERIC and feat.name in numeric:
-                ref = numeric[feat.name]
-                self._bins.append(
-                    (feat.name, j, np.asarray(ref["edges"], dtype=np.float64), np.asarray(ref["proportions"]))
-                )
-            elif feat.name in categorical:
-                freqs = categorical[feat.name]["frequencies"]
-                cats = list(freqs)
-                codes = np.asarray([feat.categories.get(c, np.nan) for c in cats], dtype=np.float64)
-                props = np.asarray([freqs[c] for c in cats] + [0.0])  # last bin: unseen
-                self._bins.append((feat.name, j, codes, props))
-        pred = self.reference.get("prediction")
-        self._pred = (np.asarray(pred["edges"]), np.asarray(pred["proportions"])) if pred else None
-
-    def add(self, X: np.ndarray, y: np.ndarray) -> None:
-        n = len(y)
-        if n >= self.size:
-            X, y, n = X[-self.size :], y[-self.size :], self.size
-        with self.lock:
-            end = self.pos + n
-            if end <= self.size:
-                self.X[self.pos : end] = X
-                self.y[self.pos : end] = y
-            else:
-                k = self.size - self.pos
-                self.X[self.pos :] = X[:k]
-                self.y[self.pos :] = y[:k]
-                self.X[: n - k] = X[k:]
-                self.y[: n - k] = y[k:]
-            self.pos = end % self.size
-            self.count = min(self.count + n, self.size)
-
-    def scores(self, min_rows: int = DRIFT_MIN_ROWS) -> dict[str, float]:
-        """Bias-corrected PSI per feature (and of the predictions); empty below ``min_rows``."""
-        with self.lock:
-            m = self.count
-            if m < min_rows:
-                return {}
-            X = self.X[:m].copy()
-            y = self.y[:m].copy()
-        out: dict[str, float] = {}
-        for name, j, spec, props in self._bins:
-            col = X[:, j]
-            if self.schema.features[j].kind == NUMERIC:
-                counts = np.bincount(np.searchsorted(spec, col, side="left"), minlength=len(props))
-            else:
-                idx = np.full(m, len(spec))
-                for k, code in enumerate(spec):
-                    idx[(col == code) & (idx == len(spec))] = k
-                counts = np.bincount(idx, minlength=len(props))
-            out[name] = psi_from_counts(props, counts)
-        if self._pred is not None:
-            edges, props = self._pred
-            counts = np.bincount(np.searchsorted(edges, y, side="left"), minlength=len(props))
-            out["__prediction__"] = psi_from_counts(props, counts)
-        return out
-
-
-class DriftCollector:
-    """Exposes drift gauges computed from the window at scrape time."""
-
-    def __init__(self) -> None:
-        self.windows: dict[tuple[str, str], DriftWindow] = {}
-
-    def describe(self) -> list[Any]:
-        return []
-
-    def collect(self) -> Any:
-        feature = GaugeMetricFamily(
-            "housing_drift_psi", "PSI of recent served rows vs training, by feature", labels=[*LABELS, "feature"]
-        )
-        score = GaugeMetricFamily(
-            "housing_drift_score", "Largest feature PSI of recent served rows", labels=list(LABELS)
-        )
-        window_rows = GaugeMetricFamily("housing_drift_window_rows", "Rows in the drift window", labels=list(LABELS))
-        flusher().collect()
-        for (name, version), window in list(self.windows.items()):
-            scores = window.scores()
-            window_rows.add_metric([name, version], window.count)
-            for feat, value in scores.items():
-                feature.add_metric([name, version, feat], value)
-            feats = [v for k, v in scores.items() if k != "__prediction__"]
-            if feats:
-                score.add_metric([name, version], max(feats))
-        yield feature
-        yield score
-        yield window_rows
-
-
-_drift: DriftCollector | None = None
-
-
-def drift_collector() -> DriftCollector:
-    global _drift
-    if _drift is None:
-        _drift = DriftCollector()
-        REGISTRY.register(_drift)
-    return _drift
-
-
 def _buckets(reference: dict[str, Any] | None) -> tuple[float, ...]:
     pred = (reference or {}).get("prediction") or {}
     qs = sorted({float(q) for q in pred.get("quantiles", []) + pred.get("edges", []) if np.isfinite(q)})
     if len(qs) >= 2:
         return tuple(qs)
     return tuple(float(v) for v in np.geomspace(1, 1e7, 15))
+
+
+class PriceHistogram:
+    """One model version's histogram of predicted prices, counted with numpy (many rows at once)."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.bounds = np.asarray([*buckets, np.inf], dtype=np.float64)
+        self.counts = np.zeros(len(self.bounds), dtype=np.int64)
+        self.sum = 0.0
+        self.lock = threading.Lock()
+
+    def observe(self, prices: np.ndarray) -> None:
+        """Count every value of ``prices`` (upper bounds inclusive, as Prometheus buckets are)."""
+        idx = np.searchsorted(self.bounds, prices, side="left")
+        counts = np.bincount(idx, minlength=len(self.bounds))
+        with self.lock:
+            self.counts += counts[: len(self.bounds)]
+            self.sum += float(prices.sum())
+
+    def snapshot(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative ``(le, count)`` pairs and the sum, for a HistogramMetricFamily."""
+        with self.lock:
+            cumulative = np.cumsum(self.counts)
+            total = self.sum
+        les = [("+Inf" if np.isinf(b) else repr(float(b))) for b in self.bounds]
+        return list(zip(les, cumulative.astype(float).tolist(), strict=True)), total
+
+
+class PriceHistograms:
+    """The collector behind ``housing_prediction_value``: one histogram per model version."""
+
+    def __init__(self) -> None:
+        self.histograms: dict[tuple[str, str], PriceHistogram] = {}
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        family = HistogramMetricFamily(PREDICTION_VALUE, "Predicted prices", labels=list(LABELS))
+        for labels, hist in list(self.histograms.items()):
+            buckets, total = hist.snapshot()
+            family.add_metric(list(labels), buckets, total)
+        yield family
+
+
+_histograms: PriceHistograms | None = None
+
+
+def price_histograms() -> PriceHistograms:
+    global _histograms
+    flusher()
+    if _histograms is None:
+        _histograms = PriceHistograms()
+        REGISTRY.register(_histograms)
+    return _histograms
 
 
 class ModelMetrics:
@@ -246,19 +161,17 @@ class ModelMetrics:
     ) -> None:
         self.labels = (name, version)
         self.names = schema.names
-        predictions = _metric(Counter, "housing_predictions", "Rows predicted", (*LABELS, "protocol"))
+        predictions = _metric(Counter, PREDICTIONS, "Rows predicted", (*LABELS, "protocol"))
         self.predictions = {p: predictions.labels(name, version, p) for p in ("v1", "v2", "grpc", "explain")}
-        # the buckets are fixed by the first model registered in this process (one per server)
-        self.values = _metric(
-            Histogram, "housing_prediction_value", "Predicted prices", LABELS, buckets=_buckets(reference)
-        ).labels(name, version)
-        oor = _metric(Counter, "housing_out_of_range", "Values outside the training range", (*LABELS, "feature"))
+        # this version's own buckets; a re-created model keeps counting into the same series
+        self.values = price_histograms().histograms.setdefault(self.labels, PriceHistogram(_buckets(reference)))
+        oor = _metric(Counter, OUT_OF_RANGE, "Values outside the training range", (*LABELS, "feature"))
         self.oor = [oor.labels(name, version, f) for f in schema.names]
-        self.oor_rows = _metric(
-            Counter, "housing_out_of_range_rows", "Rows with at least one out-of-range value", LABELS
-        ).labels(name, version)
-        self.errors = _metric(Counter, "housing_request_errors", "Rejected requests", (*LABELS, "protocol", "reason"))
-        info = _metric(Gauge, "housing_model_info", "The served bundle", (*LABELS, "flavor", "digest"))
+        self.oor_rows = _metric(Counter, OUT_OF_RANGE_ROWS, "Rows with at least one out-of-range value", LABELS).labels(
+            name, version
+        )
+        self.errors = _metric(Counter, REQUEST_ERRORS, "Rejected requests", (*LABELS, "protocol", "reason"))
+        info = _metric(Gauge, MODEL_INFO, "The served bundle", (*LABELS, "flavor", "digest"))
         info.labels(name, version, flavor, digest).set(1)
         self.window = DriftWindow(schema, reference, window)
         drift_collector().windows[self.labels] = self.window
@@ -308,29 +221,13 @@ class ModelMetrics:
             X = np.concatenate([item[1] for item in items])
             prices = np.concatenate([item[2] for item in items])
             masks = [item[3] for item in items if item[3] is not None] or None
-        if len(prices) == 1:
-            self.values.observe(float(prices[0]))
-        else:
-            self._observe_many(prices)
+        self.values.observe(prices)
         if masks is not None:
             oor_mask = masks[0] if len(masks) == 1 else np.concatenate(masks)
             for j in np.flatnonzero(oor_mask.any(axis=0)):
                 self.oor[j].inc(int(oor_mask[:, j].sum()))
             self.oor_rows.inc(int(oor_mask.any(axis=1).sum()))
         self.window.add(X, prices)
-
-    def _observe_many(self, prices: np.ndarray) -> None:
-        hist = self.values
-        bounds = getattr(hist, "_upper_bounds", None)
-        buckets = getattr(hist, "_buckets", None)
-        if bounds is None or buckets is None or len(bounds) != len(buckets):  # pragma: no cover - other versions
-            for v in prices.tolist():
-                hist.observe(v)
-            return
-        counts = np.bincount(np.searchsorted(np.asarray(bounds), prices, side="left"), minlength=len(bounds))
-        for i in np.flatnonzero(counts):
-            buckets[i].inc(int(counts[i]))
-        hist._sum.inc(float(prices.sum()))
 
     def error(self, protocol: str, reason: str) -> None:
         self.errors.labels(*self.labels, protocol, reason).inc()

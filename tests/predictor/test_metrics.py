@@ -1,0 +1,70 @@
+"""The predictor's Prometheus series: queued observations, per-version histograms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from predictor.loaded import load_bundle
+from predictor.metrics import FLUSH_EVERY, ModelMetrics
+
+
+def test_queued_observations_are_all_counted_at_a_scrape(boston_xgb):
+    bundle = load_bundle(boston_xgb)
+    labels = {"model_name": "queue-test", "model_version": "q1"}
+    metrics = ModelMetrics(*labels.values(), bundle.schema, bundle.reference, bundle.flavor, bundle.digest, 64)
+    F = bundle.n_features
+
+    def sample(name: str, **extra: str) -> float:
+        return REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
+
+    singles = FLUSH_EVERY + 5  # one automatic flush, five still queued
+    for i in range(singles):
+        mask = None
+        if i % 10 == 0:
+            mask = np.zeros((1, F), dtype=bool)
+            mask[0, 1] = True
+        metrics.observe("v1", np.full((1, F), float(i)), np.array([1000.0 + i]), mask)
+    assert len(metrics._queue) == 5
+    big = np.zeros((40, F), dtype=bool)
+    big[:3, 0] = True
+    metrics.observe("grpc", np.zeros((40, F)), np.full(40, 7.0), big)  # applied at once, after the queue
+    assert sample("housing_predictions_total", protocol="v1") == singles
+    assert sample("housing_predictions_total", protocol="grpc") == 40
+    assert sample("housing_prediction_value_count") == singles + 40
+    assert sample("housing_prediction_value_sum") == pytest.approx(sum(1000.0 + i for i in range(singles)) + 280.0)
+    name0, name1 = bundle.schema.names[:2]
+    assert sample("housing_out_of_range_total", feature=name1) == len(range(0, singles, 10))
+    assert sample("housing_out_of_range_total", feature=name0) == 3
+    assert sample("housing_out_of_range_rows_total") == len(range(0, singles, 10)) + 3
+    # the drift window holds the last 64 rows in arrival order
+    assert metrics.window.count == 64
+    for _ in range(5):  # queued singles, then the batch: no row lost or reordered
+        metrics.observe("v2", np.full((1, F), -1.0), np.array([5.0]), None)
+    assert REGISTRY.get_sample_value("housing_drift_window_rows", labels) == 64
+    assert sample("housing_predictions_total", protocol="v2") == 5
+    window = metrics.window
+    last = np.roll(window.y, -window.pos)[-45:]
+    np.testing.assert_array_equal(last, [7.0] * 40 + [5.0] * 5)
+
+
+def test_each_version_has_the_buckets_of_its_own_bundle(boston_xgb):
+    """A second model version in the process does not inherit the first one's buckets."""
+    bundle = load_bundle(boston_xgb)
+    F = bundle.n_features
+    flat = {"edges": [], "proportions": [1.0]}
+    narrow = {**bundle.reference, "prediction": {**flat, "quantiles": [1.0, 2.0, 3.0]}}
+    wide = {**bundle.reference, "prediction": {**flat, "quantiles": [100.0, 200.0]}}
+    first = ModelMetrics("bucket-test", "b1", bundle.schema, narrow, bundle.flavor, bundle.digest, 8)
+    second = ModelMetrics("bucket-test", "b2", bundle.schema, wide, bundle.flavor, bundle.digest, 8)
+    first.observe("v1", np.zeros((2, F)), np.array([1.5, 150.0]), None)
+    second.observe("v1", np.zeros((2, F)), np.array([1.5, 150.0]), None)
+
+    def bucket(version: str, le: str) -> float | None:
+        labels = {"model_name": "bucket-test", "model_version": version, "le": le}
+        return REGISTRY.get_sample_value("housing_prediction_value_bucket", labels)
+
+    assert bucket("b1", "2.0") == 1 and bucket("b1", "3.0") == 1 and bucket("b1", "+Inf") == 2
+    assert bucket("b2", "200.0") == 2 and bucket("b2", "100.0") == 1
+    assert bucket("b1", "200.0") is None and bucket("b2", "2.0") is None
