@@ -17,6 +17,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from bundle.manifest import MANIFEST, MODEL_FILES
+from bundle.model_files import load_linear
 from bundle.schema import FeatureSchema
 
 
@@ -39,18 +41,18 @@ class TargetInverse(BaseEstimator, RegressorMixin):
 
 def naive_pipeline(bundle_dir: Path) -> TargetInverse:
     """A sklearn Pipeline (schema preprocessing + the bundle's model) over pandas input."""
-    manifest = json.loads((Path(bundle_dir) / "bundle.json").read_text())
+    manifest = json.loads((Path(bundle_dir) / MANIFEST).read_text())
     schema = FeatureSchema.from_dict(manifest["schema"])
     flavor = manifest["flavor"]
     if flavor == "xgboost":
         import xgboost as xgb
 
         model = xgb.XGBRegressor()
-        model.load_model(str(Path(bundle_dir) / "model.ubj"))
+        model.load_model(str(Path(bundle_dir) / MODEL_FILES["xgboost"]))
     elif flavor == "linear":
         from sklearn.linear_model import LinearRegression
 
-        params = json.loads((Path(bundle_dir) / "linear.json").read_text())
+        params = load_linear(Path(bundle_dir) / MODEL_FILES["linear"])
         model = LinearRegression()
         model.coef_ = np.asarray(params["coef"], dtype=np.float64)
         model.intercept_ = float(params["intercept"])

@@ -151,9 +151,10 @@ def grpc_request(model_name: str, body: dict[str, Any]) -> bytes:
 
 def holdout_rows(bundle_dir: Path, n: int) -> list[dict[str, Any]]:
     """``n`` raw ames rows (features only, JSON-ready), cycling through the dataset."""
+    from bundle.manifest import MANIFEST
     from training.datasets import load_dataset
 
-    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
     names = [f["name"] for f in manifest["schema"]["features"]]
     frame = load_dataset("ames").frame[names]
     records = json.loads(frame.to_json(orient="records"))

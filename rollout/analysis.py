@@ -28,20 +28,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bundle.reference import PSI_EPS
+from bundle.reference import psi as population_stability
+from predictor.series import DRIFT_SCORE, PREDICTION_VALUE, VERSION_LABEL
 from rollout.backends.base import Backend, RolloutStatus
 from rollout.prom import Prometheus, PrometheusError
+from rollout.router_series import ROUTER_REQUEST_SECONDS, ROUTER_REQUESTS_TOTAL
 
 
 @dataclass
 class MetricNames:
     """Prometheus series the gates read. Defaults: the local router + the housing predictor."""
 
-    requests: str = "housing_router_requests_total"  # counter: model_version, code
+    requests: str = ROUTER_REQUESTS_TOTAL  # counter: model_version, code
     errors: str | None = None  # a separate error counter (then error rate = errors / (requests + errors))
-    latency: str = "housing_router_request_duration_seconds"  # histogram: model_version
-    predictions: str = "housing_prediction_value"  # histogram of predicted values: model_version
-    drift: str = "housing_drift_score"  # gauge: model_version
-    version_label: str = "model_version"
+    latency: str = ROUTER_REQUEST_SECONDS  # histogram: model_version
+    predictions: str = PREDICTION_VALUE  # histogram of predicted values: model_version
+    drift: str = DRIFT_SCORE  # gauge: model_version
+    version_label: str = VERSION_LABEL
     error_code_regex: str = "5.."
     code_label: str = "code"
     selector: str = ""  # extra matchers, e.g. 'namespace="ml"'
@@ -190,7 +194,7 @@ def rebin(cumulative: dict[str, float], bounds: list[float]) -> dict[str, float]
 
 
 def psi(
-    champion: dict[str, float], challenger: dict[str, float], eps: float = 1e-4, debias: bool = True
+    champion: dict[str, float], challenger: dict[str, float], eps: float = PSI_EPS, debias: bool = True
 ) -> float | None:
     """Population stability index of two cumulative histograms over the same buckets.
 
@@ -204,13 +208,11 @@ def psi(
     base, new = dict(bucket_probabilities(champion)), dict(bucket_probabilities(challenger))
     if not base or not new or sum(base.values()) == 0 or sum(new.values()) == 0:
         return None
-    value = 0.0
-    occupied = 0
-    for upper in sorted(set(base) | set(new)):
-        b, n = base.get(upper, 0.0), new.get(upper, 0.0)
-        occupied += (b > 0) or (n > 0)
-        b, n = max(b, eps), max(n, eps)
-        value += (n - b) * math.log(n / b)
+    uppers = sorted(set(base) | set(new))
+    b = [base.get(upper, 0.0) for upper in uppers]
+    n = [new.get(upper, 0.0) for upper in uppers]
+    occupied = sum((x > 0) or (y > 0) for x, y in zip(b, n, strict=True))
+    value = population_stability(b, n, eps)
     if debias:
         n_base, n_new = max(champion.values()), max(challenger.values())
         value -= max(occupied - 1, 0) * (1.0 / max(n_base, 1.0) + 1.0 / max(n_new, 1.0))

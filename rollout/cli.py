@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
+from predictor.series import PREDICTIONS_TOTAL, REQUEST_ERRORS_TOTAL
 from rollout.analysis import Analysis, AnalysisConfig, MetricNames, Thresholds, new_log, parse_steps
 from rollout.backends import BACKENDS
 from rollout.backends.base import RolloutError, RolloutStatus
@@ -429,9 +430,9 @@ def _run_live(be: Any, backend: str, step_list: list[int], opts: dict) -> None:
 def cluster_metrics() -> MetricNames:
     """Gates in the cluster read the predictor's own series (there is no router there)."""
     return MetricNames(
-        requests="housing_predictions_total",
+        requests=PREDICTIONS_TOTAL,
         latency="housing_request_seconds",  # not exported per version yet: the latency gate reports "no data"
-        errors="housing_request_errors_total",
+        errors=REQUEST_ERRORS_TOTAL,
         selector=os.environ.get("HOUSING_PROM_SELECTOR", ""),
     )
 

@@ -34,6 +34,15 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from rollout.router_series import (
+    ROUTER_REQUEST_SECONDS,
+    ROUTER_REQUESTS,
+    ROUTER_SHADOW_ABS_DIFF,
+    ROUTER_SHADOW_REL_DIFF,
+    ROUTER_SHADOW_REQUESTS,
+    ROUTER_WEIGHT_PERCENT,
+)
+
 ROLES = ("champion", "challenger")
 REQUEST_ID_HEADER = "x-request-id"
 VERSION_HEADER = "x-model-version"
@@ -200,32 +209,30 @@ class Router:
         self._tasks: set[asyncio.Task] = set()
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "housing_router_requests",
+            ROUTER_REQUESTS,
             "Requests routed, by model version, role and HTTP code",
             ["model_version", "role", "code"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "housing_router_request_duration_seconds",
+            ROUTER_REQUEST_SECONDS,
             "Upstream round-trip seconds by model version",
             ["model_version", "role"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.weight_gauge = Gauge(
-            "housing_router_weight_percent", "Traffic percent by role", ["role"], registry=self.registry
-        )
+        self.weight_gauge = Gauge(ROUTER_WEIGHT_PERCENT, "Traffic percent by role", ["role"], registry=self.registry)
         self.shadow_requests = Counter(
-            "housing_router_shadow_requests", "Mirrored requests by outcome", ["outcome"], registry=self.registry
+            ROUTER_SHADOW_REQUESTS, "Mirrored requests by outcome", ["outcome"], registry=self.registry
         )
         self.shadow_abs = Histogram(
-            "housing_router_shadow_abs_diff",
+            ROUTER_SHADOW_ABS_DIFF,
             "|challenger − champion| per prediction (price units)",
             buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 25, 50, 100, 1000, 10000, 100000),
             registry=self.registry,
         )
         self.shadow_rel = Histogram(
-            "housing_router_shadow_rel_diff",
+            ROUTER_SHADOW_REL_DIFF,
             "|challenger − champion| / |champion| per prediction",
             buckets=DIFF_BUCKETS,
             registry=self.registry,

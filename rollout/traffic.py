@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from bundle.manifest import MANIFEST, REFERENCE_FILE
+
 
 def sampler(bundle: dict[str, Any], seed: int = 0):  # noqa: ANN201 - a row factory
     """``bundle`` = ``{"schema": …, "reference": …}`` as returned by :func:`reference_of`."""
@@ -50,8 +52,8 @@ def sampler(bundle: dict[str, Any], seed: int = 0):  # noqa: ANN201 - a row fact
 def reference_of(bundle_dir: str | Path) -> dict[str, Any]:
     """The schema (from ``bundle.json``) and reference statistics of a local bundle directory."""
     bundle_dir = Path(bundle_dir)
-    manifest = json.loads((bundle_dir / "bundle.json").read_text())
-    ref_path = bundle_dir / "reference.json"
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    ref_path = bundle_dir / REFERENCE_FILE
     reference = json.loads(ref_path.read_text()) if ref_path.exists() else {}
     return {"schema": manifest["schema"], "reference": reference}
 

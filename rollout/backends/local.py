@@ -22,10 +22,11 @@ from typing import Any
 import httpx
 
 from housing.net import free_port, wait_http
+from predictor.series import MODEL_INFO
 from rollout.backends.base import RolloutError, RolloutStatus, check_percent
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-_INFO = re.compile(r"^housing_model_info\{([^}]*)\}\s", re.MULTILINE)
+_INFO = re.compile(rf"^{MODEL_INFO}\{{([^}}]*)\}}\s", re.MULTILINE)
 
 
 def _alive(pid: int | None) -> bool:
