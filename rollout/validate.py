@@ -1,152 +1,214 @@
 """Strict validation of InferenceService objects against the kserve SDK's generated models.
 
-Every key of the object must be a known JSON field of the SDK model at that place (walking
-``openapi_types``/``attribute_map`` of ``kserve.models.V1beta1InferenceService`` and the
-Kubernetes models it embeds), every value must have the declared type, and required fields
-(those the SDK's setters refuse as ``None``) must be present. Used by the backends before any
-patch is sent, by ``--dry-run``, and by the tests.
+The SDK models (``kserve.models.V1beta1InferenceService`` and everything they reference,
+including the ``kubernetes.client`` models for pod fields) carry ``openapi_types`` (attribute →
+type string) and ``attribute_map`` (attribute → JSON key). The object is walked against them:
+every key must be a known JSON field of the model at that place, every value must have the
+declared type (``null`` is refused), and fields the model declares required must be present.
+On top of the SDK, the canary rules the CRD enforces: traffic percents within 0..100 summing to
+at most 100, and a named predictor in every ``spec.canary`` entry.
+
+This is the one validator: the KServe backends run it before any patch is sent (and for
+``--dry-run``), and the chart tests (``tests/cluster``) run it on the rendered manifests.
+Problems are reported with dotted paths (``spec.canary[0].trafficPercent``), all at once.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import inspect
 import re
 from typing import Any
 
-import kserve.models as _kserve_models
-import kubernetes.client.models as _k8s_models
+API_VERSION = "serving.kserve.io/v1beta1"
+KIND = "InferenceService"
 
 _LIST = re.compile(r"^list\[(.+)\]$", re.IGNORECASE)
 _DICT = re.compile(r"^dict[(\[]([^,]+),\s*(.+)[)\]]$", re.IGNORECASE)
+#: Types the generators name but do not define as classes: a string or a number.
+_QUANTITY_TYPES = {"ResourceQuantity", "IntOrString", "K8sIoApimachineryPkgApiResourceQuantity"}
 
 
 class ValidationError(ValueError):
-    """The object does not match the kserve SDK models; ``errors`` lists every problem."""
+    """The object does not match the kserve SDK models.
 
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
+    ``errors`` lists every problem as ``"path: reason"``; ``path`` and ``reason`` are the first.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.errors = [f"{path or '<root>'}: {reason}" for path, reason in problems]
+        super().__init__("; ".join(self.errors))
+        self.path, self.reason = problems[0]
 
 
+@functools.cache
 def _model_class(name: str) -> type | None:
-    for module in (_kserve_models, _k8s_models):
+    import kserve.models
+    import kubernetes.client.models
+
+    for module in (kserve.models, kubernetes.client.models):
         cls = getattr(module, name, None)
-        if cls is not None and hasattr(cls, "openapi_types"):
+        if isinstance(cls, type) and hasattr(cls, "openapi_types"):
             return cls
     return None
 
 
-def _check(value: Any, type_name: str, path: str, errors: list[str]) -> None:
+@functools.cache
+def _required(cls: type) -> frozenset[str]:
+    """The model's required attributes.
+
+    kubernetes.client (v35+) models are pydantic models: their fields say it. The kserve
+    models are older OpenAPI-generator classes whose setters refuse None for required fields.
+    """
+    fields = getattr(cls, "model_fields", None)
+    if isinstance(fields, dict):
+        return frozenset(name for name, field in fields.items() if field.is_required())
+    required = set()
+    for attr in cls.openapi_types:
+        setter = getattr(getattr(cls, attr, None), "fset", None)
+        if setter is None:
+            continue
+        try:
+            source = inspect.getsource(setter)
+        except (OSError, TypeError):
+            continue
+        if "must not be `None`" in source:
+            required.add(attr)
+    return frozenset(required)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check(value: Any, type_name: str, path: str, errors: list[tuple[str, str]]) -> None:
+    type_name = type_name.strip()
     if value is None:
+        errors.append((path, f"null where {type_name} is expected"))
         return
     if m := _LIST.match(type_name):
         if not isinstance(value, list):
-            errors.append(f"{path}: expected a list, got {type(value).__name__}")
+            errors.append((path, f"expected a list ({type_name}), got {_type_name(value)}"))
             return
         for i, item in enumerate(value):
             _check(item, m.group(1), f"{path}[{i}]", errors)
         return
     if m := _DICT.match(type_name):
         if not isinstance(value, dict):
-            errors.append(f"{path}: expected an object, got {type(value).__name__}")
+            errors.append((path, f"expected a mapping ({type_name}), got {_type_name(value)}"))
             return
         for key, item in value.items():
             if not isinstance(key, str):
-                errors.append(f"{path}: key {key!r} is not a string")
-            _check(item, m.group(2), f"{path}.{key}", errors)
+                errors.append((path, f"mapping key {key!r} is not a string"))
+                continue
+            _check(item, m.group(2), _join(path, key), errors)
         return
     if type_name in ("str", "bytes"):
         if not isinstance(value, str):
-            errors.append(f"{path}: expected a string, got {type(value).__name__} {value!r}")
+            errors.append((path, f"expected a string, got {_type_name(value)} {value!r}"))
     elif type_name == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
+            errors.append((path, f"expected an integer, got {_type_name(value)} {value!r}"))
     elif type_name == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+            errors.append((path, f"expected a number, got {_type_name(value)} {value!r}"))
     elif type_name == "bool":
         if not isinstance(value, bool):
-            errors.append(f"{path}: expected a boolean, got {type(value).__name__} {value!r}")
-    elif type_name in ("ResourceQuantity", "IntOrString"):
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            errors.append(f"{path}: expected a quantity (string or number), got {value!r}")
+            errors.append((path, f"expected a boolean, got {_type_name(value)} {value!r}"))
+    elif type_name == "object":  # free-form fields: any JSON scalar or structure
+        if not isinstance(value, str | int | float | bool | list | dict):
+            errors.append((path, f"unexpected {_type_name(value)}"))
     elif type_name in ("datetime", "date"):
         if not isinstance(value, str | _dt.datetime | _dt.date):
-            errors.append(f"{path}: expected a timestamp, got {value!r}")
-    elif type_name == "object":
-        return
+            errors.append((path, f"expected a {type_name} string, got {_type_name(value)}"))
+    elif type_name in _QUANTITY_TYPES:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            errors.append((path, f"expected a quantity (string or number), got {_type_name(value)} {value!r}"))
     else:
         cls = _model_class(type_name)
         if cls is None:
             # A type the SDK references but does not ship (e.g. K8sIoApiApps*): accept any object.
             if not isinstance(value, dict):
-                errors.append(f"{path}: expected an object ({type_name}), got {type(value).__name__}")
+                errors.append((path, f"expected an object ({type_name}), got {_type_name(value)}"))
             return
         _check_model(value, cls, path, errors)
 
 
-def _check_model(value: Any, cls: type, path: str, errors: list[str]) -> None:
+def _check_model(value: Any, cls: type, path: str, errors: list[tuple[str, str]]) -> None:
     if not isinstance(value, dict):
-        errors.append(f"{path}: expected an object ({cls.__name__}), got {type(value).__name__}")
+        errors.append((path, f"expected an object ({cls.__name__}), got {_type_name(value)} {value!r}"))
         return
     json_to_attr = {json_key: attr for attr, json_key in cls.attribute_map.items()}
     for key, item in value.items():
         attr = json_to_attr.get(key)
         if attr is None:
-            errors.append(f"{path}.{key}: unknown field for {cls.__name__}")
+            known = ", ".join(sorted(json_to_attr))
+            errors.append((_join(path, str(key)), f"unknown field for {cls.__name__} (known: {known})"))
             continue
-        _check(item, cls.openapi_types[attr], f"{path}.{key}", errors)
-    # Required fields: the SDK setters raise ValueError on None for them.
-    for attr, json_key in cls.attribute_map.items():
-        if value.get(json_key) is not None:
-            continue
-        probe = object.__new__(cls)
-        try:
-            from kserve.configuration import Configuration
-
-            probe.local_vars_configuration = Configuration()
-        except Exception:  # pragma: no cover - kubernetes models use a different config class
-            pass
-        setter = getattr(type(probe), attr, None)
-        if isinstance(setter, property) and setter.fset is not None:
-            try:
-                setter.fset(probe, None)
-            except ValueError:
-                errors.append(f"{path}.{json_key}: required by {cls.__name__}")
-            except Exception:  # noqa: S110 - setters with other preconditions are not "required"
-                pass
+        _check(item, cls.openapi_types[attr], _join(path, key), errors)
+    for attr in sorted(_required(cls)):
+        if cls.attribute_map[attr] not in value:
+            errors.append((_join(path, cls.attribute_map[attr]), f"required by {cls.__name__}"))
 
 
-def isvc_errors(obj: dict) -> list[str]:
-    """Every mismatch between ``obj`` and ``V1beta1InferenceService`` (empty list = valid)."""
-    errors: list[str] = []
-    _check_model(obj, _kserve_models.V1beta1InferenceService, "$", errors)
-    if obj.get("apiVersion") != "serving.kserve.io/v1beta1":
-        errors.append(f"$.apiVersion: expected serving.kserve.io/v1beta1, got {obj.get('apiVersion')!r}")
-    if obj.get("kind") != "InferenceService":
-        errors.append(f"$.kind: expected InferenceService, got {obj.get('kind')!r}")
-    spec = obj.get("spec") or {}
-    if not spec.get("predictor"):
-        errors.append("$.spec.predictor: required")
+def _check_canary(spec: dict, errors: list[tuple[str, str]]) -> None:
+    """The traffic rules the CRD adds to the SDK's types."""
+    if not spec.get("predictor") and "spec.predictor" not in {p for p, _ in errors}:
+        errors.append(("spec.predictor", "required"))
     total = 0
-    for i, canary in enumerate(spec.get("canary") or []):
-        if isinstance(canary, dict):
-            pct = canary.get("trafficPercent", 0)
-            if isinstance(pct, int) and not 0 <= pct <= 100:
-                errors.append(f"$.spec.canary[{i}].trafficPercent: must be within 0..100, got {pct}")
-            total += pct if isinstance(pct, int) else 0
-            if not ((canary.get("predictor") or {}).get("name")):
-                errors.append(f"$.spec.canary[{i}].predictor.name: required in a canary entry")
+    canaries = spec.get("canary")
+    for i, canary in enumerate(canaries if isinstance(canaries, list) else []):
+        if not isinstance(canary, dict):
+            continue
+        pct = canary.get("trafficPercent", 0)
+        if isinstance(pct, int) and not isinstance(pct, bool):
+            if not 0 <= pct <= 100:
+                errors.append((f"spec.canary[{i}].trafficPercent", f"must be within 0..100, got {pct}"))
+            total += pct
+        if not (canary.get("predictor") or {}).get("name"):
+            errors.append((f"spec.canary[{i}].predictor.name", "required in a canary entry"))
     if total > 100:
-        errors.append(f"$.spec.canary: trafficPercent values sum to {total} > 100")
+        errors.append(("spec.canary", f"trafficPercent values sum to {total} > 100"))
     ctp = (spec.get("predictor") or {}).get("canaryTrafficPercent")
     if isinstance(ctp, int) and not isinstance(ctp, bool) and not 0 <= ctp <= 100:
-        errors.append(f"$.spec.predictor.canaryTrafficPercent: must be within 0..100, got {ctp}")
+        errors.append(("spec.predictor.canaryTrafficPercent", f"must be within 0..100, got {ctp}"))
+
+
+def isvc_errors(obj: Any) -> list[str]:
+    """Every mismatch between ``obj`` and an InferenceService, as ``"path: reason"`` (empty = valid)."""
+    problems = _problems(obj)
+    return ValidationError(problems).errors if problems else []
+
+
+def _problems(obj: Any) -> list[tuple[str, str]]:
+    if not isinstance(obj, dict):
+        return [("", f"expected a mapping, got {_type_name(obj)}")]
+    errors: list[tuple[str, str]] = []
+    if obj.get("apiVersion") != API_VERSION:
+        errors.append(("apiVersion", f"expected {API_VERSION!r}, got {obj.get('apiVersion')!r}"))
+    if obj.get("kind") != KIND:
+        errors.append(("kind", f"expected {KIND!r}, got {obj.get('kind')!r}"))
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict) or not metadata.get("name"):
+        errors.append(("metadata.name", "missing"))
+    if "spec" not in obj:
+        errors.append(("spec", "missing"))
+    cls = _model_class("V1beta1InferenceService")
+    if cls is None:  # pragma: no cover - the SDK is a project dependency
+        raise ImportError("kserve.models.V1beta1InferenceService not found")
+    _check_model(obj, cls, "", errors)
+    if isinstance(obj.get("spec"), dict):
+        _check_canary(obj["spec"], errors)
     return errors
 
 
-def validate_isvc(obj: dict) -> None:
-    """Raise :class:`ValidationError` unless ``obj`` is a valid InferenceService."""
-    errors = isvc_errors(obj)
-    if errors:
-        raise ValidationError(errors)
+def validate_isvc(obj: Any) -> None:
+    """Raise :class:`ValidationError` (a ``ValueError``) unless ``obj`` is a valid InferenceService."""
+    problems = _problems(obj)
+    if problems:
+        raise ValidationError(problems)

@@ -2,7 +2,7 @@
 
 Built-in kinds are validated against the Kubernetes JSON schemas bundled by kubernetes-validate
 (newest version it ships, strict: no unknown fields); InferenceService against the kserve SDK
-models (kserve_validate.validate_isvc); the ServiceMonitor's few fields by hand.
+models (rollout.validate.validate_isvc); the ServiceMonitor's few fields by hand.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from housing import config
+from rollout.validate import validate_isvc
 
 from .conftest import CHART, NAMESPACE, RELEASE, VALUE_SETS, by_kind, run_helm, template_args
-from .kserve_validate import validate_isvc
 
 pytestmark = pytest.mark.cluster
 

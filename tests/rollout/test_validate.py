@@ -6,9 +6,7 @@ import copy
 
 import pytest
 
-from .kserve_validate import KServeValidationError, validate_isvc
-
-pytestmark = pytest.mark.cluster
+from rollout.validate import ValidationError, validate_isvc
 
 GOOD = {
     "apiVersion": "serving.kserve.io/v1beta1",
@@ -72,15 +70,15 @@ def test_good_manifest_passes():
     ],
 )  # fmt: skip
 def test_offending_key_is_named(path, value, delete, where):
-    with pytest.raises(KServeValidationError) as info:
+    with pytest.raises(ValidationError) as info:
         validate_isvc(_mutated(path, value, delete))
     assert info.value.path == where, str(info.value)
 
 
 def test_wrong_kind_or_version():
-    with pytest.raises(KServeValidationError, match="kind"):
+    with pytest.raises(ValidationError, match="kind"):
         validate_isvc(_mutated(["kind"], "Deployment"))
-    with pytest.raises(KServeValidationError, match="apiVersion"):
+    with pytest.raises(ValidationError, match="apiVersion"):
         validate_isvc(_mutated(["apiVersion"], "serving.kserve.io/v1alpha1"))
 
 
