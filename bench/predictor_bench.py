@@ -68,11 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     import xgboost
     from kserve.protocol.infer_type import InferInput, InferRequest
 
-    from bundle.schema import CATEGORICAL
     from predictor.codec import Decoder
     from predictor.fastpath import has_c_extension
     from predictor.loaded import load_bundle
     from predictor.model import HousingModel
+    from predictor.v2_request import v2_body
 
     bundle_dir = args.bundle
     if not bundle_dir:
@@ -93,11 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     Xbig = decoder.v1(big)
 
     def v2_request(instances: list[dict[str, Any]]) -> InferRequest:
-        inputs = []
-        for f in bundle.schema.features:
-            col = [r[f.name] for r in instances]
-            dt = "BYTES" if f.kind == CATEGORICAL else "FP64"
-            inputs.append(InferInput(f.name, [len(col)], dt, data=col))
+        body = v2_body(instances, names=bundle.schema.names)
+        inputs = [InferInput(t["name"], t["shape"], t["datatype"], data=t["data"]) for t in body["inputs"]]
         return InferRequest(model_name="housing", infer_inputs=inputs)
 
     v2_one, v2_big = v2_request([rows[0]]), v2_request(big_rows)

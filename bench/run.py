@@ -116,21 +116,9 @@ def v1_body(row: dict[str, Any]) -> bytes:
 
 def v2_columns(rows: list[dict[str, Any]], content_type: bool = False) -> dict[str, Any]:
     """A V2 infer body with one tensor per feature (MLServer's pandas convention)."""
-    inputs = []
-    for name in rows[0]:
-        values = [r[name] for r in rows]
-        if isinstance(values[0], str):
-            datatype = "BYTES"
-        elif all(isinstance(v, int) for v in values):
-            datatype = "INT64"
-        else:
-            datatype = "FP64"
-            values = [float(v) for v in values]
-        inputs.append({"name": name, "shape": [len(rows)], "datatype": datatype, "data": values})
-    body: dict[str, Any] = {"id": "bench", "inputs": inputs}
-    if content_type:
-        body["parameters"] = {"content_type": "pd"}
-    return body
+    from predictor.v2_request import v2_body
+
+    return v2_body(rows, names=rows[0], request_id="bench", parameters={"content_type": "pd"} if content_type else None)
 
 
 def grpc_request(model_name: str, body: dict[str, Any]) -> bytes:

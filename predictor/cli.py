@@ -85,15 +85,9 @@ def to_v2(payload: Any) -> dict[str, Any]:
     instances = payload.get("instances", [payload]) if isinstance(payload, dict) else payload
     if not isinstance(instances, list) or not instances or not all(isinstance(i, dict) for i in instances):
         raise typer.BadParameter("V2 conversion needs {feature: value} objects (or send a V2 body with 'inputs')")
-    names = list(dict.fromkeys(k for inst in instances for k in inst))
-    inputs = []
-    for name in names:
-        column = [inst.get(name) for inst in instances]
-        is_text = any(isinstance(v, str) for v in column)
-        inputs.append(
-            {"name": name, "shape": [len(column)], "datatype": "BYTES" if is_text else "FP64", "data": column}
-        )
-    return {"inputs": inputs}
+    from predictor.v2_request import v2_body
+
+    return v2_body(instances)
 
 
 def endpoint(url: str, protocol: str, model_name: str, explain: bool) -> str:

@@ -16,6 +16,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from bundle.manifest import bundle_digest, load_manifest
 from bundle.schema import CATEGORICAL
 from predictor.loaded import load_bundle
+from predictor.v2_request import v2_body
 from tests.predictor.holdout import holdout, records
 from tests.procs import start_predictor
 
@@ -56,13 +57,7 @@ def boston_grpc(boston):
 
 
 def _v2_columns(row: dict, schema) -> dict:
-    inputs = []
-    for f in schema.features:
-        value = row[f.name]
-        inputs.append(
-            {"name": f.name, "shape": [1], "datatype": "BYTES" if f.kind == CATEGORICAL else "FP64", "data": [value]}
-        )
-    return {"id": "req-42", "inputs": inputs}
+    return v2_body([row], names=schema.names, request_id="req-42")
 
 
 # -- health and metadata ---------------------------------------------------------------------
