@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from housing.config import DEFAULT_BUCKET
-from tests.procs import train_bundle
-from tests.servers import MinioServer, MlflowServer, PrometheusServer
+from testkit.procs import train_bundle
+from testkit.servers import MinioServer, MlflowServer, PrometheusServer
 
 
 @pytest.fixture(scope="session")

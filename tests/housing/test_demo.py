@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
-from tests.servers import find_tool
+from housing.config import ALIAS_CHAMPION, DEFAULT_MODEL_NAME
+from testkit.servers import find_tool
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +34,17 @@ def test_demo_runs_every_stage_on_the_embedded_default(tmp_path: Path) -> None:
     assert "(aliases: challenger, champion)" in out and "(aliases: challenger)" in out
     assert "V1 POST /v1/models/housing:predict → 200" in out
     assert "V2 POST /v2/models/housing/infer → 200" in out
-    assert ("promoted:" in out) or ("rolled_back:" in out), out[-3000:]
-    # the canary left its event log behind
-    assert list((tmp_path / "home" / "rollouts").glob("*.jsonl"))
+    # the canary left its event log behind, and the printed outcome, the log and the registry agree
+    logs = list((tmp_path / "home" / "rollouts").glob("*.jsonl"))
+    assert len(logs) == 1
+    last = json.loads(logs[0].read_text().splitlines()[-1])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    champion = str(client.get_model_version_by_alias(DEFAULT_MODEL_NAME, ALIAS_CHAMPION).version)
+    challenger = client.get_model_version(DEFAULT_MODEL_NAME, "2")
+    if "promoted:" in out:
+        assert last["event"] == "promote", last
+        assert champion == "2" and challenger.tags["rollout_status"] == "promoted"
+    else:
+        assert "rolled_back:" in out, out[-3000:]
+        assert last["event"] == "rollback", last
+        assert champion == "1" and challenger.tags["rollout_status"] == "rejected"

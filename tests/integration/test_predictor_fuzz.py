@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from predictor.loaded import load_bundle
-from tests.procs import start_predictor
+from testkit.procs import start_predictor
 
 pytestmark = pytest.mark.integration
 

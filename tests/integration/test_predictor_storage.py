@@ -7,7 +7,7 @@ import pytest
 
 from bundle.manifest import bundle_digest, load_manifest
 from housing.config import ALIAS_CHAMPION, DEFAULT_BUCKET, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
-from tests.procs import start_predictor
+from testkit.procs import start_predictor
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ def test_housing_serve_runs_the_predictor(boston_xgb):
     import sys
     import time
 
-    from tests.procs import ROOT, free_port
+    from testkit.procs import ROOT, free_port
 
     http, grpc_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "housing", "serve", "--model-dir", str(boston_xgb)]

@@ -31,12 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bundle import registry  # noqa: E402
 from bundle.manifest import Manifest, write_bundle  # noqa: E402
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_PREVIOUS, TAG_BUNDLE_URI  # noqa: E402
+from predictor.v2_request import v2_body  # noqa: E402
 from rollout.analysis import Analysis, AnalysisConfig, EventLog  # noqa: E402
 from rollout.backends.local import LocalBackend  # noqa: E402
 from rollout.prom import Prometheus  # noqa: E402
+from testkit.poll import poll  # noqa: E402
 
 pytestmark = pytest.mark.integration
 MODEL = "housing"
+ROUTED = "housing_router_requests_total"
 
 
 # -- helpers: derived bundles and a load generator ----------------------------------------------
@@ -123,7 +126,7 @@ class Load:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tests.procs import train_bundle
+    from testkit.procs import train_bundle
 
     root = tmp_path_factory.mktemp("rollout-bundles")
     champion = train_bundle(root, "boston", "linear")
@@ -277,9 +280,10 @@ def test_observed_split_within_5_points(deployment, bundles, rows, prometheus_fa
     metrics = httpx.get(f"{deployment.url}/metrics").text
     status = deployment.status()
     assert f'model_version="{status.challenger_version}"' in metrics
-    time.sleep(2.5)
-    by_version = Prometheus(prom.url).by_label(
-        "sum by (model_version) (housing_router_requests_total)", "model_version"
+    routed = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(ROUTED + "{"))
+    by_version = poll(  # until Prometheus has scraped the router after the load stopped
+        lambda: Prometheus(prom.url).by_label(f"sum by (model_version) ({ROUTED})", "model_version"),
+        lambda seen: sum(seen.values()) >= routed,
     )
     assert set(by_version) == {status.champion_version, status.challenger_version}
     prom_share = by_version[status.challenger_version] / sum(by_version.values()) * 100
@@ -302,11 +306,10 @@ def test_sticky_routing(deployment, bundles, rows):
                 assert r.status_code == 200
                 assert first.setdefault(rid, r.headers["x-model-version"]) == r.headers["x-model-version"], rid
         # V2 body id (no header): the same id always lands on the same version
-        inputs = [{"name": k, "shape": [1], "datatype": "FP64", "data": [float(v)]} for k, v in rows[0].items()]
         for _rep in range(3):
             for i in range(50):
                 rid = f"v2-{i}"
-                r = client.post(f"{deployment.url}/v2/models/{MODEL}/infer", json={"id": rid, "inputs": inputs})
+                r = client.post(f"{deployment.url}/v2/models/{MODEL}/infer", json=v2_body([rows[0]], request_id=rid))
                 assert r.status_code == 200, r.text
                 assert first.setdefault(rid, r.headers["x-model-version"]) == r.headers["x-model-version"], rid
     share = sum(1 for v in first.values() if v == deployment.status().challenger_version) / len(first)
@@ -317,8 +320,9 @@ def test_shadow_mirrors_without_answering(deployment, bundles, rows):
     champion_version = deployment.status().champion_version
     deployment.start(str(bundles["bad"]), 0, shadow=1.0)
     assert served_versions(deployment.url, rows, 150) == {(200, champion_version): 150}
-    time.sleep(0.5)
-    report = httpx.get(f"{deployment.url}/router/shadow").json()
+    report = poll(  # the mirrored requests finish after the answers
+        lambda: httpx.get(f"{deployment.url}/router/shadow").json(), lambda r: r["compared_predictions"] >= 150
+    )
     assert report["mirrored_requests"] == 150 and report["compared_predictions"] == 150
     # the bad challenger's predictions are 50 % higher on average, on the very same requests
     assert report["challenger_mean"] / report["champion_mean"] == pytest.approx(1.5, abs=0.1)

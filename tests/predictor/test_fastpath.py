@@ -8,7 +8,7 @@ import pytest
 from predictor import fastpath
 from predictor.codec import Decoder
 from predictor.loaded import load_bundle
-from tests.predictor.holdout import holdout, records
+from testkit.holdout import holdout, records
 
 RTOL = 1e-5
 
