@@ -95,7 +95,7 @@ class Decoder:
             elif "inputs" in payload and isinstance(payload["inputs"], list):
                 instances = payload["inputs"]
             else:
-                instances = [payload]  # the seeds' flat object: one instance
+                instances = [payload]  # the flat JSON object of the classic housing APIs: one instance
         else:
             raise bad("body", 'must be a JSON object: {"instances": [...]} or one {feature: value} object')
         n = len(instances)

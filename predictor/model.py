@@ -6,16 +6,8 @@ before reading a model file; a bundle that fails verification raises
 predictor`` then exits non-zero with a one-line message, which is what KServe users see as a
 crash-looping, never-ready predictor pod).
 
-Requests:
-
-* V1 ``{"instances": [...]}`` (objects or lists in schema order) or a bare object → ``{"predictions":
-  [...]}`` in price units. Out-of-range values are served and flagged in the
-  ``x-housing-out-of-range`` response header (comma-separated feature names) and counted.
-* V1 ``:explain`` → ``{"explanations": [{"prediction", "bias", "contributions": {feature: value}}],
-  "scale": "log"|"price"}``: contributions + bias sum to the model-scale prediction.
-* V2 (REST and gRPC): one tensor per feature or one 2-D numeric tensor → output ``predictions``
-  (FP64, ``[n]``); out-of-range flags in the response ``parameters`` (``out_of_range``: the
-  feature names, ``out_of_range_rows``: how many rows).
+Requests and answers (V1, ``:explain``, V2 REST and gRPC, out-of-range flags) follow the
+protocol described in ``predictor/README.md``.
 """
 
 from __future__ import annotations
