@@ -6,19 +6,17 @@ Mounted by ``housing.cli`` as ``housing rollout``; also ``python -m rollout``.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
-from predictor.series import PREDICTIONS_TOTAL, REQUEST_ERRORS_TOTAL
-from rollout.analysis import Analysis, AnalysisConfig, MetricNames, Thresholds, new_log, parse_steps
+from housing.config import load_settings
+from rollout.analysis import Thresholds, parse_steps
 from rollout.backends import BACKENDS
 from rollout.backends.base import RolloutError, RolloutStatus
+from rollout.orchestrator import RunOptions, UsageError, resolve_for, run_rollout, run_shadow
 
 EXAMPLES = """
 Embedded mode (real predictor processes behind a local router):
@@ -50,10 +48,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit code 2."""
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -111,32 +105,6 @@ def make_backend(
     from rollout.backends.kserve_serverless import ServerlessBackend
 
     return ServerlessBackend(name, namespace, dry_run=dry_run, manifest=obj)
-
-
-def resolve_uris(champion_uri: str | None, challenger_uri: str | None) -> tuple[dict, dict]:
-    """Champion/challenger ``{uri, version}`` from the flags, else from the MLflow aliases."""
-    settings = load_settings()
-    roles: dict[str, Any] = {}
-    if champion_uri is None or challenger_uri is None:
-        from bundle import registry
-
-        try:
-            roles = registry.resolve(settings.model_name)
-        except Exception as exc:  # noqa: BLE001 - any registry failure is the same message
-            raise UsageError(f"cannot read the MLflow registry at {settings.tracking_uri}: {exc}") from exc
-
-    def pick(uri: str | None, alias: str) -> dict:
-        if uri is not None:
-            return {"uri": uri, "version": None}
-        info = roles.get(alias)
-        if info is None or not info.bundle_uri:
-            raise UsageError(
-                f"model {settings.model_name!r} has no {alias!r} alias with a bundle_uri tag; train one "
-                f"(`housing train`) or pass --{alias}-uri"
-            )
-        return {"uri": info.bundle_uri, "version": info.version}
-
-    return pick(champion_uri, ALIAS_CHAMPION), pick(challenger_uri, ALIAS_CHALLENGER)
 
 
 def show(status: RolloutStatus, as_json: bool = False) -> None:
@@ -204,15 +172,11 @@ def start(
 
         check_percent(percent)
         be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name)
-        if backend == "local":
-            champ, chall = resolve_uris(champion_uri, challenger_uri)
-            be.up(champ["uri"], port=port, sticky=sticky)
-            show(be.start(chall["uri"], percent))
-        else:
-            _, chall = resolve_uris("-", challenger_uri)
-            status = be.start(chall["uri"], percent)
-            if not dry_run:
-                show(status)
+        champ, chall = resolve_for(be, champion_uri, challenger_uri)
+        be.prepare(champ["uri"], chall["uri"], port=port, sticky=sticky)  # local: champion + challenger at 0 %
+        status = be.start(chall["uri"], percent)
+        if not dry_run:
+            show(status)
 
     _run(go)
 
@@ -313,8 +277,6 @@ def run(
     Exit code: 0 promoted, 3 rolled back, 2 bad input, 1 other failure.
     """
 
-    opts = dict(locals())
-
     def go() -> None:
         step_list = parse_steps(steps)
         for label, value in (
@@ -326,115 +288,33 @@ def run(
                 raise UsageError(f"{label} must be positive, got {value}")
         be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name)
         if dry_run:
-            if backend == "local":
+            if be.runs_champion:
                 raise UsageError("--dry-run applies to the KServe backends")
-            _, chall = resolve_uris("-", challenger_uri)
+            _, chall = resolve_for(be, None, challenger_uri)
             be.start(chall["uri"], step_list[0])
             for w in step_list[1:]:
                 be.set_weight(w)
             be.promote()
             return
-        _run_live(be, backend, step_list, opts)
-
-    _run(go)
-
-
-def _run_live(be: Any, backend: str, step_list: list[int], opts: dict) -> None:
-    settings = load_settings()
-    cfg = AnalysisConfig(
-        steps=step_list,
-        interval=opts["interval"],
-        min_requests=opts["min_requests"],
-        max_failures=opts["max_failures"],
-        thresholds=Thresholds(
-            opts["max_error_rate"], opts["max_p95"], opts["max_mean_shift"], opts["max_psi"], opts["max_drift"]
-        ),
-        metrics=MetricNames() if backend == "local" else cluster_metrics(),
-    )
-    champ, chall = resolve_uris(opts["champion_uri"] if backend == "local" else "-", opts["challenger_uri"])
-    prom_server = None
-    traffic_gen = None
-    from rollout.prom import Prometheus
-
-    try:
-        if backend == "local":
-            be.up(champ["uri"])
-            be.start(chall["uri"], 0)
-            status = be.status()
-            champion_version, challenger_version = status.champion_version, status.challenger_version
-            if not opts["prometheus_url"]:
-                from rollout.promserver import LocalPrometheus
-
-                prom_server = LocalPrometheus(settings.home / "rollouts" / "prometheus", be.targets_path).start()
-                typer.echo(f"prometheus  {prom_server.url} (scraping {be.targets_path})")
-            if opts["traffic"] > 0:
-                from rollout.traffic import TrafficGenerator, reference_of
-
-                if "://" in champ["uri"]:
-                    raise UsageError("--traffic needs a local champion bundle directory for its reference statistics")
-                traffic_gen = TrafficGenerator(be.url, settings.model_name, reference_of(champ["uri"]), opts["traffic"])
-                traffic_gen.__enter__()
-            challenger_uri = None  # already started at 0 %
-        else:
-            # KServe: model_version labels are the bundle versions, i.e. the last path segment of the URI.
-            current = be.status()
-            champion_version = (current.champion or "").rstrip("/").rsplit("/", 1)[-1]
-            challenger_version = chall["uri"].rstrip("/").rsplit("/", 1)[-1]
-            challenger_uri = chall["uri"]
-        url = opts["prometheus_url"] or (prom_server.url if prom_server else None)
-        if not url:
-            raise UsageError("--prometheus-url is required for the KServe backends")
-        show(be.status())
-        log = new_log(settings.home, _name(opts["name"]))
-        typer.echo(f"event log   {log.path}")
-
-        def on_promote() -> None:
-            if opts["registry_sync"]:
-                from bundle import registry
-
-                moved = registry.promote(settings.model_name, chall["version"])
-                typer.echo(f"registry: champion → version {moved['champion']}, previous → {moved['previous']}")
-
-        def on_rollback(reason: str) -> None:
-            if opts["registry_sync"]:
-                from bundle import registry
-
-                version = registry.reject(settings.model_name, reason, chall["version"])
-                typer.echo(f"registry: version {version} tagged rollout_status=rejected")
-
-        outcome = Analysis(
-            be,
-            Prometheus(url),
-            cfg,
-            champion_version,
-            challenger_version,
-            log,
-            on_promote=on_promote,
-            on_rollback=on_rollback,
-            echo=typer.echo,
-        ).run(challenger_uri)
-        typer.echo(f"{outcome.decision}: {outcome.reason}")
-        if traffic_gen is not None:
-            typer.echo(f"traffic: {dict(traffic_gen.codes)} by version {dict(traffic_gen.versions)}")
+        options = RunOptions(
+            steps=step_list,
+            interval=interval,
+            min_requests=min_requests,
+            max_failures=max_failures,
+            thresholds=Thresholds(max_error_rate, max_p95, max_mean_shift, max_psi, max_drift),
+            prometheus_url=prometheus_url,
+            champion_uri=champion_uri,
+            challenger_uri=challenger_uri,
+            traffic=traffic,
+            keep=keep,
+            registry_sync=registry_sync,
+            name=name,
+        )
+        outcome = run_rollout(be, options, typer.echo, show)
         if outcome.decision != "promoted":
             raise typer.Exit(3)
-    finally:
-        if traffic_gen is not None:
-            traffic_gen.__exit__(None, None, None)
-        if prom_server is not None:
-            prom_server.stop()
-        if backend == "local" and not opts["keep"]:
-            be.down()
 
-
-def cluster_metrics() -> MetricNames:
-    """Gates in the cluster read the predictor's own series (there is no router there)."""
-    return MetricNames(
-        requests=PREDICTIONS_TOTAL,
-        latency="housing_request_seconds",  # not exported per version yet: the latency gate reports "no data"
-        errors=REQUEST_ERRORS_TOTAL,
-        selector=os.environ.get("HOUSING_PROM_SELECTOR", ""),
-    )
+    _run(go)
 
 
 @app.command()
@@ -458,34 +338,8 @@ def shadow(
             raise UsageError(f"--fraction must be within (0, 1], got {fraction}")
         if duration <= 0:
             raise UsageError(f"--duration must be positive, got {duration}")
-        settings = load_settings()
         be = make_backend("local", _name(name), "default")
-        champ, chall = resolve_uris(champion_uri, challenger_uri)
-        be.up(champ["uri"])
-        be.start(chall["uri"], 0, shadow=fraction)
-        import httpx
-
-        httpx.post(f"{be.url}/router/shadow/reset")
-        gen = None
-        if traffic > 0:
-            from rollout.traffic import TrafficGenerator, reference_of
-
-            gen = TrafficGenerator(be.url, settings.model_name, reference_of(champ["uri"]), traffic).__enter__()
-        try:
-            time.sleep(duration)
-        finally:
-            if gen is not None:
-                gen.__exit__(None, None, None)
-        report = httpx.get(f"{be.url}/router/shadow").json()
-        if not keep:
-            be._router({"challenger": None, "weight": 0, "shadow": 0})
-            state = be.load()
-            from rollout.backends.local import stop_pid
-
-            if state.get("challenger"):
-                stop_pid(state["challenger"].get("pid"))
-                state["challenger"] = None
-                be.save(state)
+        report = run_shadow(be, champion_uri, challenger_uri, fraction, duration, traffic, keep)
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return

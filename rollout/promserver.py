@@ -74,6 +74,12 @@ class LocalPrometheus:
         self.stop()
         raise RolloutError(f"prometheus not ready after {timeout:.0f}s")
 
+    def __enter__(self) -> LocalPrometheus:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_pid(self.proc.pid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -32,11 +33,36 @@ class RolloutStatus:
         return asdict(self)
 
 
+@dataclass
+class Prepared:
+    """What a backend set up for a rollout run, before its first step."""
+
+    champion_version: str | None  # the ``model_version`` label the gates select the champion by
+    challenger_version: str | None
+    #: The challenger still to be deployed by the first step; None when it already runs at 0 %.
+    challenger_uri: str | None
+    #: Where traffic enters when the backend runs its own router (else None: the gates read the
+    #: predictors' series and traffic arrives through the cluster).
+    router_url: str | None = None
+    #: A Prometheus file-SD target list of the processes the backend runs (None in a cluster).
+    targets_file: Path | None = None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A place where a champion and a challenger can share traffic."""
 
     name: str
+    #: True when the backend runs the champion itself (local), so it needs its bundle URI.
+    runs_champion: bool
+
+    def prepare(
+        self, champion_uri: str | None, challenger_uri: str, *, port: int | None = None, sticky: bool = False
+    ) -> Prepared:
+        """Make the champion serve (local: start it behind the router) and get the challenger ready."""
+
+    def close(self) -> None:
+        """Stop whatever :meth:`prepare` started on this machine (nothing in a cluster)."""
 
     def start(self, challenger_uri: str, percent: int) -> RolloutStatus:
         """Deploy the challenger next to the champion and send it ``percent`` % of requests."""

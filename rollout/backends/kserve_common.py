@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from rollout.backends.base import ConflictError, RolloutError, RolloutStatus
+from rollout.backends.base import ConflictError, Prepared, RolloutError, RolloutStatus
 from rollout.validate import validate_isvc
 
 GROUP = "serving.kserve.io"
@@ -167,6 +167,7 @@ class KServeBackend:
     """Base of the Standard and Serverless backends: read, build ops, validate, patch."""
 
     name = "kserve"
+    runs_champion = False  # the InferenceService already serves the champion
 
     def __init__(
         self,
@@ -192,6 +193,23 @@ class KServeBackend:
         if self._api is None:
             self._api = default_api()
         return self._api
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def prepare(
+        self, champion_uri: str | None, challenger_uri: str, *, port: int | None = None, sticky: bool = False
+    ) -> Prepared:
+        """Nothing to start: the versions are the last path segments of the storage URIs.
+
+        That is what the predictors label their series with (the bundle version); the first
+        step of a rollout deploys the challenger.
+        """
+        current = self.status()  # type: ignore[attr-defined]
+        champion_version = (current.champion or "").rstrip("/").rsplit("/", 1)[-1]
+        challenger_version = challenger_uri.rstrip("/").rsplit("/", 1)[-1]
+        return Prepared(champion_version, challenger_version, challenger_uri)
+
+    def close(self) -> None:
+        """Nothing runs on this machine."""
 
     # -- reading -----------------------------------------------------------------------------
     def read(self) -> dict:

@@ -23,7 +23,7 @@ import httpx
 
 from housing.net import free_port, wait_http
 from predictor.series import MODEL_INFO
-from rollout.backends.base import RolloutError, RolloutStatus, check_percent
+from rollout.backends.base import Prepared, RolloutError, RolloutStatus, check_percent
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _INFO = re.compile(rf"^{MODEL_INFO}\{{([^}}]*)\}}\s", re.MULTILINE)
@@ -71,6 +71,7 @@ class LocalBackend:
     """Champion + challenger predictor processes behind ``rollout.router``."""
 
     name = "local"
+    runs_champion = True
 
     def __init__(
         self,
@@ -221,6 +222,36 @@ class LocalBackend:
                 "challenger": None,
             }
         )
+        return self.status()
+
+    def prepare(
+        self, champion_uri: str | None, challenger_uri: str, *, port: int | None = None, sticky: bool = False
+    ) -> Prepared:
+        """Start the champion behind the router and the challenger at 0 % (its version is read from it)."""
+        if champion_uri is None:
+            raise RolloutError("the local backend needs the champion's bundle URI")
+        self.up(champion_uri, port=port, sticky=sticky)
+        status = self.start(challenger_uri, 0)
+        return Prepared(
+            status.champion_version,
+            status.challenger_version,
+            None,
+            router_url=self.url,
+            targets_file=self.targets_path,
+        )
+
+    def close(self) -> None:
+        """Stop the router and both predictors (see :meth:`down`)."""
+        self.down()
+
+    def detach_challenger(self) -> RolloutStatus:
+        """Take the challenger out of the router (weight and shadow) and stop its process."""
+        self._router({"challenger": None, "weight": 0, "shadow": 0})
+        state = self.load()
+        if state.get("challenger"):
+            stop_pid(state["challenger"].get("pid"))
+            state["challenger"] = None
+            self.save(state)
         return self.status()
 
     def down(self) -> None:

@@ -1,0 +1,196 @@
+"""One rollout run from start to finish, whatever the backend: what ``housing rollout run`` and
+``housing rollout shadow`` do once their flags are parsed.
+
+:func:`run_rollout` resolves the champion and challenger (flags, else the MLflow aliases), lets
+the backend prepare them (:meth:`~rollout.backends.base.Backend.prepare`), starts what the run
+needs on this machine — a throwaway Prometheus when the backend runs its own processes and no
+``prometheus_url`` is given, a synthetic traffic generator — inside one :class:`~contextlib.ExitStack`,
+walks the steps with :class:`~rollout.analysis.Analysis`, moves the MLflow aliases at the end,
+and stops everything it started, in reverse order, however the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from bundle import registry
+from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
+from predictor.series import PREDICTIONS_TOTAL, REQUEST_ERRORS_TOTAL
+from rollout.analysis import Analysis, AnalysisConfig, MetricNames, Outcome, Thresholds, new_log
+from rollout.backends.base import Backend, Prepared
+
+Echo = Callable[[str], Any]
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+@dataclass
+class RunOptions:
+    """Everything ``housing rollout run`` was asked for, parsed."""
+
+    steps: list[int]
+    interval: float = 30.0
+    min_requests: int = 50
+    max_failures: int = 2
+    thresholds: Thresholds | None = None
+    prometheus_url: str | None = None
+    champion_uri: str | None = None
+    challenger_uri: str | None = None
+    traffic: float = 0.0  # synthetic requests/s through the backend's router (0: live traffic only)
+    keep: bool = False  # leave what the backend started running afterwards
+    registry_sync: bool = True  # move/tag the MLflow versions at the end
+    name: str | None = None  # the deployment's name in the event log's file name
+
+
+def resolve_uris(champion_uri: str | None, challenger_uri: str | None) -> tuple[dict, dict]:
+    """Champion/challenger ``{uri, version}`` from the flags, else from the MLflow aliases."""
+    settings = load_settings()
+    roles: dict[str, Any] = {}
+    if champion_uri is None or challenger_uri is None:
+        try:
+            roles = registry.resolve(settings.model_name)
+        except Exception as exc:  # noqa: BLE001 - any registry failure is the same message
+            raise UsageError(f"cannot read the MLflow registry at {settings.tracking_uri}: {exc}") from exc
+
+    def pick(uri: str | None, alias: str) -> dict:
+        if uri is not None:
+            return {"uri": uri, "version": None}
+        info = roles.get(alias)
+        if info is None or not info.bundle_uri:
+            raise UsageError(
+                f"model {settings.model_name!r} has no {alias!r} alias with a bundle_uri tag; train one "
+                f"(`housing train`) or pass --{alias}-uri"
+            )
+        return {"uri": info.bundle_uri, "version": info.version}
+
+    return pick(champion_uri, ALIAS_CHAMPION), pick(challenger_uri, ALIAS_CHALLENGER)
+
+
+def resolve_for(backend: Backend, champion_uri: str | None, challenger_uri: str | None) -> tuple[dict, dict]:
+    """:func:`resolve_uris`, asking for the champion only when the backend runs it itself."""
+    champ, chall = resolve_uris(champion_uri if backend.runs_champion else "-", challenger_uri)
+    return (champ if backend.runs_champion else {"uri": None, "version": None}), chall
+
+
+def cluster_metrics() -> MetricNames:
+    """Gates in the cluster read the predictor's own series (there is no router there)."""
+    return MetricNames(
+        requests=PREDICTIONS_TOTAL,
+        latency="housing_request_seconds",  # not exported per version yet: the latency gate reports "no data"
+        errors=REQUEST_ERRORS_TOTAL,
+        selector=os.environ.get("HOUSING_PROM_SELECTOR", ""),
+    )
+
+
+def _local_prometheus(stack: ExitStack, prepared: Prepared, echo: Echo) -> str:
+    from rollout.promserver import LocalPrometheus
+
+    if prepared.targets_file is None:
+        raise UsageError("--prometheus-url is required for the KServe backends")
+    workdir = load_settings().home / "rollouts" / "prometheus"
+    server = stack.enter_context(LocalPrometheus(workdir, prepared.targets_file))
+    echo(f"prometheus  {server.url} (scraping {prepared.targets_file})")
+    return server.url
+
+
+def _traffic(stack: ExitStack, prepared: Prepared, champion_uri: str | None, rps: float) -> Any:
+    from rollout.traffic import TrafficGenerator, reference_of
+
+    if prepared.router_url is None:
+        raise UsageError("--traffic needs a backend with a local router (--backend local)")
+    if champion_uri is None or "://" in champion_uri:
+        raise UsageError("--traffic needs a local champion bundle directory for its reference statistics")
+    model = load_settings().model_name
+    return stack.enter_context(TrafficGenerator(prepared.router_url, model, reference_of(champion_uri), rps))
+
+
+def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callable[[Any], Any]) -> Outcome:
+    """Walk ``options.steps`` on ``backend``, judge every step from Prometheus, promote or roll back."""
+    from rollout.prom import Prometheus
+
+    settings = load_settings()
+    config = AnalysisConfig(
+        steps=options.steps,
+        interval=options.interval,
+        min_requests=options.min_requests,
+        max_failures=options.max_failures,
+        thresholds=options.thresholds or Thresholds(),
+        metrics=MetricNames() if backend.runs_champion else cluster_metrics(),
+    )
+    champ, chall = resolve_for(backend, options.champion_uri, options.challenger_uri)
+    with ExitStack() as stack:
+        if not options.keep:
+            stack.callback(backend.close)
+        prepared = backend.prepare(champ["uri"], chall["uri"])
+        url = options.prometheus_url or _local_prometheus(stack, prepared, echo)
+        generator = None
+        if options.traffic > 0 and prepared.router_url:  # synthetic traffic enters through our own router
+            generator = _traffic(stack, prepared, champ["uri"], options.traffic)
+        show(backend.status())
+        log = new_log(settings.home, options.name or settings.model_name)
+        echo(f"event log   {log.path}")
+
+        def on_promote() -> None:
+            if options.registry_sync:
+                moved = registry.promote(settings.model_name, chall["version"])
+                echo(f"registry: champion → version {moved['champion']}, previous → {moved['previous']}")
+
+        def on_rollback(reason: str) -> None:
+            if options.registry_sync:
+                version = registry.reject(settings.model_name, reason, chall["version"])
+                echo(f"registry: version {version} tagged rollout_status=rejected")
+
+        outcome = Analysis(
+            backend,
+            Prometheus(url),
+            config,
+            prepared.champion_version or "",
+            prepared.challenger_version or "",
+            log,
+            on_promote=on_promote,
+            on_rollback=on_rollback,
+            echo=echo,
+        ).run(prepared.challenger_uri)
+        echo(f"{outcome.decision}: {outcome.reason}")
+        if generator is not None:
+            echo(f"traffic: {dict(generator.codes)} by version {dict(generator.versions)}")
+        return outcome
+
+
+def run_shadow(
+    backend: Any,
+    champion_uri: str | None,
+    challenger_uri: str | None,
+    fraction: float,
+    duration: float,
+    traffic: float = 0.0,
+    keep: bool = False,
+) -> dict[str, Any]:
+    """Mirror ``fraction`` of the champion's requests to the challenger for ``duration`` seconds.
+
+    ``backend`` is a :class:`~rollout.backends.local.LocalBackend` (only the local router
+    mirrors). Returns the router's shadow report; the champion keeps serving afterwards, the
+    challenger is detached unless ``keep``.
+    """
+    import httpx
+
+    champ, chall = resolve_uris(champion_uri, challenger_uri)
+    backend.up(champ["uri"])
+    backend.start(chall["uri"], 0, shadow=fraction)
+    httpx.post(f"{backend.url}/router/shadow/reset")
+    with ExitStack() as stack:
+        if traffic > 0:
+            prepared = Prepared(None, None, None, router_url=backend.url)
+            _traffic(stack, prepared, champ["uri"], traffic)
+        time.sleep(duration)
+    report = httpx.get(f"{backend.url}/router/shadow").json()
+    if not keep:
+        backend.detach_challenger()
+    return report
