@@ -5,6 +5,19 @@ model on :meth:`FeatureSchema.encode_frame`; the predictor decodes requests with
 object, so preprocessing cannot drift between the two. The model's input layout is one float64
 column per feature in schema order: numeric features as-is (missing → default), categorical
 features through their encoding table (unseen → ``unknown``).
+
+The coercion contract — what a request value may be, and what it becomes — is
+:func:`coerce_numeric` and :func:`coerce_category` (:func:`coerce` picks by kind):
+
+* numeric: a JSON number (int or float; numpy scalars too) that is finite and fits float64;
+  ``true``/``false`` only for a feature that was boolean in training; absent (:data:`MISSING`)
+  or null → the default of an optional feature, else an error;
+* categorical: a string (bytes are decoded as UTF-8, invalid bytes replaced) → its code, an
+  unseen one → ``unknown``; absent or null → the default of an optional feature, else an error;
+* anything else → :class:`InputError` naming the feature and the reason.
+
+The predictor's decoders (``predictor/codec.py`` and the C decoder in ``predictor/_fastpath.c``)
+are faster implementations of this same contract and are tested for agreement with it.
 """
 
 from __future__ import annotations
@@ -18,7 +31,8 @@ import numpy as np
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
-_MISSING = object()
+#: A feature absent from a request (as opposed to an explicit null).
+MISSING: Any = object()
 
 
 class InputError(ValueError):
@@ -92,56 +106,58 @@ class FeatureSchema:
             extra = next(k for k in obj if k not in self.index)
             raise InputError(str(extra), "unknown feature")
         for j, feat in enumerate(self.features):
-            value = obj.get(feat.name, _MISSING)
-            if feat.kind == NUMERIC:
-                out[j] = self._numeric(feat, value)
-            else:
-                out[j] = self._categorical(feat, value)
+            out[j] = coerce(feat, obj.get(feat.name, MISSING))
 
     def encode_sequence(self, row: Sequence[Any], out: np.ndarray) -> None:
         """Encode one row given as a list in schema order into ``out``."""
         if len(row) != len(self.features):
             raise InputError("instance", f"has {len(row)} values, expected {len(self.features)} in schema order")
         for j, feat in enumerate(self.features):
-            value = row[j]
-            out[j] = self._numeric(feat, value) if feat.kind == NUMERIC else self._categorical(feat, value)
+            out[j] = coerce(feat, row[j])
 
-    @staticmethod
-    def _numeric(feat: Feature, value: Any) -> float:
-        kind = type(value)
-        if kind is float or kind is int:
-            if kind is int:
-                try:
-                    return float(value)
-                except OverflowError:
-                    raise InputError(feat.name, "number is out of the float64 range") from None
-            if not math.isfinite(value):
-                raise InputError(feat.name, "must be a finite number (got NaN or infinity)")
-            return value
-        if kind is bool and feat.dtype == "bool":
-            return float(value)
-        if value is _MISSING or value is None:
-            if feat.required or feat.default is None:
-                raise InputError(feat.name, "required feature is missing" if value is _MISSING else "must not be null")
-            return float(feat.default)
-        if isinstance(value, (np.floating, np.integer)) and not isinstance(value, np.bool_):
-            if not math.isfinite(float(value)):
-                raise InputError(feat.name, "must be a finite number (got NaN or infinity)")
-            return float(value)
-        raise InputError(feat.name, f"must be a number, got {_type_name(value)}")
 
-    @staticmethod
-    def _categorical(feat: Feature, value: Any) -> float:
-        if type(value) is str:
-            code = feat.categories.get(value)
-            return feat.unknown if code is None else code  # type: ignore[return-value]
-        if value is _MISSING or value is None:
-            if feat.required or feat.default is None:
-                raise InputError(feat.name, "required feature is missing" if value is _MISSING else "must not be null")
-            return feat.categories.get(str(feat.default), feat.unknown)  # type: ignore[return-value]
-        if isinstance(value, bytes):
-            return FeatureSchema._categorical(feat, value.decode("utf-8", "replace"))
-        raise InputError(feat.name, f"must be a string category, got {_type_name(value)}")
+def coerce(feat: Feature, value: Any) -> float:
+    """One request value of ``feat`` → its float64 code (the module's coercion contract)."""
+    return coerce_numeric(feat, value) if feat.kind == NUMERIC else coerce_category(feat, value)
+
+
+def coerce_numeric(feat: Feature, value: Any) -> float:
+    """A numeric feature's value → float64, or :class:`InputError` (see the module docstring)."""
+    kind = type(value)
+    if kind is float or kind is int:
+        if kind is int:
+            try:
+                return float(value)
+            except OverflowError:
+                raise InputError(feat.name, "number is out of the float64 range") from None
+        if not math.isfinite(value):
+            raise InputError(feat.name, "must be a finite number (got NaN or infinity)")
+        return value
+    if kind is bool and feat.dtype == "bool":
+        return float(value)
+    if value is MISSING or value is None:
+        if feat.required or feat.default is None:
+            raise InputError(feat.name, "required feature is missing" if value is MISSING else "must not be null")
+        return float(feat.default)
+    if isinstance(value, (np.floating, np.integer)) and not isinstance(value, np.bool_):
+        if not math.isfinite(float(value)):
+            raise InputError(feat.name, "must be a finite number (got NaN or infinity)")
+        return float(value)
+    raise InputError(feat.name, f"must be a number, got {_type_name(value)}")
+
+
+def coerce_category(feat: Feature, value: Any) -> float:
+    """A categorical feature's value → its code, or :class:`InputError` (see the module docstring)."""
+    if type(value) is str:
+        code = feat.categories.get(value)
+        return feat.unknown if code is None else code  # type: ignore[return-value]
+    if value is MISSING or value is None:
+        if feat.required or feat.default is None:
+            raise InputError(feat.name, "required feature is missing" if value is MISSING else "must not be null")
+        return feat.categories.get(str(feat.default), feat.unknown)  # type: ignore[return-value]
+    if isinstance(value, bytes):
+        return coerce_category(feat, value.decode("utf-8", "replace"))
+    raise InputError(feat.name, f"must be a string category, got {_type_name(value)}")
 
 
 def _type_name(value: Any) -> str:

@@ -10,7 +10,7 @@ Run it with ``python -m predictor`` (KServe's ModelServer flags plus ``--model_d
 * :mod:`predictor.fastpath` (+ the optional C extension ``predictor._fastpath``) — compiled tree
   ensembles and linear models.
 * :mod:`predictor.codec` — V1 instances / V2 tensors → the model's float64 layout, with
-  400-class errors naming the field and the reason.
+  400-class errors naming the field and the reason; :mod:`predictor.ranges` — out-of-range flags.
 * :mod:`predictor.model` — :class:`~predictor.model.HousingModel` (``kserve.Model``).
 * :mod:`predictor.metrics` — Prometheus series labelled ``model_name``/``model_version``;
   :mod:`predictor.drift` — drift of served rows against the bundle's ``reference.json``;

@@ -1,11 +1,16 @@
 """Request decoding straight into the model's float64 layout, and the error messages.
 
+The codec only decodes: what each value may be is the schema's coercion contract
+(:func:`bundle.schema.coerce`); the paths here (the C decoder for one V1/V2 row, the column fills
+for V2 tensors) are faster implementations of that contract, tested for agreement with it.
 Every client mistake becomes :class:`kserve.errors.InvalidInput` (HTTP 400, gRPC
-INVALID_ARGUMENT) naming the field and the reason.
+INVALID_ARGUMENT) naming the field and the reason. Range checks live where they are counted
+(:mod:`predictor.ranges`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from typing import Any
@@ -15,11 +20,10 @@ import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from bundle.schema import CATEGORICAL, NUMERIC, FeatureSchema, InputError
+from bundle.schema import CATEGORICAL, NUMERIC, FeatureSchema, InputError, coerce_category, coerce_numeric
 from predictor.fastpath import _c
 
 _c_decode_mapping = getattr(_c, "decode_mapping", None)
-_c_out_of_range = getattr(_c, "out_of_range", None)
 _c_fill_numeric = getattr(_c, "fill_numeric", None)
 _c_fill_categories = getattr(_c, "fill_categories", None)
 
@@ -64,20 +68,6 @@ class Decoder:
         self.defaults = defaults
         self.all_numeric = all(f.kind == NUMERIC for f in feats)
         self.categorical = [f.name for f in feats if f.kind == CATEGORICAL]
-        # range checks: numeric min/max; categoricals: the `unknown` code when no seen category has it
-        lo = np.full(self.n, -np.inf)
-        hi = np.full(self.n, np.inf)
-        unk = np.full(self.n, np.nan)
-        for j, f in enumerate(feats):
-            if f.kind == NUMERIC:
-                lo[j] = -np.inf if f.min is None else float(f.min)
-                hi[j] = np.inf if f.max is None else float(f.max)
-            elif f.unknown is not None and float(f.unknown) not in set(self.tables[j].values()):
-                unk[j] = float(f.unknown)
-        self.lo, self.hi, self.unk = lo, hi, unk
-        self._check_unk = bool(np.isfinite(unk).any())
-        self._row_mask = np.zeros((1, self.n), dtype=np.bool_)
-        self._row_mask_u8 = self._row_mask.view(np.uint8)
 
     # -- V1 --------------------------------------------------------------------------------
     def v1(self, payload: Any) -> np.ndarray:
@@ -194,7 +184,7 @@ class Decoder:
         index, kinds, float_types = self.schema.index, self.kinds, FLOAT_TYPES
         for inp in inputs:
             data = inp.data
-            if type(data) is not list or len(data) != 1 or inp._raw_data is not None or inp.shape != [1]:
+            if type(data) is not list or len(data) != 1 or inp.shape != [1]:  # raw bytes come with no data
                 return None
             name = inp.name
             j = index.get(name)
@@ -223,7 +213,7 @@ class Decoder:
             if _c_fill_categories(values, table, float(unknown), out):  # all str/bytes: table.get(v, unknown)
                 return out
         types = set(map(type, values))
-        if types == {bytes}:  # gRPC BYTES tensors: decoded as FeatureSchema._categorical does
+        if types == {bytes}:  # gRPC BYTES tensors: decoded as coerce_category does
             values = [v.decode("utf-8", "replace") for v in values]
             types = {str}
         if types == {str}:
@@ -232,9 +222,7 @@ class Decoder:
             )
         feat = self.schema.features[j]
         try:  # bytes, None (default), or a mistake named by the schema
-            return np.fromiter(
-                (FeatureSchema._categorical(feat, v) for v in values), dtype=np.float64, count=len(values)
-            )
+            return np.fromiter((coerce_category(feat, v) for v in values), dtype=np.float64, count=len(values))
         except InputError as exc:
             raise bad(exc.field, exc.reason) from None
 
@@ -244,13 +232,18 @@ class Decoder:
             raise bad(str(inp.name), f"shape {shape!r} must be a list of non-negative integers")
         return list(shape)
 
-    def _raw_or_list(self, inp: InferInput) -> Any:
-        if getattr(inp, "_raw_data", None) is not None:
+    def _raw_or_list(self, inp: InferInput, shape: list[int]) -> Any:
+        """The tensor's values: its JSON ``data``, or — no data but a non-empty shape — the raw
+        bytes of gRPC ``raw_input_contents`` / the binary extension, through ``as_numpy``."""
+        data = inp.data
+        if (data is None or (isinstance(data, (list, tuple)) and len(data) == 0)) and math.prod(shape) > 0:
             try:
                 return inp.as_numpy().reshape(-1)
             except Exception as exc:  # noqa: BLE001 - malformed raw bytes are the client's mistake
+                if data is not None:
+                    return data  # an empty JSON list: the shape check below names the problem
                 raise bad(str(inp.name), f"raw tensor contents do not match datatype/shape ({exc})") from None
-        return inp.data
+        return data
 
     def _tensor_values(self, inp: InferInput, categorical: bool) -> Any:
         name = str(inp.name)
@@ -261,7 +254,6 @@ class Decoder:
             and len(shape) == 1
             and type(shape[0]) is int
             and shape[0] == len(data)
-            and getattr(inp, "_raw_data", None) is None
             and (datatype == "BYTES" if categorical else datatype in FLOAT_TYPES)
         ):
             if categorical:
@@ -281,7 +273,7 @@ class Decoder:
             raise bad(name, f"categorical feature must be sent as BYTES, got {datatype}")
         if not categorical and datatype not in NUMERIC_DATATYPES and datatype != "BOOL":
             raise bad(name, f"numeric feature must be sent as FP64/FP32/INT64/…, got {datatype}")
-        data = self._raw_or_list(inp)
+        data = self._raw_or_list(inp, shape)
         if isinstance(data, np.ndarray):
             values = data.reshape(-1)
         else:
@@ -307,7 +299,7 @@ class Decoder:
             if arr is not None and np.isfinite(arr).all():
                 return arr
         try:  # None → default for optional features; anything else names the problem
-            return np.fromiter((FeatureSchema._numeric(feat, v) for v in values), dtype=np.float64, count=len(values))
+            return np.fromiter((coerce_numeric(feat, v) for v in values), dtype=np.float64, count=len(values))
         except InputError as exc:
             raise bad(exc.field, exc.reason) from None
 
@@ -331,7 +323,7 @@ class Decoder:
                 f"unknown feature, or a 2-D tensor of shape {shape}: expected [n, {self.n}] in schema order "
                 f"({', '.join(self.schema.names[:5])}…) or one tensor per feature",
             )
-        data = self._raw_or_list(inp)
+        data = self._raw_or_list(inp, shape)
         if isinstance(data, np.ndarray):
             arr = data.astype(np.float64, copy=False).reshape(-1)
         else:
@@ -352,22 +344,6 @@ class Decoder:
             r, c = np.argwhere(~np.isfinite(X))[0]
             raise bad(f"{name}[{r}].{self.schema.names[c]}", "must be a finite number (got NaN or infinity)")
         return np.ascontiguousarray(X, dtype=np.float64)
-
-    # -- range checks ----------------------------------------------------------------------
-    def out_of_range(self, X: np.ndarray) -> np.ndarray | None:
-        """Boolean (n, F) mask of values outside the training range / unseen categories; None if none."""
-        if _c_out_of_range is not None and X.flags.c_contiguous and X.dtype == np.float64:
-            # one row: count into a scratch row first (most rows are in range, nothing to allocate)
-            if X.shape[0] == 1 and _c_out_of_range(X, self.lo, self.hi, self.unk, self._row_mask_u8) == 0:
-                return None
-            mask = np.empty(X.shape, dtype=np.bool_)
-            if _c_out_of_range(X, self.lo, self.hi, self.unk, mask.view(np.uint8)) == 0:
-                return None
-            return mask
-        mask = (X < self.lo) | (X > self.hi)
-        if self._check_unk:
-            mask |= X == self.unk
-        return mask if mask.any() else None
 
 
 def _flatten(data: Sequence[Any], name: str) -> list[Any]:

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from bundle.schema import CATEGORICAL
-from predictor.codec import BatchTooLarge, Decoder
-from predictor.loaded import load_bundle
+from predictor.codec import BatchTooLarge
 
 SEED_BOSTON = {
     "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
     "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def boston(boston_xgb):
-    bundle = load_bundle(boston_xgb)
-    return bundle, Decoder(bundle.schema, max_batch_size=100)
-
-
-@pytest.fixture(scope="module")
-def ames(ames_xgb):
-    bundle = load_bundle(ames_xgb)
-    return bundle, Decoder(bundle.schema, max_batch_size=100)
 
 
 def _err(fn, *args) -> str:
@@ -138,27 +127,47 @@ def test_v2_missing_feature_tensor(boston):
     assert "NOX: required feature is missing" in _err(dec.v2, _columns(payload))
 
 
-def test_out_of_range_mask(boston):
-    bundle, dec = boston
-    median = {f.name: f.quantiles[5] for f in bundle.schema.features}
-    X = dec.v1({"instances": [median, {**median, "CRIM": 1e6}]})
-    mask = dec.out_of_range(X)
-    assert not mask[0].any()
-    assert mask[1].tolist() == [name == "CRIM" for name in bundle.schema.names]
-    assert dec.out_of_range(X[:1]) is None
-    # the numpy fallback agrees with the C extension
-    numpy_mask = (X < dec.lo) | (X > dec.hi) | (X == dec.unk)
-    assert np.array_equal(mask, numpy_mask)
+VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=8),
+    st.binary(max_size=4),
+    st.lists(st.integers(), max_size=2),
+)
 
 
-def test_unseen_category_is_out_of_range(ames):
-    bundle, dec = ames
-    row = {}
-    for f in bundle.schema.features:
-        row[f.name] = next(iter(f.categories)) if f.kind == CATEGORICAL else float(f.quantiles[5])
-    cat = next(f for f in bundle.schema.features if f.kind == CATEGORICAL)
-    X = dec.v1({"instances": [row, {**row, cat.name: "never-seen-in-training"}]})
-    assert X[1, bundle.schema.index[cat.name]] == cat.unknown
-    mask = dec.out_of_range(X)
-    assert mask is not None and not mask[0].any()
-    assert [bundle.schema.names[j] for j in np.flatnonzero(mask[1])] == [cat.name]
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_c_decoder_agrees_with_the_schema_contract(ames, boston, data):
+    """The C decoder of one V1 object gives the schema's numbers, and declines whatever the schema refuses."""
+    from bundle.schema import MISSING, InputError, coerce
+    from predictor import codec
+
+    if codec._c_decode_mapping is None:
+        pytest.skip("the C extension is not built")
+    for bundle, dec in (ames, boston):
+        features = bundle.schema.features
+        row = {}
+        for f in features:
+            kind = data.draw(st.sampled_from(["valid", "other", "absent"]))
+            if kind == "valid":
+                row[f.name] = (
+                    data.draw(st.sampled_from([*f.categories, "never-seen"]))
+                    if f.kind == CATEGORICAL
+                    else data.draw(st.floats(-1e6, 1e6))
+                )
+            elif kind == "other":
+                row[f.name] = data.draw(VALUES)
+        out = np.full(len(features), -123.0)
+        accepted = codec._c_decode_mapping(row, dec.names, dec.kinds, dec.tables, dec.unknowns, dec.defaults, out)
+        try:
+            expected = [coerce(f, row.get(f.name, MISSING)) for f in features]
+        except InputError:
+            expected = None
+        if accepted:  # the C path answered: it must be the contract's answer
+            assert expected is not None, row
+            np.testing.assert_array_equal(out, np.asarray(expected, dtype=np.float64))
+        elif expected is not None:  # it declined a valid row: the Python path must still decode it
+            np.testing.assert_array_equal(dec.v1(row)[0], np.asarray(expected, dtype=np.float64))

@@ -103,22 +103,23 @@ def test_ubjson_reader_rejects_garbage(blob):
 
 def test_without_the_c_extension_everything_agrees(ames_xgb, monkeypatch):
     """The numpy/Python fallbacks (no compiler at install time) give the same answers."""
-    from predictor import codec
+    from predictor import codec, ranges
 
     bundle = load_bundle(ames_xgb)
     test, features = holdout("ames")
     rows = records(test[features])
     decoder = Decoder(bundle.schema, 1_000_000)
+    check = ranges.RangeCheck(bundle.schema)
     X_c = decoder.v1({"instances": rows})
     prices_c = bundle.predict(X_c)
-    mask_c = decoder.out_of_range(X_c)
+    mask_c = check.out_of_range(X_c)
     monkeypatch.setattr(codec, "_c_decode_mapping", None)
-    monkeypatch.setattr(codec, "_c_out_of_range", None)
+    monkeypatch.setattr(ranges, "_c_out_of_range", None)
     monkeypatch.setattr(fastpath, "_c", None)
     X_py = decoder.v1({"instances": rows})
     np.testing.assert_array_equal(X_py, X_c)
     np.testing.assert_allclose(bundle.predict(X_py), prices_c, rtol=1e-12)
-    mask_py = decoder.out_of_range(X_py)
+    mask_py = check.out_of_range(X_py)
     assert (mask_c is None) == (mask_py is None)
     if mask_c is not None:
         np.testing.assert_array_equal(mask_py, mask_c)
