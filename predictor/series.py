@@ -1,6 +1,6 @@
 """Names of the Prometheus series the predictor exports: the one place they are spelled.
 
-Rollout gates read these names (:mod:`rollout.analysis`), so they are importable without
+Rollout gates read these names (:mod:`rollout.analysis_config`), so they are importable without
 prometheus_client. Counters are created under the base name; Prometheus exposes them with
 ``_total`` (:data:`PREDICTIONS_TOTAL` …).
 """

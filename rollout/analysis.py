@@ -15,282 +15,71 @@ the gates from Prometheus over the step's window, per model version:
 
 A failed step counts a failure and repeats at the same weight; ``max_failures`` failures roll
 back. Passing every step promotes. Every step is appended to a JSON-lines event log.
+
+This module is the run loop and its decisions (:class:`Decision`, :class:`Verdict`); the
+configuration is in :mod:`rollout.analysis_config`, the PromQL in :mod:`rollout.promql`, the
+histogram statistics in :mod:`rollout.histograms`, the gates in :mod:`rollout.gates` and the
+event log in :mod:`rollout.event_log`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
-from bundle.reference import PSI_EPS
-from bundle.reference import psi as population_stability
-from predictor.series import DRIFT_SCORE, PREDICTION_VALUE, VERSION_LABEL
+from rollout.analysis_config import AnalysisConfig
 from rollout.backends.base import Backend, RolloutStatus
+from rollout.event_log import EventLog
+from rollout.gates import GateResult, evaluate_gates
+from rollout.histograms import bucket_mean, mean_shift, psi
 from rollout.prom import Prometheus, PrometheusError
-from rollout.router_series import ROUTER_REQUEST_SECONDS, ROUTER_REQUESTS_TOTAL
+from rollout.promql import build_queries, window_of
 
 
-@dataclass
-class MetricNames:
-    """Prometheus series the gates read. Defaults: the local router + the housing predictor."""
+class Decision(StrEnum):
+    """What a step decides."""
 
-    requests: str = ROUTER_REQUESTS_TOTAL  # counter: model_version, code
-    errors: str | None = None  # a separate error counter (then error rate = errors / (requests + errors))
-    latency: str = ROUTER_REQUEST_SECONDS  # histogram: model_version
-    predictions: str = PREDICTION_VALUE  # histogram of predicted values: model_version
-    drift: str = DRIFT_SCORE  # gauge: model_version
-    version_label: str = VERSION_LABEL
-    error_code_regex: str = "5.."
-    code_label: str = "code"
-    selector: str = ""  # extra matchers, e.g. 'namespace="ml"'
+    ADVANCE = "advance"  # every gate passed: next weight
+    HOLD = "hold"  # a gate failed: the same weight again
+    ROLLBACK = "rollback"  # max_failures failed steps: back to the champion
+    PROMOTE = "promote"  # the last step passed
 
 
-@dataclass
-class Thresholds:
-    max_error_rate: float = 0.01
-    max_p95_seconds: float = 0.5
-    max_mean_shift: float = 0.10
-    max_psi: float = 0.25
-    max_drift: float = 0.5
+class Verdict(StrEnum):
+    """How a rollout ended."""
+
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
 
 
-@dataclass
-class AnalysisConfig:
-    steps: list[int] = field(default_factory=lambda: [10, 25, 50, 100])
-    interval: float = 30.0
-    min_requests: int = 50
-    max_failures: int = 2
-    max_wait_factor: float = 3.0
-    settle: float = 2.0  # seconds to wait after a step for the last scrape to land
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    metrics: MetricNames = field(default_factory=MetricNames)
+def decide(passed: bool, failures: int, max_failures: int, last_step: bool) -> Decision:
+    """A step's decision from whether its gates passed and the failed steps counted so far."""
+    if passed:
+        return Decision.PROMOTE if last_step else Decision.ADVANCE
+    return Decision.ROLLBACK if failures >= max_failures else Decision.HOLD
 
 
-def parse_steps(text: str) -> list[int]:
-    """``"10,25,50,100"`` → ``[10, 25, 50, 100]``; strictly increasing, within 1..100, ending at 100."""
-    try:
-        steps = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError as exc:
-        raise ValueError(f"--steps must be comma-separated integers, got {text!r}") from exc
-    if not steps or any(not 0 < s <= 100 for s in steps):
-        raise ValueError(f"--steps must be percents within 1..100, got {text!r}")
-    if steps != sorted(set(steps)):
-        raise ValueError(f"--steps must be strictly increasing, got {text!r}")
-    if steps[-1] != 100:
-        raise ValueError(f"--steps must end at 100 (full promotion), got {text!r}")
-    return steps
-
-
-# -- PromQL builders (pure) --------------------------------------------------------------------
-
-
-def _sel(metrics: MetricNames, version: str, extra: str = "") -> str:
-    parts = [f'{metrics.version_label}="{version}"']
-    if metrics.selector:
-        parts.append(metrics.selector)
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}"
-
-
-def window_of(seconds: float) -> str:
-    return f"{max(2, math.ceil(seconds))}s"
-
-
-def build_queries(metrics: MetricNames, version: str, window: str) -> dict[str, str]:
-    """The PromQL of every gate for one model version over ``window`` (e.g. ``"15s"``)."""
-    errors = _sel(metrics, version, f'{metrics.code_label}=~"{metrics.error_code_regex}"')
-    sel = _sel(metrics, version)
-    if metrics.errors:
-        err = f"(sum(rate({metrics.errors}{sel}[{window}])) or vector(0))"
-        error_rate = f"{err} / (sum(rate({metrics.requests}{sel}[{window}])) + {err})"
-    else:
-        error_rate = (
-            f"(sum(rate({metrics.requests}{errors}[{window}])) or vector(0))"
-            f" / sum(rate({metrics.requests}{sel}[{window}]))"
-        )
-    return {
-        "requests": f"sum(increase({metrics.requests}{sel}[{window}]))",
-        "error_rate": error_rate,
-        "p95_latency": (f"histogram_quantile(0.95, sum by (le) (rate({metrics.latency}_bucket{sel}[{window}])))"),
-        "prediction_mean": (
-            f"sum(increase({metrics.predictions}_sum{sel}[{window}]))"
-            f" / sum(increase({metrics.predictions}_count{sel}[{window}]))"
-        ),
-        "prediction_buckets": f"sum by (le) (increase({metrics.predictions}_bucket{sel}[{window}]))",
-        "drift": f"max({metrics.drift}{sel})",
-    }
-
-
-# -- statistics and decisions (pure) -----------------------------------------------------------
-
-
-def bucket_probabilities(cumulative: dict[str, float]) -> list[tuple[float, float]]:
-    """Cumulative ``{le: count}`` → ``[(upper bound, probability)]`` per bucket."""
-    items = sorted(((float(le), c) for le, c in cumulative.items()), key=lambda t: t[0])
-    total = items[-1][1] if items else 0.0
-    out, previous = [], 0.0
-    for upper, count in items:
-        out.append((upper, max(count - previous, 0.0) / total if total > 0 else 0.0))
-        previous = count
-    return out
-
-
-def bucket_mean(cumulative: dict[str, float]) -> float | None:
-    """Mean estimated from a cumulative histogram (bucket midpoints; the +Inf bucket at its lower
-    bound). Used when a histogram's ``_sum`` is not exported — prometheus_client omits ``_sum``
-    whenever the lowest bucket bound is negative."""
-    probs = bucket_probabilities(cumulative)
-    if not probs or sum(p for _, p in probs) == 0:
-        return None
-    finite = [u for u, _ in probs if math.isfinite(u)]
-    if not finite:
-        return None
-    total, lower = 0.0, None
-    for upper, p in probs:
-        if not math.isfinite(upper):
-            mid = finite[-1]
-        elif lower is None:
-            mid = upper
-        else:
-            mid = (lower + upper) / 2
-        total += p * mid
-        lower = upper if math.isfinite(upper) else lower
-    return total
-
-
-def rebin(cumulative: dict[str, float], bounds: list[float]) -> dict[str, float]:
-    """A cumulative histogram re-expressed on other bucket ``bounds`` (``le`` values).
-
-    Each predictor takes its histogram buckets from its own bundle's reference deciles, so the
-    champion's and the challenger's ``le`` differ; the CDF is interpolated linearly inside
-    buckets (as ``histogram_quantile`` does), with the first bucket assumed as wide as the second.
-    """
-    pts = sorted((float(le), c) for le, c in cumulative.items())
-    finite = [(b, c) for b, c in pts if math.isfinite(b)]
-    total = pts[-1][1] if pts else 0.0
-    if len(finite) >= 2:
-        finite.insert(0, (finite[0][0] - (finite[1][0] - finite[0][0]), 0.0))
-    elif len(finite) == 1:
-        finite.insert(0, (finite[0][0] - 1.0, 0.0))
-
-    def cdf(x: float) -> float:
-        if not math.isfinite(x):
-            return total
-        if not finite or x <= finite[0][0]:
-            return 0.0
-        for (x0, c0), (x1, c1) in zip(finite, finite[1:], strict=False):
-            if x <= x1:
-                return c0 + (c1 - c0) * (x - x0) / (x1 - x0) if x1 > x0 else c1
-        return finite[-1][1]
-
-    return {repr(b) if math.isfinite(b) else "+Inf": cdf(b) for b in bounds}
-
-
-def psi(
-    champion: dict[str, float], challenger: dict[str, float], eps: float = PSI_EPS, debias: bool = True
-) -> float | None:
-    """Population stability index of two cumulative histograms over the same buckets.
-
-    With ``debias`` the value expected from sampling noise alone is subtracted: PSI is a
-    symmetric KL divergence, ≈ χ²-distributed with ``k − 1`` degrees of freedom scaled by
-    ``1/n₁ + 1/n₂`` for two samples of one distribution over ``k`` non-empty buckets. Without it a
-    step of a few dozen requests shows PSI ≈ 0.3 between identical models.
-    """
-    if champion and challenger and {float(k) for k in champion} != {float(k) for k in challenger}:
-        challenger = rebin(challenger, sorted(float(k) for k in champion))
-    base, new = dict(bucket_probabilities(champion)), dict(bucket_probabilities(challenger))
-    if not base or not new or sum(base.values()) == 0 or sum(new.values()) == 0:
-        return None
-    uppers = sorted(set(base) | set(new))
-    b = [base.get(upper, 0.0) for upper in uppers]
-    n = [new.get(upper, 0.0) for upper in uppers]
-    occupied = sum((x > 0) or (y > 0) for x, y in zip(b, n, strict=True))
-    value = population_stability(b, n, eps)
-    if debias:
-        n_base, n_new = max(champion.values()), max(challenger.values())
-        value -= max(occupied - 1, 0) * (1.0 / max(n_base, 1.0) + 1.0 / max(n_new, 1.0))
-        value = max(value, 0.0)
-    return value
-
-
-@dataclass
-class GateResult:
-    name: str
-    value: float | None
-    threshold: float
-    passed: bool
-    note: str = ""
-
-
-def evaluate_gates(values: dict[str, float | None], thresholds: Thresholds) -> list[GateResult]:
-    """Decide each gate from the values read. A missing error rate fails (no evidence of health);
-    missing model-aware values are reported but do not fail a step on their own."""
-    results: list[GateResult] = []
-
-    def gate(name: str, value: float | None, limit: float, required: bool) -> None:
-        if value is None:
-            results.append(GateResult(name, None, limit, not required, "no data"))
-        else:
-            results.append(GateResult(name, value, limit, value <= limit))
-
-    gate("error_rate", values.get("error_rate"), thresholds.max_error_rate, True)
-    gate("p95_latency", values.get("p95_latency"), thresholds.max_p95_seconds, False)
-    gate("mean_shift", values.get("mean_shift"), thresholds.max_mean_shift, False)
-    gate("psi", values.get("psi"), thresholds.max_psi, False)
-    # The drift score measures the traffic against each model's training data; the same traffic
-    # drifts for the champion too, so the challenger is only blamed beyond the champion's score.
-    champion_drift = values.get("champion.drift")
-    drift_limit = thresholds.max_drift if champion_drift is None else max(thresholds.max_drift, champion_drift + 0.1)
-    gate("drift", values.get("drift"), drift_limit, False)
-    return results
-
-
-def mean_shift(champion_mean: float | None, challenger_mean: float | None) -> float | None:
-    if champion_mean is None or challenger_mean is None:
-        return None
-    return abs(challenger_mean - champion_mean) / max(abs(champion_mean), 1e-9)
-
-
-# -- event log -------------------------------------------------------------------------------
-
-
-class EventLog:
-    """Append-only JSON lines: one object per event (start, step, promote, rollback, error)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, event: str, **data: Any) -> dict[str, Any]:
-        record = {"ts": time.time(), "event": event, **data}
-        with open(self.path, "a") as out:
-            out.write(json.dumps(record, default=str) + "\n")
-        return record
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-
-
-def new_log(home: Path, name: str) -> EventLog:
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    return EventLog(home / "rollouts" / f"{name}-{stamp}-{uuid.uuid4().hex[:6]}.jsonl")
-
-
-# -- the run loop ----------------------------------------------------------------------------
+def failure_reasons(values: dict[str, Any], gates: list[GateResult], min_requests: int) -> list[str]:
+    """Why a step failed, one phrase per failed gate (empty: it passed)."""
+    reasons = [
+        f"{g.name}={g.value:.4g} > {g.threshold:g}" if g.value is not None else f"{g.name}: no data"
+        for g in gates
+        if not g.passed
+    ]
+    if "error" in values:
+        reasons.append(str(values["error"]))
+    challenger_requests = values.get("challenger.requests") or 0.0
+    if challenger_requests < min_requests:
+        reasons.append(f"only {challenger_requests:.0f} challenger requests < {min_requests}")
+    return reasons
 
 
 @dataclass
 class Outcome:
-    decision: str  # promoted | rolled_back
+    decision: Verdict
     reason: str
     failures: int
     steps: list[dict[str, Any]]
@@ -360,7 +149,19 @@ class Analysis:
         q = build_queries(self.cfg.metrics, self.challenger, window)["requests"]
         return self.prom.scalar(q) or 0.0
 
+    def _wait_for_traffic(self, step_start: float) -> None:
+        """Let the step run ``interval`` s, longer (up to ``max_wait_factor``×) until ``min_requests``."""
+        cfg = self.cfg
+        self.sleep(cfg.interval)
+        deadline = step_start + cfg.interval * cfg.max_wait_factor
+        requests = self._requests(window_of(time.monotonic() - step_start))
+        while requests < cfg.min_requests and time.monotonic() < deadline:
+            self.sleep(1.0)
+            requests = self._requests(window_of(time.monotonic() - step_start))
+        self.sleep(cfg.settle)
+
     def run(self, challenger_uri: str | None = None) -> Outcome:
+        """Walk the steps (deploying ``challenger_uri`` first, unless it already runs); promote or roll back."""
         cfg = self.cfg
         started = time.monotonic()
         self.log.write(
@@ -382,13 +183,7 @@ class Analysis:
             current_weight = weight
             self.echo(f"step {index + 1}/{len(cfg.steps)}: challenger at {weight}%")
             step_start = time.monotonic()
-            self.sleep(cfg.interval)
-            deadline = step_start + cfg.interval * cfg.max_wait_factor
-            requests = self._requests(window_of(time.monotonic() - step_start))
-            while requests < cfg.min_requests and time.monotonic() < deadline:
-                self.sleep(1.0)
-                requests = self._requests(window_of(time.monotonic() - step_start))
-            self.sleep(cfg.settle)
+            self._wait_for_traffic(step_start)
             step_window = window_of(time.monotonic() - step_start)
             baseline_window = window_of(time.monotonic() - started + cfg.settle)
             try:
@@ -396,21 +191,10 @@ class Analysis:
             except PrometheusError as exc:
                 values, queries = {"error": str(exc)}, {}
             gates = evaluate_gates(values, cfg.thresholds) if "error" not in values else []
-            failed = [g for g in gates if not g.passed]
-            reasons = [
-                f"{g.name}={g.value:.4g} > {g.threshold:g}" if g.value is not None else f"{g.name}: no data"
-                for g in failed
-            ]
-            if "error" in values:
-                reasons.append(str(values["error"]))
-            challenger_requests = values.get("challenger.requests") or 0.0
-            if challenger_requests < cfg.min_requests:
-                reasons.append(f"only {challenger_requests:.0f} challenger requests < {cfg.min_requests}")
+            reasons = failure_reasons(values, gates, cfg.min_requests)
             passed = not reasons
             failures += 0 if passed else 1
-            decision = "advance" if passed else ("rollback" if failures >= cfg.max_failures else "hold")
-            if passed and index == len(cfg.steps) - 1:
-                decision = "promote"
+            decision = decide(passed, failures, cfg.max_failures, index == len(cfg.steps) - 1)
             record = self.log.write(
                 "step",
                 step=index + 1,
@@ -426,17 +210,17 @@ class Analysis:
             )
             records.append(record)
             self.echo(f"  {decision}: " + ("all gates passed" if passed else "; ".join(reasons)))
-            if decision == "rollback":
+            if decision is Decision.ROLLBACK:
                 reason = "; ".join(reasons)
                 status = self.backend.rollback(reason)
                 if self.on_rollback:
                     self.on_rollback(reason)
                 self.log.write("rollback", reason=reason, failures=failures, status=status.to_dict())
-                return Outcome("rolled_back", reason, failures, records, status, str(self.log.path))
+                return Outcome(Verdict.ROLLED_BACK, reason, failures, records, status, str(self.log.path))
             if passed:
                 index += 1
         status = self.backend.promote()
         if self.on_promote:
             self.on_promote()
         self.log.write("promote", failures=failures, status=status.to_dict())
-        return Outcome("promoted", "all steps passed", failures, records, status, str(self.log.path))
+        return Outcome(Verdict.PROMOTED, "all steps passed", failures, records, status, str(self.log.path))

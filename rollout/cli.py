@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from housing.config import load_settings
-from rollout.analysis import Thresholds, parse_steps
+from rollout.analysis_config import Thresholds, parse_steps
 from rollout.backends import BACKENDS
 from rollout.backends.base import RolloutError, RolloutStatus
 from rollout.orchestrator import RunOptions, UsageError, resolve_for, run_rollout, run_shadow

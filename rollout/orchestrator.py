@@ -21,8 +21,10 @@ from typing import Any
 from bundle import registry
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
 from predictor.series import PREDICTIONS_TOTAL, REQUEST_ERRORS_TOTAL
-from rollout.analysis import Analysis, AnalysisConfig, MetricNames, Outcome, Thresholds, new_log
+from rollout.analysis import Analysis, Outcome
+from rollout.analysis_config import AnalysisConfig, MetricNames, Thresholds
 from rollout.backends.base import Backend, Prepared
+from rollout.event_log import new_log
 
 Echo = Callable[[str], Any]
 

@@ -1,6 +1,6 @@
 """Names of the Prometheus series the local router exports (:mod:`rollout.router`).
 
-The gates read them (:class:`rollout.analysis.MetricNames`), so they are spelled once, here.
+The gates read them (:class:`rollout.analysis_config.MetricNames`), so they are spelled once, here.
 Counters are created under the base name and exposed with ``_total``.
 """
 

@@ -1,5 +1,9 @@
 """The training run: data → split → features → candidates (CV) → winner → bundle → publish.
 
+:func:`run` chains the stages — :func:`preflight`, :func:`load_data`, :func:`select_model`,
+:func:`evaluate`, :func:`write_staging_bundle`, :func:`publish_and_register` — each a function
+with its inputs and outputs spelled out (:class:`Data`, :class:`Selection`, :class:`Evaluation`).
+
 Order matters for "nothing half-done": MLflow and S3 are checked *before* any training, the
 bundle is uploaded with ``bundle.json`` last and verified from the destination, and only then
 is it registered; a failed registration removes the uploaded bundle again.
@@ -16,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ from training import storage
 from training.api import TrainConfig, TrainResult
 from training.datasets import Dataset, load_dataset
 from training.errors import TrainingError
-from training.features import fit_features
+from training.features import FittedFeatures, fit_features
 from training.metrics import holdout_metrics
 from training.reference import reference_stats
 
@@ -215,16 +219,64 @@ def run_metrics(manifest: Manifest, leaderboard: list[dict[str, Any]]) -> dict[s
     return metrics
 
 
-def run(cfg: TrainConfig) -> TrainResult:
-    """Train, evaluate, write, publish and (optionally) register one bundle."""
-    started = time.perf_counter()
+@dataclass
+class Data:
+    """The dataset split and its targets (``yt_*``: on the model's scale)."""
+
+    ds: Dataset
+    log_target: bool
+    train: pd.DataFrame
+    test: pd.DataFrame
+    split_info: dict[str, Any]
+    y_train: np.ndarray
+    y_test: np.ndarray
+    yt_train: np.ndarray
+
+    @property
+    def features(self) -> list[str]:
+        return self.ds.features
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Model scale → target units."""
+        return np.exp(values) if self.log_target else values
+
+
+@dataclass
+class Selection:
+    """The fitted feature schema, the scored candidates (best first) and the refitted winner."""
+
+    fitted: FittedFeatures
+    n_folds: int
+    leaderboard: list[dict[str, Any]]
+    model: Any
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.leaderboard[0]
+
+    @property
+    def flavor(self) -> str:
+        return self.best["candidate"]
+
+
+@dataclass
+class Evaluation:
+    """The winner on the holdout and on the training rows as served."""
+
+    holdout: dict[str, Any]
+    pred_test: np.ndarray
+    pred_train: np.ndarray
+    importance: np.ndarray
+
+
+def preflight(cfg: TrainConfig) -> tuple[TrainConfig, str, Any]:
+    """Check the config, MLflow and the buckets before any training; returns (cfg, bundle root, registry)."""
     check_config(cfg)
     cfg = replace(cfg, candidates=tuple(dict.fromkeys(cfg.candidates)))
     if cfg.bundle_uri and not cfg.bundle_uri.startswith("s3://"):
         cfg = replace(cfg, bundle_uri=str(Path(cfg.bundle_uri.removeprefix("file://")).expanduser().resolve()))
     settings = load_settings()
     root = cfg.bundle_root or settings.bundle_root
-    n_jobs = cfg.n_jobs or min(os.cpu_count() or 1, 8)
     registry = None
     if cfg.register:
         from bundle.registry import Registry
@@ -237,27 +289,28 @@ def run(cfg: TrainConfig) -> TrainResult:
         if cfg.bundle_uri.startswith("s3://"):
             storage.check_bucket(cfg.bundle_uri)
         storage.ensure_absent(cfg.bundle_uri)  # fail before minutes of training, not after
+    return cfg, root, registry
 
+
+def load_data(cfg: TrainConfig) -> Data:
+    """Load the dataset, choose the target scale and split it."""
     ds = load_dataset(cfg.dataset, cfg.target)
     log_target = ds.log_target if cfg.log_target is None else bool(cfg.log_target)
     if log_target and (ds.frame[ds.target] <= 0).any():
         raise TrainingError(f"target {ds.target!r} has values <= 0: cannot log-transform (use --no-log-target)")
     train, test, split_info = split_frame(ds, cfg)
-    features = ds.features
-    forward = np.log if log_target else (lambda v: v)
-    inverse = np.exp if log_target else (lambda v: v)
     y_train = train[ds.target].to_numpy(dtype=np.float64)
     y_test = test[ds.target].to_numpy(dtype=np.float64)
-    yt_train = forward(y_train)
-    timings: dict[str, float] = {"prepare": time.perf_counter() - started}
+    yt_train = np.log(y_train) if log_target else y_train
+    return Data(ds, log_target, train, test, split_info, y_train, y_test, yt_train)
 
-    fitted = fit_features(train[features], yt_train, cfg.impute, cfg.seed, cv=5)
-    schema, X_train = fitted.schema, fitted.X_train
+
+def select_model(cfg: TrainConfig, data: Data, n_jobs: int) -> Selection:
+    """Fit the features, cross-validate every candidate (tuned with Optuna if asked), refit the best."""
+    fitted = fit_features(data.train[data.features], data.yt_train, cfg.impute, cfg.seed, cv=5)
     n_folds = 3 if cfg.fast and cfg.cv_folds > 3 else cfg.cv_folds
-    folds = make_folds(train[features], yt_train, n_folds, cfg)
-
+    folds = make_folds(data.train[data.features], data.yt_train, n_folds, cfg)
     leaderboard: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
     with _progress(cfg.progress) as progress:
         tuned: dict[str, dict[str, Any]] = {}
         scored: dict[str, tuple[dict[str, Any], float]] = {}
@@ -280,21 +333,31 @@ def run(cfg: TrainConfig) -> TrainResult:
         leaderboard.sort(key=lambda row: row["cv"]["rmse"])
         best = leaderboard[0]
         fit_task = progress.add_task(f"fitting {best['candidate']}", total=1)
-        model = cands.make_model(best["candidate"], best["params"], cfg.seed, n_jobs).fit(X_train, yt_train)
+        model = cands.make_model(best["candidate"], best["params"], cfg.seed, n_jobs).fit(fitted.X_train, data.yt_train)
         progress.advance(fit_task)
-    timings["train"] = time.perf_counter() - t0
-    flavor = best["candidate"]
+    return Selection(fitted, n_folds, leaderboard, model)
 
-    X_test = schema.encode_frame(test[features])
-    pred_test = inverse(model.predict(X_test))
-    holdout = holdout_metrics(y_test, pred_test, log_target)
-    X_train_served = schema.encode_frame(train[features])
-    pred_train = inverse(model.predict(X_train_served))
-    importance = cands.importances(flavor, model, X_train)
 
-    # -- bundle ----------------------------------------------------------------------------
+def evaluate(data: Data, selection: Selection) -> Evaluation:
+    """Holdout metrics, and predictions on the training rows encoded exactly as the predictor would."""
+    schema, model = selection.fitted.schema, selection.model
+    pred_test = data.inverse(model.predict(schema.encode_frame(data.test[data.features])))
+    holdout = holdout_metrics(data.y_test, pred_test, data.log_target)
+    pred_train = data.inverse(model.predict(schema.encode_frame(data.train[data.features])))
+    importance = cands.importances(selection.flavor, model, selection.fitted.X_train)
+    return Evaluation(holdout, pred_test, pred_train, importance)
+
+
+def write_staging_bundle(
+    cfg: TrainConfig, data: Data, selection: Selection, evaluation: Evaluation
+) -> tuple[Path, Manifest, str]:
+    """Write the model file, ``reference.json`` and ``bundle.json`` to a temporary directory.
+
+    Returns the directory, the manifest and the bundle digest.
+    """
     from bundle import model_files as export
 
+    schema, model, flavor, best = selection.fitted.schema, selection.model, selection.flavor, selection.best
     created = datetime.now(UTC).replace(microsecond=0)
     staging = Path(tempfile.mkdtemp(prefix="housing-bundle-"))
     model_path = staging / MODEL_FILES[flavor]
@@ -305,12 +368,13 @@ def run(cfg: TrainConfig) -> TrainResult:
     else:
         model_info = export.export_linear(model, model_path)
         model_info["alpha"] = float(model.steps[-1][1].alpha_)
-    reference = reference_stats(train[features], schema, fitted.fill, pred_train)
+    reference = reference_stats(data.train[data.features], schema, selection.fitted.fill, evaluation.pred_train)
     (staging / REFERENCE_FILE).write_text(json.dumps(reference, allow_nan=False))
     version = _version(model_path, created)
     # CV metrics in the same shape as the holdout ones (price units, *_log on the log scale)
+    log_target, n_folds, ds = data.log_target, selection.n_folds, data.ds
     oof_true, oof_pred = best["cv"]["oof"]
-    cv_best: dict[str, Any] = holdout_metrics(inverse(oof_true), inverse(oof_pred), log_target)
+    cv_best: dict[str, Any] = holdout_metrics(data.inverse(oof_true), data.inverse(oof_pred), log_target)
     cv_best["rmse_std_log" if log_target else "rmse_std"] = best["cv"]["rmse_std"]
     cv_best["folds"] = n_folds
     manifest = Manifest(
@@ -319,7 +383,7 @@ def run(cfg: TrainConfig) -> TrainResult:
         flavor=flavor,
         target={"name": ds.target, "transform": "log" if log_target else "none"},
         schema=schema.to_dict(),
-        metrics={"cv": cv_best, "holdout": holdout},
+        metrics={"cv": cv_best, "holdout": evaluation.holdout},
         data_digest=ds.digest,
         libraries=library_versions(),
         created_at=created.isoformat().replace("+00:00", "Z"),
@@ -327,14 +391,14 @@ def run(cfg: TrainConfig) -> TrainResult:
         params={
             "model": best["params"],
             "model_info": model_info,
-            "dataset": {"name": ds.name, "rows": len(ds.frame), "notes": ds.notes, **split_info},
-            "n_train": len(train),
-            "n_test": len(test),
+            "dataset": {"name": ds.name, "rows": len(ds.frame), "notes": ds.notes, **data.split_info},
+            "n_train": len(data.train),
+            "n_test": len(data.test),
             "preprocessing": {"impute": cfg.impute, "categorical_encoding": "sklearn TargetEncoder (smooth=auto)"},
             "optuna_trials": cfg.optuna_trials,
             "selection": f"lowest {n_folds}-fold CV RMSE on the {'log' if log_target else 'price'} scale",
             "fast": cfg.fast,
-            "importance": {n: float(v) for n, v in zip(schema.names, importance, strict=True)},
+            "importance": {n: float(v) for n, v in zip(schema.names, evaluation.importance, strict=True)},
             "leaderboard": [
                 {
                     "candidate": row["candidate"],
@@ -344,14 +408,26 @@ def run(cfg: TrainConfig) -> TrainResult:
                     "seconds": round(row["seconds"], 3),
                     "params": row["params"],
                 }
-                for row in leaderboard
+                for row in selection.leaderboard
             ],
         },
     )
-    digest = write_bundle(staging, manifest)
+    return staging, manifest, write_bundle(staging, manifest)
 
-    # -- publish + register ----------------------------------------------------------------
-    uri = cfg.bundle_uri or storage.bundle_uri(root, cfg.model_name, version)
+
+def publish_and_register(
+    cfg: TrainConfig,
+    root: str,
+    registry: Any,
+    staging: Path,
+    manifest: Manifest,
+    digest: str,
+    data: Data,
+    selection: Selection,
+    evaluation: Evaluation,
+) -> TrainResult:
+    """Upload the bundle (``bundle.json`` last, verified), then register it; undo the upload if registration fails."""
+    uri = cfg.bundle_uri or storage.bundle_uri(root, cfg.model_name, manifest.model_version)
     try:
         if registry is not None:
             _registry_step(registry.check)  # still reachable? fail before uploading anything
@@ -371,7 +447,10 @@ def run(cfg: TrainConfig) -> TrainResult:
         if registry is not None:
             from training.plots import write_plots
 
-            plots = write_plots(plots_dir, y_test, pred_test, schema.names, importance, ds.target)
+            schema = selection.fitted.schema
+            plots = write_plots(
+                plots_dir, data.y_test, evaluation.pred_test, schema.names, evaluation.importance, data.ds.target
+            )
             try:
                 reg = _registry_step(
                     registry.register,
@@ -382,7 +461,7 @@ def run(cfg: TrainConfig) -> TrainResult:
                     digest,
                     plots,
                     run_params(cfg, manifest, uri, digest),
-                    run_metrics(manifest, leaderboard),
+                    run_metrics(manifest, selection.leaderboard),
                     f"{manifest.flavor} on {cfg.dataset}; bundle {uri}",
                 )
             except BaseException:
@@ -394,6 +473,22 @@ def run(cfg: TrainConfig) -> TrainResult:
         shutil.rmtree(plots_dir, ignore_errors=True)
         if result.bundle_dir != staging:
             shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def run(cfg: TrainConfig) -> TrainResult:
+    """Train, evaluate, write, publish and (optionally) register one bundle."""
+    started = time.perf_counter()
+    cfg, root, registry = preflight(cfg)
+    n_jobs = cfg.n_jobs or min(os.cpu_count() or 1, 8)
+    data = load_data(cfg)
+    timings: dict[str, float] = {"prepare": time.perf_counter() - started}
+    t0 = time.perf_counter()
+    selection = select_model(cfg, data, n_jobs)  # feature fitting and CV folds included
+    timings["train"] = time.perf_counter() - t0
+    evaluation = evaluate(data, selection)
+    staging, manifest, digest = write_staging_bundle(cfg, data, selection, evaluation)
+    result = publish_and_register(cfg, root, registry, staging, manifest, digest, data, selection, evaluation)
     timings["total"] = time.perf_counter() - started
     result.timings = timings
     return result

@@ -32,8 +32,10 @@ from bundle import registry  # noqa: E402
 from bundle.manifest import Manifest, write_bundle  # noqa: E402
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_PREVIOUS, TAG_BUNDLE_URI  # noqa: E402
 from predictor.v2_request import v2_body  # noqa: E402
-from rollout.analysis import Analysis, AnalysisConfig, EventLog  # noqa: E402
+from rollout.analysis import Analysis  # noqa: E402
+from rollout.analysis_config import AnalysisConfig  # noqa: E402
 from rollout.backends.local import LocalBackend  # noqa: E402
+from rollout.event_log import EventLog  # noqa: E402
 from rollout.prom import Prometheus  # noqa: E402
 from testkit.poll import poll  # noqa: E402
 

@@ -1,0 +1,103 @@
+"""Statistics on Prometheus histograms (cumulative ``{le: count}``): shares, means, PSI (pure)."""
+
+from __future__ import annotations
+
+import math
+
+from bundle.reference import PSI_EPS
+from bundle.reference import psi as population_stability
+
+
+def bucket_probabilities(cumulative: dict[str, float]) -> list[tuple[float, float]]:
+    """Cumulative ``{le: count}`` → ``[(upper bound, probability)]`` per bucket."""
+    items = sorted(((float(le), c) for le, c in cumulative.items()), key=lambda t: t[0])
+    total = items[-1][1] if items else 0.0
+    out, previous = [], 0.0
+    for upper, count in items:
+        out.append((upper, max(count - previous, 0.0) / total if total > 0 else 0.0))
+        previous = count
+    return out
+
+
+def bucket_mean(cumulative: dict[str, float]) -> float | None:
+    """Mean estimated from a cumulative histogram (bucket midpoints; the +Inf bucket at its lower
+    bound). Used when a histogram's ``_sum`` is not exported — prometheus_client omits ``_sum``
+    whenever the lowest bucket bound is negative."""
+    probs = bucket_probabilities(cumulative)
+    if not probs or sum(p for _, p in probs) == 0:
+        return None
+    finite = [u for u, _ in probs if math.isfinite(u)]
+    if not finite:
+        return None
+    total, lower = 0.0, None
+    for upper, p in probs:
+        if not math.isfinite(upper):
+            mid = finite[-1]
+        elif lower is None:
+            mid = upper
+        else:
+            mid = (lower + upper) / 2
+        total += p * mid
+        lower = upper if math.isfinite(upper) else lower
+    return total
+
+
+def rebin(cumulative: dict[str, float], bounds: list[float]) -> dict[str, float]:
+    """A cumulative histogram re-expressed on other bucket ``bounds`` (``le`` values).
+
+    Each predictor takes its histogram buckets from its own bundle's reference deciles, so the
+    champion's and the challenger's ``le`` differ; the CDF is interpolated linearly inside
+    buckets (as ``histogram_quantile`` does), with the first bucket assumed as wide as the second.
+    """
+    pts = sorted((float(le), c) for le, c in cumulative.items())
+    finite = [(b, c) for b, c in pts if math.isfinite(b)]
+    total = pts[-1][1] if pts else 0.0
+    if len(finite) >= 2:
+        finite.insert(0, (finite[0][0] - (finite[1][0] - finite[0][0]), 0.0))
+    elif len(finite) == 1:
+        finite.insert(0, (finite[0][0] - 1.0, 0.0))
+
+    def cdf(x: float) -> float:
+        if not math.isfinite(x):
+            return total
+        if not finite or x <= finite[0][0]:
+            return 0.0
+        for (x0, c0), (x1, c1) in zip(finite, finite[1:], strict=False):
+            if x <= x1:
+                return c0 + (c1 - c0) * (x - x0) / (x1 - x0) if x1 > x0 else c1
+        return finite[-1][1]
+
+    return {repr(b) if math.isfinite(b) else "+Inf": cdf(b) for b in bounds}
+
+
+def psi(
+    champion: dict[str, float], challenger: dict[str, float], eps: float = PSI_EPS, debias: bool = True
+) -> float | None:
+    """Population stability index of two cumulative histograms over the same buckets.
+
+    With ``debias`` the value expected from sampling noise alone is subtracted: PSI is a
+    symmetric KL divergence, ≈ χ²-distributed with ``k − 1`` degrees of freedom scaled by
+    ``1/n₁ + 1/n₂`` for two samples of one distribution over ``k`` non-empty buckets. Without it a
+    step of a few dozen requests shows PSI ≈ 0.3 between identical models.
+    """
+    if champion and challenger and {float(k) for k in champion} != {float(k) for k in challenger}:
+        challenger = rebin(challenger, sorted(float(k) for k in champion))
+    base, new = dict(bucket_probabilities(champion)), dict(bucket_probabilities(challenger))
+    if not base or not new or sum(base.values()) == 0 or sum(new.values()) == 0:
+        return None
+    uppers = sorted(set(base) | set(new))
+    b = [base.get(upper, 0.0) for upper in uppers]
+    n = [new.get(upper, 0.0) for upper in uppers]
+    occupied = sum((x > 0) or (y > 0) for x, y in zip(b, n, strict=True))
+    value = population_stability(b, n, eps)
+    if debias:
+        n_base, n_new = max(champion.values()), max(challenger.values())
+        value -= max(occupied - 1, 0) * (1.0 / max(n_base, 1.0) + 1.0 / max(n_new, 1.0))
+        value = max(value, 0.0)
+    return value
+
+
+def mean_shift(champion_mean: float | None, challenger_mean: float | None) -> float | None:
+    if champion_mean is None or challenger_mean is None:
+        return None
+    return abs(challenger_mean - champion_mean) / max(abs(champion_mean), 1e-9)
