@@ -170,6 +170,13 @@ containers:
       - name: http1
         containerPort: {{ $v.predictor.httpPort }}
         protocol: TCP
+      {{- if include "housing.standardMode" $root }}
+      {{- /* KServe's Standard mode turns every further container port into a Service port (a
+             name containing "grpc" gets appProtocol h2c); Knative allows one port only. */}}
+      - name: grpc
+        containerPort: {{ $v.predictor.grpcPort }}
+        protocol: TCP
+      {{- end }}
     readinessProbe:
       {{- toYaml $v.predictor.readinessProbe | nindent 6 }}
     livenessProbe:
