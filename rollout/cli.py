@@ -18,6 +18,7 @@ from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
 from rollout.analysis import Analysis, AnalysisConfig, MetricNames, Thresholds, new_log, parse_steps
 from rollout.backends import BACKENDS
 from rollout.backends.base import RolloutError, RolloutStatus
+from rollout.report import write_report
 
 EXAMPLES = """
 Embedded mode (real predictor processes behind a local router):
@@ -413,6 +414,7 @@ def _run_live(be: Any, backend: str, step_list: list[int], opts: dict) -> None:
             echo=typer.echo,
         ).run(challenger_uri)
         typer.echo(f"{outcome.decision}: {outcome.reason}")
+        typer.echo(f"report      {write_report(log.path)[0]}")  # + a PNG, next to the event log
         if traffic_gen is not None:
             typer.echo(f"traffic: {dict(traffic_gen.codes)} by version {dict(traffic_gen.versions)}")
         if outcome.decision != "promoted":

@@ -351,7 +351,9 @@ def test_cli_run_end_to_end(home, bundles, tracking):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "promoted: all steps passed" in done.stdout
     assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "2"
-    assert list((home / "rollouts").glob("cli-*.jsonl"))
+    (log,) = (home / "rollouts").glob("cli-*.jsonl")
+    assert log.with_suffix(".html").is_file() and log.with_suffix(".png").is_file()  # the report, next to the log
+    assert f"report      {log.with_suffix('.html')}" in done.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "rollout", "run", "--steps", "50,10"],
         env=env,
