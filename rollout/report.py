@@ -229,9 +229,10 @@ def render_png(summary: Summary) -> bytes:
     width = 0.38
     champion_requests = [s.champion_requests or 0 for s in summary.steps]
     challenger_requests = [s.challenger_requests or 0 for s in summary.steps]
-    req_ax.bar([x - width / 2 for x in xs], champion_requests, width, color="#90a4ae", label="champion (whole run)")
+    req_ax.bar([x - width / 2 for x in xs], champion_requests, width, color="#90a4ae", label="champion (run so far)")
     req_ax.bar([x + width / 2 for x in xs], challenger_requests, width, color="#ef6c00", label="challenger (step)")
-    req_ax.legend(fontsize=7, loc="lower left")
+    req_ax.set_ylim(top=max([*champion_requests, *challenger_requests, 1]) * 1.35)
+    req_ax.legend(fontsize=7, loc="upper left", ncols=2)
     req_ax.set_title("requests", fontsize=10)
     req_ax.set_xticks(xs, labels, fontsize=8)
     req_ax.grid(alpha=0.3, axis="y")
@@ -275,8 +276,8 @@ def render_html(summary: Summary, png: bytes) -> str:
     e = html.escape
     gate_names = [g for g in GATE_LABELS if any(x["name"] == g for s in summary.steps for x in s.gates)]
     head = (
-        "<tr><th>step</th><th>challenger %</th><th>champion %</th><th>challenger requests</th>"
-        "<th>champion requests</th>"
+        "<tr><th>step</th><th>challenger %</th><th>champion %</th><th>challenger requests<br>(step)</th>"
+        "<th>champion requests<br>(run so far)</th>"
         + "".join(f"<th>{e(GATE_LABELS[g][0])}</th>" for g in gate_names)
         + "<th>decision</th><th>why</th></tr>"
     )
