@@ -126,7 +126,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tests.procs import train_bundle
 
     root = tmp_path_factory.mktemp("rollout-bundles")
-    champion = train_bundle(root, "boston", "linear")
+    champion = train_bundle(tmp_path_factory.getbasetemp(), "boston", "linear")  # shared with other modules
     return {
         "champion": champion,
         "good": derive_bundle(champion, root / "good", relative_shift=0.002, version=f"good-{uuid.uuid4().hex[:6]}"),
