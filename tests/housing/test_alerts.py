@@ -194,6 +194,15 @@ def test_promtool_catches_a_wrong_expectation(tmp_path):
     assert run_promtool(tmp_path, tests).returncode != 0
 
 
+def test_defaults_are_the_charts_values():
+    values = yaml.safe_load((d.ROOT / "charts" / "housing" / "values.yaml").read_text())
+    rule_values = values["monitoring"]["prometheusRule"]
+    assert rule_values["enabled"] is False
+    for name, (key, default) in alerts.PARAMS.items():
+        got = values["model"]["name"] if name == "model" else rule_values[key]
+        assert got == default, name
+
+
 def test_chart_rules_file_is_the_generated_one():
     assert alerts.RULES_PATH.read_text() == alerts.render_helm(), "run: python -m housing.alerts"
     assert alerts.main(["--check"]) == 0

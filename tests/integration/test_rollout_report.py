@@ -41,7 +41,7 @@ def chromium(args: list[str], profile: Path, timeout: float = 90.0) -> subproces
     Output goes to files, not pipes: Chromium's helper processes outlive the browser for a while
     and would hold a pipe open; only the browser process is waited for.
     """
-    binary = find_tool("chromium", "apt-get install chromium (scripts/tools/debian.sh)")
+    binary = find_tool("chromium", "bash scripts/tools/debian.sh --with-chromium")
     profile.mkdir(parents=True, exist_ok=True)
     out_path, err_path = profile.with_suffix(".out"), profile.with_suffix(".err")
     with open(out_path, "w") as out, open(err_path, "w") as err:
