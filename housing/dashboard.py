@@ -252,9 +252,9 @@ def panels() -> list[Panel]:
     ]
 
 
-#: Values the test (and an operator reading the JSON) substitute for Grafana's variables.
 def fill(expr: str, values: dict[str, str]) -> str:
-    """``expr`` with ``$name`` variables replaced (longest names first)."""
+    """``expr`` with its ``$name`` variables replaced as Grafana does before querying (longest names
+    first; a multi-value ``$model_version`` becomes a regex alternation such as ``"1|2"``)."""
     for name in sorted(values, key=len, reverse=True):
         expr = expr.replace(f"${name}", values[name])
     left = re.findall(r"\$\w+", expr)
