@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml $(wildcard setup.py)
 
 install: $(STAMP) ## create .venv and install housing with its dev tools
 
-tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe from source, node images, Prometheus, wrk, MLServer venv, helm, kubectl, checkov)
+tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe from source, node images, Prometheus, wrk, Chromium, MLServer venv, helm, kubectl, checkov)
 	bash scripts/tools/minio.sh
-	bash scripts/tools/debian.sh
+	bash scripts/tools/debian.sh --with-chromium
 	bash scripts/node/deps.sh
 	$(PY) -c "from bench.mlserver import ensure_venv; print(ensure_venv())"
 	bash scripts/tools/helm.sh

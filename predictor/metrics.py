@@ -34,6 +34,15 @@ from prometheus_client.core import GaugeMetricFamily
 from predictor.schema import NUMERIC, FeatureSchema
 
 LABELS = ("model_name", "model_version")
+#: Series names and extra labels: the one place they are spelled (the Grafana dashboard and the
+#: alert rules read them here). Counters are exported with a ``_total`` suffix.
+PREDICTIONS, PREDICTION_VALUE, MODEL_INFO = "housing_predictions", "housing_prediction_value", "housing_model_info"
+OUT_OF_RANGE, OUT_OF_RANGE_ROWS = "housing_out_of_range", "housing_out_of_range_rows"
+REQUEST_ERRORS = "housing_request_errors"
+DRIFT_PSI, DRIFT_SCORE, DRIFT_WINDOW_ROWS = "housing_drift_psi", "housing_drift_score", "housing_drift_window_rows"
+PROTOCOL, REASON, FEATURE, FLAVOR, DIGEST = "protocol", "reason", "feature", "flavor", "digest"
+#: ``feature`` value of the drift PSI of the predictions themselves.
+PREDICTION_FEATURE = "__prediction__"
 EPS = 1e-4
 #: Queued small requests applied to the series at once (and at every scrape).
 FLUSH_EVERY = 128
@@ -177,7 +186,7 @@ class DriftWindow:
         if self._pred is not None:
             edges, props = self._pred
             counts = np.bincount(np.searchsorted(edges, y, side="left"), minlength=len(props))
-            out["__prediction__"] = psi_from_counts(props, counts)
+            out[PREDICTION_FEATURE] = psi_from_counts(props, counts)
         return out
 
 
@@ -192,19 +201,17 @@ class DriftCollector:
 
     def collect(self) -> Any:
         feature = GaugeMetricFamily(
-            "housing_drift_psi", "PSI of recent served rows vs training, by feature", labels=[*LABELS, "feature"]
+            DRIFT_PSI, "PSI of recent served rows vs training, by feature", labels=[*LABELS, FEATURE]
         )
-        score = GaugeMetricFamily(
-            "housing_drift_score", "Largest feature PSI of recent served rows", labels=list(LABELS)
-        )
-        window_rows = GaugeMetricFamily("housing_drift_window_rows", "Rows in the drift window", labels=list(LABELS))
+        score = GaugeMetricFamily(DRIFT_SCORE, "Largest feature PSI of recent served rows", labels=list(LABELS))
+        window_rows = GaugeMetricFamily(DRIFT_WINDOW_ROWS, "Rows in the drift window", labels=list(LABELS))
         flusher().collect()
         for (name, version), window in list(self.windows.items()):
             scores = window.scores()
             window_rows.add_metric([name, version], window.count)
             for feat, value in scores.items():
                 feature.add_metric([name, version, feat], value)
-            feats = [v for k, v in scores.items() if k != "__prediction__"]
+            feats = [v for k, v in scores.items() if k != PREDICTION_FEATURE]
             if feats:
                 score.add_metric([name, version], max(feats))
         yield feature
@@ -246,19 +253,19 @@ class ModelMetrics:
     ) -> None:
         self.labels = (name, version)
         self.names = schema.names
-        predictions = _metric(Counter, "housing_predictions", "Rows predicted", (*LABELS, "protocol"))
+        predictions = _metric(Counter, PREDICTIONS, "Rows predicted", (*LABELS, PROTOCOL))
         self.predictions = {p: predictions.labels(name, version, p) for p in ("v1", "v2", "grpc", "explain")}
         # the buckets are fixed by the first model registered in this process (one per server)
         self.values = _metric(
-            Histogram, "housing_prediction_value", "Predicted prices", LABELS, buckets=_buckets(reference)
+            Histogram, PREDICTION_VALUE, "Predicted prices", LABELS, buckets=_buckets(reference)
         ).labels(name, version)
-        oor = _metric(Counter, "housing_out_of_range", "Values outside the training range", (*LABELS, "feature"))
+        oor = _metric(Counter, OUT_OF_RANGE, "Values outside the training range", (*LABELS, FEATURE))
         self.oor = [oor.labels(name, version, f) for f in schema.names]
-        self.oor_rows = _metric(
-            Counter, "housing_out_of_range_rows", "Rows with at least one out-of-range value", LABELS
-        ).labels(name, version)
-        self.errors = _metric(Counter, "housing_request_errors", "Rejected requests", (*LABELS, "protocol", "reason"))
-        info = _metric(Gauge, "housing_model_info", "The served bundle", (*LABELS, "flavor", "digest"))
+        self.oor_rows = _metric(Counter, OUT_OF_RANGE_ROWS, "Rows with at least one out-of-range value", LABELS).labels(
+            name, version
+        )
+        self.errors = _metric(Counter, REQUEST_ERRORS, "Rejected requests", (*LABELS, PROTOCOL, REASON))
+        info = _metric(Gauge, MODEL_INFO, "The served bundle", (*LABELS, FLAVOR, DIGEST))
         info.labels(name, version, flavor, digest).set(1)
         self.window = DriftWindow(schema, reference, window)
         drift_collector().windows[self.labels] = self.window

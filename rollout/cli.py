@@ -18,6 +18,7 @@ from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
 from rollout.analysis import Analysis, AnalysisConfig, MetricNames, Thresholds, new_log, parse_steps
 from rollout.backends import BACKENDS
 from rollout.backends.base import RolloutError, RolloutStatus
+from rollout.report import write_report
 
 EXAMPLES = """
 Embedded mode (real predictor processes behind a local router):
@@ -222,8 +223,25 @@ def status(
     name: str = NameOpt,
     namespace: str = NamespaceOpt,
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    watch: bool = typer.Option(False, "--watch", "-w", help="a live view, with the gates of the latest run"),
+    every: float = typer.Option(2.0, help="--watch: seconds between refreshes"),
+    count: int = typer.Option(None, hidden=True, help="--watch: stop after this many views"),
 ) -> None:
-    """Show who serves what share of traffic (read back from the target)."""
+    """Show who serves what share of traffic (read back from the target).
+
+    Example: housing rollout status --watch   (Ctrl-C to stop)
+    """
+    if watch:
+        from rollout.watch import latest_log
+        from rollout.watch import watch as live
+
+        def go() -> None:
+            if every <= 0:
+                raise UsageError(f"--every must be positive, got {every}")
+            be, home = make_backend(backend, _name(name), namespace), load_settings().home
+            live(be.status, lambda: latest_log(home, _name(name)), every, count)
+
+        return _run(go)
     _run(lambda: show(make_backend(backend, _name(name), namespace).status(), as_json))
 
 
@@ -413,6 +431,7 @@ def _run_live(be: Any, backend: str, step_list: list[int], opts: dict) -> None:
             echo=typer.echo,
         ).run(challenger_uri)
         typer.echo(f"{outcome.decision}: {outcome.reason}")
+        typer.echo(f"report      {write_report(log.path)[0]}")  # + a PNG, next to the event log
         if traffic_gen is not None:
             typer.echo(f"traffic: {dict(traffic_gen.codes)} by version {dict(traffic_gen.versions)}")
         if outcome.decision != "promoted":

@@ -60,6 +60,11 @@ VALUE_SETS: dict[str, list[str]] = {
         "canary.storageUri=s3://models/housing/2",
     ],
     "named-predictor": ["predictor.name=blue", "canary.enabled=true", "canary.storageUri=s3://models/housing/3"],
+    "monitoring-all": [
+        "monitoring.serviceMonitor.enabled=true",
+        "monitoring.grafanaDashboard.enabled=true",
+        "monitoring.prometheusRule.enabled=true",
+    ],
 }
 
 
