@@ -40,6 +40,18 @@ stop kube-apiserver 15
 stop etcd
 
 if [[ -x "$TOOLS_DIR/kube-proxy" ]]; then "$TOOLS_DIR/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+# what the kubelet itself adds (KUBE-FIREWALL, KUBE-KUBELET-CANARY, …) survives kube-proxy --cleanup
+for table in filter nat mangle; do
+  iptables -t "$table" -S 2>/dev/null | grep -E '^-A .*-j KUBE-' | sed 's/^-A/-D/' | while read -r rule; do
+    eval "iptables -t $table $rule" 2>/dev/null || true
+  done
+  for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(KUBE-[A-Z0-9-]*\)$/\1/p'); do
+    iptables -t "$table" -F "$chain" 2>/dev/null || true
+  done
+  for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(KUBE-[A-Z0-9-]*\)$/\1/p'); do
+    iptables -t "$table" -X "$chain" 2>/dev/null || true
+  done
+done
 iptables -D FORWARD -j HOUSING-NODE 2>/dev/null || true
 iptables -F HOUSING-NODE 2>/dev/null || true
 iptables -X HOUSING-NODE 2>/dev/null || true

@@ -6,8 +6,9 @@
 #    scripts/tools/kserve.sh) instead of as a Deployment, its webhooks are called by URL on
 #    127.0.0.1 with a self-signed certificate, so the chart's Deployment, Services and
 #    cert-manager objects are left out;
-#  - no Gateway API implementation (Envoy Gateway): ingress creation is disabled, clients use the
-#    predictor Services (status.address.url), as `kubectl port-forward` users on kind do;
+#  - no Gateway API implementation (Envoy Gateway): its CRDs are installed (KServe's Gateway API
+#    mode requires them) but ingress creation is disabled; clients use the predictor Services
+#    (status.address.url), as `kubectl port-forward` users on kind do;
 #  - the storage-initializer image is the one scripts/images/build.sh builds at v0.20.0.
 # Run by scripts/node/up.sh; idempotent.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,6 +17,9 @@ TREE="$TOOLS_DIR/kserve-src"
 H=("$TOOLS_DIR/helm" --kubeconfig "$KUBECONFIG_ADMIN")
 PKI="$NODE_STATE/pki"
 VALUES="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/kind/kserve-values.yaml"  # shared with kind
+
+log "Gateway API CRDs (standard channel; no implementation runs here)"
+kubectl_admin apply --server-side --force-conflicts -f "$TOOLS_DIR/gateway-api-src/config/crd/standard/" >/dev/null
 
 log "KServe CRDs (helm install $TREE/charts/kserve-crd)"
 "${H[@]}" upgrade --install kserve-crd "$TREE/charts/kserve-crd" -n "$KSERVE_NAMESPACE" \
