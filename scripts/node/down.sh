@@ -44,7 +44,7 @@ if [[ -x "$TOOLS_DIR/kube-proxy" ]]; then "$TOOLS_DIR/kube-proxy" --cleanup >/de
 for table in filter nat mangle; do
   iptables -t "$table" -S 2>/dev/null | grep -E '^-A .*-j KUBE-' | sed 's/^-A/-D/' | while read -r rule; do
     eval "iptables -t $table $rule" 2>/dev/null || true
-  done
+  done || true
   for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(KUBE-[A-Z0-9-]*\)$/\1/p'); do
     iptables -t "$table" -F "$chain" 2>/dev/null || true
   done
