@@ -31,9 +31,10 @@ from housing.config import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
     DEFAULT_MODEL_NAME,
+    TAG_BUNDLE_DIGEST,
     TAG_BUNDLE_URI,
 )
-from predictor.bundle import MANIFEST
+from predictor.bundle import MANIFEST, bundle_digest
 from predictor.cli import to_v2
 from predictor.loaded import load_bundle
 from predictor.schema import CATEGORICAL
@@ -175,8 +176,7 @@ def predict_all(
 # -- install → train → Ready ------------------------------------------------------------------
 def test_training_job_publishes_and_registers(trained: Node, tmp_path: Path) -> None:
     bundle = download_bundle(trained, BUNDLE_1.removeprefix(f"s3://{DEFAULT_BUCKET}/"), tmp_path / "bundle")
-    loaded = load_bundle(bundle)  # every file digest verified
-    assert loaded.manifest.model_version == "1"
+    load_bundle(bundle)  # every file digest verified
     with trained.port_forward(NS, f"svc/{RELEASE}-mlflow", 5000) as port:
         r = httpx.get(
             f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/alias",
@@ -187,6 +187,7 @@ def test_training_job_publishes_and_registers(trained: Node, tmp_path: Path) -> 
     version = r.json()["model_version"]
     tags = {t["key"]: t["value"] for t in version.get("tags", [])}
     assert tags.get(TAG_BUNDLE_URI) == BUNDLE_1
+    assert tags.get(TAG_BUNDLE_DIGEST) == bundle_digest(bundle)  # the registered version is this bundle
 
 
 def test_inferenceservice_ready_under_restricted_pod_security(served: Node) -> None:
@@ -227,19 +228,17 @@ def test_requests_match_the_same_bundle_served_locally(
         np.testing.assert_allclose(cluster[protocol], here[protocol], rtol=1e-12, err_msg=protocol)
 
 
-def test_pod_metrics_carry_model_version(served: Node, rows: list[dict[str, Any]]) -> None:
+def test_pod_metrics_carry_model_version(served: Node, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    bundle = download_bundle(served, BUNDLE_1.removeprefix(f"s3://{DEFAULT_BUCKET}/"), tmp_path / "bundle")
+    version = load_bundle(bundle).manifest.model_version
     pod = served.ready_pods(NS, f"serving.kserve.io/inferenceservice={ISVC}")[0]["metadata"]["name"]
     with served.port_forward(NS, f"pod/{pod}", DEFAULT_HTTP_PORT) as port:
         base = f"http://127.0.0.1:{port}"
-        assert (
-            httpx.post(
-                f"{base}/v1/models/{DEFAULT_MODEL_NAME}:predict", json={"instances": rows[:1]}, timeout=30
-            ).status_code
-            == 200
-        )
+        answer = httpx.post(f"{base}/v1/models/{DEFAULT_MODEL_NAME}:predict", json={"instances": rows[:1]}, timeout=30)
+        assert answer.status_code == 200, answer.text
         metrics = httpx.get(f"{base}/metrics", timeout=30).text
     lines = [line for line in metrics.splitlines() if line.startswith("housing_predictions_total{")]
-    assert lines and all('model_version="1"' in line for line in lines), lines
+    assert lines and all(f'model_version="{version}"' in line for line in lines), (version, lines)
 
 
 # -- scale, RBAC, faults -------------------------------------------------------------------------
