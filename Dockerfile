@@ -5,9 +5,12 @@
 #   rollouts:       command: ["housing", "rollout", …]
 
 ARG PYTHON_VERSION=3.11
+# The base of both stages: the official image by default; the local test cluster passes its own
+# (scripts/images/build.sh: --build-arg BASE_IMAGE=localhost/housing-base:bookworm-py311).
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim
 
 # -- build: compile the predictor's C fast path and install everything into a venv ------------
-FROM python:${PYTHON_VERSION}-slim AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
@@ -29,7 +32,7 @@ RUN pip install --no-deps . \
  && cd / && python -c "import predictor._fastpath"  # the compiled evaluator must be installed
 
 # -- runtime: no compiler, non-root, read-only root filesystem friendly --------------------------
-FROM python:${PYTHON_VERSION}-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="housing" \
       org.opencontainers.image.description="KServe predictor, training and rollouts for housing-price models"
 ENV PATH=/opt/venv/bin:$PATH \

@@ -18,13 +18,16 @@ $(STAMP): pyproject.toml $(wildcard setup.py)
 
 install: $(STAMP) ## create .venv and install housing with its dev tools
 
-tools: install ## build/install what the tests use (MinIO, etcd + kube-apiserver + KServe CRD from source, Prometheus, wrk, MLServer venv, helm, kubectl, checkov)
+tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe from source, node images, Prometheus, wrk, Chromium, MLServer venv, helm, kubectl, checkov)
 	bash scripts/tools/minio.sh
-	bash scripts/tools/debian.sh
+	bash scripts/tools/debian.sh --with-chromium
+	bash scripts/node/deps.sh
 	$(PY) -c "from bench.mlserver import ensure_venv; print(ensure_venv())"
 	bash scripts/tools/helm.sh
 	bash scripts/tools/kube.sh
+	bash scripts/tools/kserve.sh
 	bash scripts/tools/checkov.sh --install-only
+	bash scripts/images/build.sh
 
 demo: install ## train → serve → V1/V2 predictions → a canary step, all embedded on this machine
 	bash scripts/tools/debian.sh

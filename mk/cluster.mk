@@ -6,12 +6,15 @@
 #   make cluster-down   delete the kind cluster
 #   make e2e            kind end-to-end (skips with a message without docker/kind)
 #   make cluster-test   pytest -m cluster tests/cluster
+#   make node-up        a real single-node Kubernetes + KServe v0.20.0 here (root; scripts/node/up.sh)
+#   make node-down      stop it and remove its state (scripts/node/down.sh)
+#   make node-test      pytest -m node (the chart on that node)
 
 HOUSING_TOOLS_DIR ?= $(HOME)/.cache/housing/bin
 HELM ?= $(HOUSING_TOOLS_DIR)/helm
 CLUSTER_PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 
-.PHONY: cluster-tools chart-lint manifests cluster-up cluster-up-serverless cluster-down e2e cluster-test
+.PHONY: cluster-tools chart-lint manifests cluster-up cluster-up-serverless cluster-down e2e cluster-test node-up node-down node-test
 
 cluster-tools:
 	HOUSING_TOOLS_DIR=$(HOUSING_TOOLS_DIR) bash scripts/tools/helm.sh
@@ -36,3 +39,13 @@ e2e:
 
 cluster-test: cluster-tools
 	$(CLUSTER_PYTHON) -m pytest -m cluster tests/cluster
+
+node-up:
+	bash scripts/tools/kube.sh && bash scripts/tools/kserve.sh && bash scripts/images/build.sh >/dev/null
+	bash scripts/node/up.sh
+
+node-down:
+	bash scripts/node/down.sh
+
+node-test:
+	$(CLUSTER_PYTHON) -m pytest -m node tests/cluster

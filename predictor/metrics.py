@@ -31,12 +31,17 @@ from prometheus_client.core import HistogramMetricFamily
 from bundle.schema import FeatureSchema
 from predictor.drift import DriftWindow, drift_collector
 from predictor.series import (
+    DIGEST,
+    FEATURE,
+    FLAVOR,
     LABELS,
     MODEL_INFO,
     OUT_OF_RANGE,
     OUT_OF_RANGE_ROWS,
     PREDICTION_VALUE,
     PREDICTIONS,
+    PROTOCOL,
+    REASON,
     REQUEST_ERRORS,
 )
 
@@ -161,17 +166,17 @@ class ModelMetrics:
     ) -> None:
         self.labels = (name, version)
         self.names = schema.names
-        predictions = _metric(Counter, PREDICTIONS, "Rows predicted", (*LABELS, "protocol"))
+        predictions = _metric(Counter, PREDICTIONS, "Rows predicted", (*LABELS, PROTOCOL))
         self.predictions = {p: predictions.labels(name, version, p) for p in ("v1", "v2", "grpc", "explain")}
         # this version's own buckets; a re-created model keeps counting into the same series
         self.values = price_histograms().histograms.setdefault(self.labels, PriceHistogram(_buckets(reference)))
-        oor = _metric(Counter, OUT_OF_RANGE, "Values outside the training range", (*LABELS, "feature"))
+        oor = _metric(Counter, OUT_OF_RANGE, "Values outside the training range", (*LABELS, FEATURE))
         self.oor = [oor.labels(name, version, f) for f in schema.names]
         self.oor_rows = _metric(Counter, OUT_OF_RANGE_ROWS, "Rows with at least one out-of-range value", LABELS).labels(
             name, version
         )
-        self.errors = _metric(Counter, REQUEST_ERRORS, "Rejected requests", (*LABELS, "protocol", "reason"))
-        info = _metric(Gauge, MODEL_INFO, "The served bundle", (*LABELS, "flavor", "digest"))
+        self.errors = _metric(Counter, REQUEST_ERRORS, "Rejected requests", (*LABELS, PROTOCOL, REASON))
+        info = _metric(Gauge, MODEL_INFO, "The served bundle", (*LABELS, FLAVOR, DIGEST))
         info.labels(name, version, flavor, digest).set(1)
         self.window = DriftWindow(schema, reference, window)
         drift_collector().windows[self.labels] = self.window

@@ -24,3 +24,5 @@ DRIFT_SCORE = "housing_drift_score"
 DRIFT_WINDOW_ROWS = "housing_drift_window_rows"
 #: The ``feature`` label value of the PSI of the predictions themselves.
 PREDICTION_FEATURE = "__prediction__"
+#: Extra labels, spelled once (the Grafana dashboard and the alert rules read them here).
+PROTOCOL, REASON, FEATURE, FLAVOR, DIGEST = "protocol", "reason", "feature", "flavor", "digest"

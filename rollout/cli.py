@@ -187,8 +187,25 @@ def status(
     name: str = NameOpt,
     namespace: str = NamespaceOpt,
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    watch: bool = typer.Option(False, "--watch", "-w", help="a live view, with the gates of the latest run"),
+    every: float = typer.Option(2.0, help="--watch: seconds between refreshes"),
+    count: int = typer.Option(None, hidden=True, help="--watch: stop after this many views"),
 ) -> None:
-    """Show who serves what share of traffic (read back from the target)."""
+    """Show who serves what share of traffic (read back from the target).
+
+    Example: housing rollout status --watch   (Ctrl-C to stop)
+    """
+    if watch:
+        from rollout.watch import latest_log
+        from rollout.watch import watch as live
+
+        def go() -> None:
+            if every <= 0:
+                raise UsageError(f"--every must be positive, got {every}")
+            be, home = make_backend(backend, _name(name), namespace), load_settings().home
+            live(be.status, lambda: latest_log(home, _name(name)), every, count)
+
+        return _run(go)
     _run(lambda: show(make_backend(backend, _name(name), namespace).status(), as_json))
 
 

@@ -25,6 +25,7 @@ from rollout.analysis import Analysis, Outcome
 from rollout.analysis_config import AnalysisConfig, MetricNames, Thresholds
 from rollout.backends.base import Backend, Prepared
 from rollout.event_log import new_log
+from rollout.report import write_report
 
 Echo = Callable[[str], Any]
 
@@ -161,6 +162,7 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
             echo=echo,
         ).run(prepared.challenger_uri)
         echo(f"{outcome.decision}: {outcome.reason}")
+        echo(f"report      {write_report(log.path)[0]}")  # + a PNG, next to the event log
         if generator is not None:
             echo(f"traffic: {dict(generator.codes)} by version {dict(generator.versions)}")
         return outcome

@@ -117,9 +117,7 @@ h upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd \
   --version "${KSERVE_VERSION}" --namespace kserve --create-namespace --wait
 h upgrade --install kserve oci://ghcr.io/kserve/charts/kserve \
   --version "${KSERVE_VERSION}" --namespace kserve --create-namespace \
-  --set kserve.controller.deploymentMode="${MODE}" \
-  --set kserve.controller.gateway.ingressGateway.enableGatewayApi=true \
-  --set kserve.controller.gateway.ingressGateway.kserveGateway=kserve/kserve-ingress-gateway \
+  -f "$(dirname "${BASH_SOURCE[0]}")/kserve-values.yaml" --set kserve.controller.deploymentMode="${MODE}" \
   --wait --timeout 10m
 
 k create namespace "${NAMESPACE}" --dry-run=client -o yaml | k apply -f -

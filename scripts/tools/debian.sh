@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests and benchmarks use: prometheus (rollout gates read it)
-# and wrk (the REST load generator). The prometheus package's own daemon is not started;
-# tests run their own instance on a free port.
+# Install the Debian packages the tests and benchmarks use: prometheus (rollout gates read it;
+# promtool unit-tests the alert rules) and wrk (the REST load generator); with --with-chromium
+# (make tools) also chromium and a font, which render the rollout report in a test — the demo
+# does not need a browser. The prometheus package's own daemon is not started; tests run their
+# own instance on a free port.
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v wrk >/dev/null || need+=(wrk)
+if [[ "${1:-}" == "--with-chromium" ]]; then
+  command -v chromium >/dev/null || need+=(chromium)
+  [[ -d /usr/share/fonts/truetype/dejavu ]] || need+=(fonts-dejavu-core)
+fi
 if (( ${#need[@]} )); then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
@@ -20,3 +26,4 @@ if (( ${#need[@]} )); then
 fi
 prometheus --version 2>&1 | head -1
 wrk --version 2>&1 | head -1 || true
+[[ "${1:-}" == "--with-chromium" ]] && chromium --version 2>/dev/null | head -1 || true

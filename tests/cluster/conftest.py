@@ -19,6 +19,7 @@ import yaml
 
 if TYPE_CHECKING:
     from .apiserver import ApiServer
+    from .node import Node
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "housing"
@@ -59,6 +60,11 @@ VALUE_SETS: dict[str, list[str]] = {
         "canary.storageUri=s3://models/housing/2",
     ],
     "named-predictor": ["predictor.name=blue", "canary.enabled=true", "canary.storageUri=s3://models/housing/3"],
+    "monitoring-all": [
+        "monitoring.serviceMonitor.enabled=true",
+        "monitoring.grafanaDashboard.enabled=true",
+        "monitoring.prometheusRule.enabled=true",
+    ],
 }
 
 
@@ -165,3 +171,56 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
         yield server
     finally:
         server.stop()
+
+
+NODE_TOOLS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "pause",
+    "kserve-manager",
+    "coredns",
+    "crictl",
+    "helm",
+    "kubectl",
+)
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """A real single-node Kubernetes with the KServe v0.20.0 controller (scripts/node/up.sh).
+
+    Needs root and the binaries and images from ``make tools`` (scripts/tools/kube.sh,
+    scripts/tools/kserve.sh, scripts/images/build.sh); locally their absence skips, with CI=true
+    the scripts run and a failure fails. Stopped and cleaned up by scripts/node/down.sh.
+    """
+    from .node import down, up
+
+    if os.geteuid() != 0:
+        _missing("root (containerd, kubelet and kube-proxy need it)", "run the tests as root")
+    missing = [t for t in NODE_TOOLS if not (TOOLS_DIR / t).is_file()]
+    if missing and in_ci():
+        for script in ("scripts/tools/helm.sh", "scripts/tools/kube.sh", "scripts/tools/kserve.sh"):
+            subprocess.run(["bash", str(REPO / script)], check=False)
+        missing = [t for t in NODE_TOOLS if not (TOOLS_DIR / t).is_file()]
+    if missing:
+        _missing(f"node binaries ({', '.join(missing)})", "make tools")
+    images = subprocess.run(
+        ["bash", str(REPO / "scripts/images/build.sh")], capture_output=True, text=True, timeout=3600
+    )
+    if images.returncode != 0:
+        _missing(
+            f"node images (scripts/images/build.sh failed: {images.stderr[-2000:]})", "bash scripts/images/build.sh"
+        )
+    refs = [line.split()[0] for line in images.stdout.splitlines() if line.strip()]
+    state = tmp_path_factory.mktemp("node")
+    handle = up(state, TOOLS_DIR)
+    marks = {"minio": "/housing-minio:", "housing": "/library/housing:", "storage-initializer": "storage-initializer:"}
+    handle.images = {name: ref for ref in refs for name, mark in marks.items() if mark in ref}
+    try:
+        yield handle
+    finally:
+        down(state, TOOLS_DIR)

@@ -21,7 +21,7 @@ from .conftest import CHART, NAMESPACE, RELEASE, VALUE_SETS, by_kind, run_helm, 
 pytestmark = pytest.mark.cluster
 
 K8S_VERSION = kubernetes_validate.latest_version()
-CUSTOM_KINDS = {"InferenceService", "ServiceMonitor"}
+CUSTOM_KINDS = {"InferenceService", "ServiceMonitor", "PrometheusRule"}
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -74,6 +74,13 @@ def test_rendered_objects_validate(render, name):
             assert set(obj["spec"]) <= {"selector", "namespaceSelector", "endpoints", "jobLabel"}, where
             for ep in obj["spec"]["endpoints"]:
                 assert set(ep) <= {"port", "targetPort", "path", "interval", "scheme"}, where
+        elif kind == "PrometheusRule":
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1", where
+            assert set(obj["spec"]) == {"groups"}, where
+            for group in obj["spec"]["groups"]:
+                assert set(group) <= {"name", "interval", "rules"}, where
+                for rule in group["rules"]:
+                    assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations"}, where
         else:
             try:
                 kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
@@ -333,6 +340,10 @@ BAD_VALUES = {
     "bad-pull-policy": ["image.pullPolicy=Sometimes"],
     "quantity-not-string": ["predictor.resources.limits.cpu=2"],
     "bad-bucket": ["s3.bucket=Models_Bucket"],
+    "alert-error-rate-over-1": ["monitoring.prometheusRule.errorRate=2"],
+    "alert-threshold-not-a-number": ["monitoring.prometheusRule.p95Seconds=fast"],
+    "alert-bad-duration": ["monitoring.prometheusRule.for=5 minutes"],
+    "dashboard-unknown-key": ["monitoring.grafanaDashboard.folder=ML"],
 }
 
 
@@ -359,3 +370,38 @@ def test_install_trains_exactly_the_bundle_the_inferenceservice_serves(render):
     upgraded = render(["training.bundleUri=s3://models/housing/8"], extra=["--is-upgrade"])
     assert _training_env(upgraded)["HOUSING_BUNDLE_URI"] == "s3://models/housing/8"
     assert "HOUSING_BUNDLE_URI" not in _training_env(render([], extra=["--is-upgrade"]))
+
+
+def test_monitoring_extras_are_off_by_default(render):
+    objects = render()
+    assert by_kind(objects, "PrometheusRule") == []
+    assert not [c for c in by_kind(objects, "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+
+
+def test_grafana_dashboard_configmap_for_the_sidecar(render):
+    from housing import dashboard
+
+    (cm,) = [c for c in by_kind(render(VALUE_SETS["monitoring-all"]), "ConfigMap") if "housing.json" in c["data"]]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["housing.json"]) == json.loads(dashboard.render())
+    folder = render([*VALUE_SETS["monitoring-all"], "monitoring.grafanaDashboard.annotations.grafana_folder=ML"])
+    (cm,) = [c for c in by_kind(folder, "ConfigMap") if "housing.json" in c["data"]]
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "ML"}
+
+
+def test_prometheus_rule_is_the_generated_rules(render):
+    """The chart renders exactly housing/alerts.py's rules: defaults from values.yaml, overrides from --set."""
+    from housing import alerts
+
+    (rule,) = by_kind(render(VALUE_SETS["monitoring-all"]), "PrometheusRule")
+    assert rule["spec"]["groups"] == alerts.groups()
+    sets = [
+        "monitoring.prometheusRule.enabled=true",
+        "monitoring.prometheusRule.errorRate=0.02",
+        "monitoring.prometheusRule.for=10m",
+        "model.name=houses",
+        "monitoring.prometheusRule.labels.release=kps",
+    ]
+    (rule,) = by_kind(render(sets), "PrometheusRule")
+    assert rule["spec"]["groups"] == alerts.groups({"errorRate": 0.02, "for": "10m", "model": "houses"})
+    assert rule["metadata"]["labels"]["release"] == "kps"

@@ -131,7 +131,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from testkit.procs import train_bundle
 
     root = tmp_path_factory.mktemp("rollout-bundles")
-    champion = train_bundle(root, "boston", "linear")
+    champion = train_bundle(tmp_path_factory.getbasetemp(), "boston", "linear")  # shared with other modules
     return {
         "champion": champion,
         "good": derive_bundle(champion, root / "good", relative_shift=0.002, version=f"good-{uuid.uuid4().hex[:6]}"),
@@ -357,7 +357,9 @@ def test_cli_run_end_to_end(home, bundles, tracking):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "promoted: all steps passed" in done.stdout
     assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "2"
-    assert list((home / "rollouts").glob("cli-*.jsonl"))
+    (log,) = (home / "rollouts").glob("cli-*.jsonl")
+    assert log.with_suffix(".html").is_file() and log.with_suffix(".png").is_file()  # the report, next to the log
+    assert f"report      {log.with_suffix('.html')}" in done.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "rollout", "run", "--steps", "50,10"],
         env=env,

@@ -143,6 +143,51 @@ labels:
   housing/variant: {{ .variant }}
 securityContext:
   {{- toYaml $v.podSecurityContext | nindent 2 }}
+{{- if and (include "housing.standardMode" $root) (gt (int $v.predictor.waitForBundleSeconds) 0) }}
+# Runs before the storage-initializer KServe appends: on a fresh install the training Job is still
+# writing the bundle, and a failing storage-initializer backs off for up to 5 minutes per retry.
+initContainers:
+  - name: wait-for-bundle
+    image: {{ include "housing.image" $root }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    command:
+      - python
+      - -c
+      - |
+        import os, time
+        import boto3
+        from bundle.manifest import MANIFEST
+        uri = os.environ["STORAGE_URI"]
+        if not uri.startswith("s3://"):
+            raise SystemExit(0)
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        key = f"{prefix.rstrip('/')}/{MANIFEST}"
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        deadline = time.monotonic() + float(os.environ["WAIT_SECONDS"])
+        while True:
+            try:
+                s3.head_object(Bucket=bucket, Key=key)
+                print(f"{uri}: {MANIFEST} present")
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{uri}: no {MANIFEST} after waiting ({exc})")
+                print(f"waiting for s3://{bucket}/{key} ({exc})", flush=True)
+                time.sleep(3)
+    env:
+      - name: STORAGE_URI
+        value: {{ .storageUri | quote }}
+      - name: WAIT_SECONDS
+        value: {{ $v.predictor.waitForBundleSeconds | quote }}
+      {{- include "housing.s3Env" $root | nindent 6 }}
+    resources:
+      {{- toYaml $v.tests.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $v.containerSecurityContext | nindent 6 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+{{- end }}
 containers:
   - name: kserve-container
     image: {{ include "housing.image" $root }}
@@ -170,6 +215,13 @@ containers:
       - name: http1
         containerPort: {{ $v.predictor.httpPort }}
         protocol: TCP
+      {{- if include "housing.standardMode" $root }}
+      {{- /* KServe's Standard mode turns every further container port into a Service port (a
+             name containing "grpc" gets appProtocol h2c); Knative allows one port only. */}}
+      - name: grpc
+        containerPort: {{ $v.predictor.grpcPort }}
+        protocol: TCP
+      {{- end }}
     readinessProbe:
       {{- toYaml $v.predictor.readinessProbe | nindent 6 }}
     livenessProbe:
@@ -192,4 +244,43 @@ volumes:
 - name: tmp
   emptyDir:
     sizeLimit: 256Mi
+{{- end }}
+
+{{/* Environment of the training container (and of its wait-for-services init container). */}}
+{{- define "housing.trainingEnv" -}}
+- name: MLFLOW_TRACKING_URI
+  value: {{ include "housing.mlflowTrackingUri" . | quote }}
+{{ include "housing.s3Env" . }}
+- name: HOUSING_BUNDLE_ROOT
+  value: {{ printf "s3://%s" .Values.s3.bucket | quote }}
+- name: HOUSING_MODEL_NAME
+  value: {{ .Values.model.name | quote }}
+{{- /* The first install trains exactly the bundle the InferenceService serves; later
+       revisions publish new versions (<bucket>/<model>/<version>) as challengers. */}}
+{{- $bundleUri := .Values.training.bundleUri | default (ternary .Values.predictor.storageUri "" .Release.IsInstall) }}
+{{- with $bundleUri }}
+- name: HOUSING_BUNDLE_URI
+  value: {{ . | quote }}
+{{- end }}
+{{ include "housing.scratchEnv" . }}
+{{- end }}
+
+{{/* S3 endpoint and credentials (the chart's Secret or s3.existingSecret) for boto3 and MLflow. */}}
+{{- define "housing.s3Env" -}}
+- name: AWS_ENDPOINT_URL
+  value: {{ include "housing.s3EndpointUrl" . | quote }}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ include "housing.s3EndpointUrl" . | quote }}
+- name: AWS_DEFAULT_REGION
+  value: {{ .Values.s3.region | quote }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "housing.s3SecretName" . }}
+      key: AWS_ACCESS_KEY_ID
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "housing.s3SecretName" . }}
+      key: AWS_SECRET_ACCESS_KEY
 {{- end }}

@@ -1,0 +1,43 @@
+# shellcheck shell=bash disable=SC2034
+# Shared by scripts/images/build.sh and import.sh (sourced, not run).
+# Paths, the pinned versions and the podman wrapper live here so both scripts agree on them.
+
+CACHE_DIR="${HOUSING_CACHE_DIR:-$HOME/.cache/housing}"
+TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
+IMAGES_DIR="$CACHE_DIR/images"            # the archives (<name>_<tag>_<inputs hash>.tar)
+IMAGES_WORK="$IMAGES_DIR/work"            # containers.conf, rootfs tarballs, build contexts
+IMAGES_INDEX="$IMAGES_DIR/images.txt"     # the last build.sh stdout: "<reference> <archive>"
+
+# --- pinned versions -------------------------------------------------------------------------
+DEBIAN_SUITE=bookworm
+BASE_PACKAGES=(python3 python3-venv python-is-python3 ca-certificates netbase)
+BASE_REF="localhost/housing-base:${DEBIAN_SUITE}-py311"
+# Bump to refresh the base (Debian point releases / security updates) without other changes.
+BASE_EPOCH="${HOUSING_BASE_EPOCH:-1}"
+KSERVE_VERSION=v0.20.0
+KSERVE_STORAGE_VERSION=0.20.0             # python/storage/pyproject.toml of kserve v0.20.0
+HDFS_VERSION=2.6.0                        # upstream: hdfs~=2.6.0 (its Kerberos extras are left out)
+PAUSE_VERSION=3.10
+PAUSE_REF="localhost/pause:${PAUSE_VERSION}"
+STORAGE_INITIALIZER_REF="localhost/kserve-storage-initializer:${KSERVE_VERSION}"
+IMAGE_UID=10001                           # charts/housing values.yaml podSecurityContext.runAsUser
+
+log() { echo "images: $*" >&2; }
+die() { echo "images: error: $*" >&2; exit 1; }
+
+sha256_stdin() { sha256sum | cut -c1-64; }
+
+# podman with the settings this machine needs, without touching /etc: its own containers.conf.
+podman_setup() {
+  command -v podman >/dev/null || die "podman not found (apt-get install podman)"
+  mkdir -p "$IMAGES_WORK"
+  local conf="$IMAGES_WORK/containers.conf"
+  local want
+  want=$'# written by scripts/images (do not edit): no default ulimits (the sandbox refuses them)\n[containers]\ndefault_ulimits = []\n'
+  if [[ ! -f "$conf" || "$(cat "$conf")"$'\n' != "$want" ]]; then
+    printf '%s' "$want" > "$conf"
+  fi
+  export CONTAINERS_CONF="$conf"
+  PODMAN_RUNTIME="${HOUSING_OCI_RUNTIME:-$(command -v runc || echo /usr/sbin/runc)}"
+}
+pm() { podman --runtime "$PODMAN_RUNTIME" "$@"; }

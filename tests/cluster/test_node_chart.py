@@ -1,0 +1,455 @@
+"""The chart on a real node: helm install → training Job → InferenceService Ready → requests.
+
+One release (dev stack on: MinIO, MLflow) is installed into a namespace that enforces the
+``restricted`` Pod Security level; KServe's own webhooks inject the storage-initializer and
+validate the InferenceService, its controller makes the Deployment and Service. The tests then
+use it the way a user does: ``helm test``, V1/V2 REST and gRPC through ``kubectl port-forward``,
+``/metrics``, scaling, the rollout ServiceAccount's token, and faults (a deleted pod, an upgrade
+under load, a bundle with a wrong digest).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+from bundle.manifest import MANIFEST, bundle_digest
+from bundle.schema import CATEGORICAL
+from housing.config import (
+    ALIAS_CHAMPION,
+    DEFAULT_BUCKET,
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_MODEL_NAME,
+    TAG_BUNDLE_DIGEST,
+    TAG_BUNDLE_URI,
+)
+from predictor.cli import to_v2
+from predictor.loaded import load_bundle
+from testkit.holdout import holdout, records
+from testkit.procs import start_predictor
+
+from .conftest import CHART
+from .node import Node, poll
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(2400)]
+
+NS = "housing"
+RELEASE = "housing"
+ISVC = RELEASE  # housing.fullname when the release is named like the chart
+PREDICTOR_SVC = f"{ISVC}-predictor"
+BUNDLE_1 = f"s3://{DEFAULT_BUCKET}/{DEFAULT_MODEL_NAME}/1"
+ROWS = 8
+
+
+def install_args(node: Node, *sets: str) -> list[str]:
+    args = ["--set", f"devStack.minio.image={node.images['minio']}", "--set", "training.args={--dataset,ames,--fast}"]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+def isvc_ready(node: Node, namespace: str = NS, name: str = ISVC) -> dict[str, Any] | None:
+    obj = node.get("inferenceservice", name, namespace)
+    return obj if node.condition(obj, "Ready") == "True" else None
+
+
+@pytest.fixture(scope="module")
+def release(node: Node) -> Iterator[Node]:
+    """``helm install`` of the chart with its dev stack into a restricted namespace."""
+    node.kubectl("create", "namespace", NS)
+    node.kubectl(
+        "label",
+        "namespace",
+        NS,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )
+    node.helm("install", RELEASE, str(CHART), "-n", NS, *install_args(node), "--timeout", "10m")
+    try:
+        yield node
+    finally:
+        node.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "3m", check=False)
+        node.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def trained(release: Node) -> Node:
+    """The install's training Job has completed (it wrote the bundle the InferenceService serves)."""
+    job = f"{RELEASE}-train-r1"
+    poll(
+        f"job/{job} to complete",
+        lambda: release.get("job", job, NS).get("status", {}).get("succeeded"),
+        timeout=900,
+        interval=3,
+        explain=lambda: release.diagnose(NS),
+    )
+    return release
+
+
+@pytest.fixture(scope="module")
+def served(trained: Node) -> Node:
+    """The InferenceService reports Ready."""
+    poll(
+        "InferenceService Ready",
+        lambda: isvc_ready(trained),
+        timeout=600,
+        interval=3,
+        explain=lambda: trained.diagnose(NS),
+    )
+    return trained
+
+
+def s3_client(node: Node, port: int) -> Any:
+    import boto3
+
+    secret = node.get("secret", f"{RELEASE}-s3", NS)["data"]
+    creds = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+
+
+def download_bundle(node: Node, prefix: str, dest: Path) -> Path:
+    """Copy the bundle under s3://bucket/<prefix> out of the in-cluster MinIO."""
+    with node.port_forward(NS, f"svc/{RELEASE}-minio", 9000) as port:
+        s3 = s3_client(node, port)
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=DEFAULT_BUCKET, Prefix=prefix + "/").get("Contents", [])]
+        assert any(k.endswith("/" + MANIFEST) for k in keys), keys
+        for key in keys:
+            target = dest / key[len(prefix) + 1 :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(DEFAULT_BUCKET, key, str(target))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict[str, Any]]:
+    frame, features = holdout("ames")
+    return records(frame[features].head(ROWS))
+
+
+def grpc_request(rows: list[dict[str, Any]], categorical: set[str], request_id: str) -> pb.ModelInferRequest:
+    req = pb.ModelInferRequest(model_name=DEFAULT_MODEL_NAME, id=request_id)
+    for name in rows[0]:
+        if name in categorical:
+            t = req.inputs.add(name=name, datatype="BYTES", shape=[len(rows)])
+            t.contents.bytes_contents.extend(str(r[name]).encode() for r in rows)
+        else:
+            t = req.inputs.add(name=name, datatype="FP64", shape=[len(rows)])
+            t.contents.fp64_contents.extend(float("nan") if r[name] is None else float(r[name]) for r in rows)
+    return req
+
+
+def predict_all(
+    http_url: str, grpc_target: str, rows: list[dict[str, Any]], categorical: set[str]
+) -> dict[str, list[float]]:
+    """The same rows as V1, V2 REST and V2 gRPC; the predictions of each."""
+    with httpx.Client(base_url=http_url, timeout=30) as client:
+        v1 = client.post(f"/v1/models/{DEFAULT_MODEL_NAME}:predict", json={"instances": rows})
+        assert v1.status_code == 200, v1.text
+        v2 = client.post(f"/v2/models/{DEFAULT_MODEL_NAME}/infer", json=to_v2({"instances": rows}))
+        assert v2.status_code == 200, v2.text
+    with grpc.insecure_channel(grpc_target) as channel:
+        resp = GRPCInferenceServiceStub(channel).ModelInfer(grpc_request(rows, categorical, "node-1"), timeout=30)
+    out = resp.outputs[0]
+    g = list(out.contents.fp64_contents) or np.frombuffer(resp.raw_output_contents[0], dtype=np.float64).tolist()
+    return {"v1": v1.json()["predictions"], "v2": v2.json()["outputs"][0]["data"], "grpc": g}
+
+
+# -- install → train → Ready ------------------------------------------------------------------
+def test_training_job_publishes_and_registers(trained: Node, tmp_path: Path) -> None:
+    bundle = download_bundle(trained, BUNDLE_1.removeprefix(f"s3://{DEFAULT_BUCKET}/"), tmp_path / "bundle")
+    load_bundle(bundle)  # every file digest verified
+    with trained.port_forward(NS, f"svc/{RELEASE}-mlflow", 5000) as port:
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/alias",
+            params={"name": DEFAULT_MODEL_NAME, "alias": ALIAS_CHAMPION},
+            timeout=30,
+        )
+    assert r.status_code == 200, r.text
+    version = r.json()["model_version"]
+    tags = {t["key"]: t["value"] for t in version.get("tags", [])}
+    assert tags.get(TAG_BUNDLE_URI) == BUNDLE_1
+    assert tags.get(TAG_BUNDLE_DIGEST) == bundle_digest(bundle)  # the registered version is this bundle
+
+
+def test_inferenceservice_ready_under_restricted_pod_security(served: Node) -> None:
+    isvc = served.get("inferenceservice", ISVC, NS)
+    for cond in ("PredictorReady", "Ready"):
+        assert served.condition(isvc, cond) == "True", isvc["status"]
+    assert PREDICTOR_SVC in isvc["status"]["address"]["url"]
+    pods = served.ready_pods(NS, f"serving.kserve.io/inferenceservice={ISVC}")
+    assert pods, served.diagnose(NS)
+    spec = pods[0]["spec"]
+    # KServe's pod mutator (a real webhook) injected the storage-initializer for storageUri
+    init = [c for c in spec.get("initContainers", []) if c["name"] == "storage-initializer"]
+    assert init and init[0]["args"][0] == BUNDLE_1, spec.get("initContainers")
+    assert spec["securityContext"]["runAsUser"] == 10001
+    ns = served.get("namespace", NS)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_helm_test_passes(served: Node) -> None:
+    result = served.helm("test", RELEASE, "-n", NS, "--timeout", "3m", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr + served.diagnose(NS)
+
+
+def test_requests_match_the_same_bundle_served_locally(
+    served: Node, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    bundle = download_bundle(served, BUNDLE_1.removeprefix(f"s3://{DEFAULT_BUCKET}/"), tmp_path / "bundle")
+    categorical = {f.name for f in load_bundle(bundle).schema.features if f.kind == CATEGORICAL}
+    with (
+        served.port_forward(NS, f"svc/{PREDICTOR_SVC}", 80) as http_port,
+        served.port_forward(NS, f"svc/{PREDICTOR_SVC}", DEFAULT_GRPC_PORT) as grpc_port,
+    ):
+        cluster = predict_all(f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", rows, categorical)
+    with start_predictor(bundle) as local:
+        here = predict_all(local.http_url, local.grpc_target, rows, categorical)
+    for protocol in ("v1", "v2", "grpc"):
+        assert len(cluster[protocol]) == ROWS
+        np.testing.assert_allclose(cluster[protocol], here[protocol], rtol=1e-12, err_msg=protocol)
+
+
+def test_pod_metrics_carry_model_version(served: Node, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    bundle = download_bundle(served, BUNDLE_1.removeprefix(f"s3://{DEFAULT_BUCKET}/"), tmp_path / "bundle")
+    version = load_bundle(bundle).manifest.model_version
+    pod = served.ready_pods(NS, f"serving.kserve.io/inferenceservice={ISVC}")[0]["metadata"]["name"]
+    with served.port_forward(NS, f"pod/{pod}", DEFAULT_HTTP_PORT) as port:
+        base = f"http://127.0.0.1:{port}"
+        answer = httpx.post(f"{base}/v1/models/{DEFAULT_MODEL_NAME}:predict", json={"instances": rows[:1]}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+    lines = [line for line in metrics.splitlines() if line.startswith("housing_predictions_total{")]
+    assert lines and all(f'model_version="{version}"' in line for line in lines), (version, lines)
+
+
+# -- scale, RBAC, faults -------------------------------------------------------------------------
+def upgrade(node: Node, *sets: str) -> None:
+    """``helm upgrade --reuse-values`` without a new training Job."""
+    args = ["--set", "training.enabled=false"]
+    for item in sets:
+        args += ["--set", item]
+    node.helm("upgrade", RELEASE, str(CHART), "-n", NS, "--reuse-values", *args, "--timeout", "5m")
+
+
+def cluster_url(node: Node) -> str:
+    """The predictor Service's ClusterIP: this cluster's own address, routed by kube-proxy."""
+    svc = node.get("service", PREDICTOR_SVC, NS)
+    return f"http://{svc['spec']['clusterIP']}:80"
+
+
+def predictions_counted(node: Node, pod: str) -> float:
+    with node.port_forward(NS, f"pod/{pod}", DEFAULT_HTTP_PORT) as port:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("housing_predictions_total{")
+    )
+
+
+class RequestStream:
+    """Steady V1 requests to the Service from a thread; every answer's status is recorded."""
+
+    def __init__(self, url: str, body: dict[str, Any], interval: float = 0.05, limit: int = 20_000) -> None:
+        self.url, self.body, self.interval, self.limit = url, body, interval, limit
+        self.statuses: list[int | str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set() and len(self.statuses) < self.limit:
+                try:
+                    self.statuses.append(client.post(self.url, json=self.body).status_code)
+                except httpx.HTTPError as exc:
+                    self.statuses.append(type(exc).__name__)
+                time.sleep(self.interval)
+
+    def __enter__(self) -> RequestStream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    @property
+    def failures(self) -> list[int | str]:
+        return [s for s in self.statuses if s != 200]
+
+
+def predictor_pods(node: Node) -> list[dict[str, Any]]:
+    return node.ready_pods(NS, f"serving.kserve.io/inferenceservice={ISVC}")
+
+
+def test_three_replicas_share_the_service_traffic(served: Node, rows: list[dict[str, Any]]) -> None:
+    upgrade(served, "predictor.minReplicas=3", "predictor.maxReplicas=3")
+    pods = poll(
+        "3 Ready predictor pods",
+        lambda: (p := predictor_pods(served)) and len(p) == 3 and p,
+        300,
+        2,
+        lambda: served.diagnose(NS),
+    )
+    names = [p["metadata"]["name"] for p in pods]
+    before = {n: predictions_counted(served, n) for n in names}
+    url = f"{cluster_url(served)}/v1/models/{DEFAULT_MODEL_NAME}:predict"
+    sent = 90
+    with httpx.Client(timeout=10) as client:  # a new connection per request: kube-proxy picks per connection
+        for _ in range(sent):
+            assert client.post(url, json={"instances": rows[:1]}, headers={"Connection": "close"}).status_code == 200
+    share = {n: predictions_counted(served, n) - before[n] for n in names}
+    assert sum(share.values()) == sent, share
+    assert all(v > 0 for v in share.values()), share
+    upgrade(served, "predictor.minReplicas=1", "predictor.maxReplicas=2")
+    poll("1 predictor pod", lambda: len(predictor_pods(served)) == 1, 300, 2)
+
+
+def test_rollout_service_account_may_patch_inferenceservices_only(served: Node) -> None:
+    sa = f"{RELEASE}-rollout"
+    token = served.kubectl("create", "token", sa, "-n", NS, "--duration", "10m").stdout.strip()
+    ca = served.state / "pki" / "ca.crt"
+    server = json.loads(served.kubectl("config", "view", "--raw", "-o", "json").stdout)["clusters"][0]["cluster"][
+        "server"
+    ]
+
+    def as_rollout(*args: str) -> Any:
+        return served.run(
+            "kubectl",
+            "--kubeconfig",
+            "/dev/null",
+            "--server",
+            server,
+            "--certificate-authority",
+            str(ca),
+            "--token",
+            token,
+            "-n",
+            NS,
+            *args,
+            check=False,
+        )
+
+    assert as_rollout("get", "inferenceservice", ISVC).returncode == 0
+    assert as_rollout("get", "inferenceservices", "--watch", "--request-timeout", "2s").returncode in (0, 1)
+    patched = as_rollout("annotate", "inferenceservice", ISVC, "housing/rbac-check=ok", "--overwrite")
+    assert patched.returncode == 0, patched.stderr
+    for args in (
+        ["delete", "inferenceservice", ISVC, "--dry-run=server"],
+        ["get", "secrets"],
+        ["get", "pods"],
+        ["create", "configmap", "x", "--dry-run=server"],
+    ):
+        result = as_rollout(*args)
+        assert result.returncode != 0 and "Forbidden" in result.stderr, (args, result.stderr)
+
+
+def test_deleted_pod_is_replaced(served: Node, rows: list[dict[str, Any]]) -> None:
+    old = predictor_pods(served)[0]["metadata"]
+    served.kubectl("delete", "pod", old["name"], "-n", NS, "--wait=false")
+    pods = poll(
+        "a new Ready predictor pod",
+        lambda: [p for p in predictor_pods(served) if p["metadata"]["uid"] != old["uid"]],
+        300,
+        2,
+        lambda: served.diagnose(NS),
+    )
+    assert pods
+    poll("InferenceService Ready again", lambda: isvc_ready(served), 120, 2)
+    url = f"{cluster_url(served)}/v1/models/{DEFAULT_MODEL_NAME}:predict"
+    assert httpx.post(url, json={"instances": rows[:1]}, timeout=30).status_code == 200
+
+
+def copy_bundle(node: Node, src: str, dst: str, corrupt: str | None = None) -> str:
+    """Copy s3://bucket/<src>/ to <dst>/ in the in-cluster MinIO (optionally flipping a byte of one file)."""
+    with node.port_forward(NS, f"svc/{RELEASE}-minio", 9000) as port:
+        s3 = s3_client(node, port)
+        for obj in s3.list_objects_v2(Bucket=DEFAULT_BUCKET, Prefix=src + "/")["Contents"]:
+            name = obj["Key"][len(src) + 1 :]
+            body = s3.get_object(Bucket=DEFAULT_BUCKET, Key=obj["Key"])["Body"].read()
+            if name == corrupt:
+                body = body[:-1] + bytes([body[-1] ^ 1])
+            s3.put_object(Bucket=DEFAULT_BUCKET, Key=f"{dst}/{name}", Body=body)
+    return f"s3://{DEFAULT_BUCKET}/{dst}"
+
+
+def test_upgrade_to_a_new_bundle_loses_no_request(served: Node, rows: list[dict[str, Any]]) -> None:
+    uri = copy_bundle(served, f"{DEFAULT_MODEL_NAME}/1", f"{DEFAULT_MODEL_NAME}/1-copy")
+    old = {p["metadata"]["uid"] for p in predictor_pods(served)}
+    url = f"{cluster_url(served)}/v1/models/{DEFAULT_MODEL_NAME}:predict"
+    with RequestStream(url, {"instances": rows[:1]}) as stream:
+        upgrade(served, f"predictor.storageUri={uri}")
+        poll(
+            "the new pods to take over",
+            lambda: (p := predictor_pods(served)) and not {x["metadata"]["uid"] for x in p} & old,
+            300,
+            1,
+            lambda: served.diagnose(NS),
+        )
+        poll(
+            "the old pods to be gone",
+            lambda: (
+                not [
+                    p
+                    for p in served.get("pods", namespace=NS, selector=f"serving.kserve.io/inferenceservice={ISVC}")[
+                        "items"
+                    ]
+                    if p["metadata"]["uid"] in old
+                ]
+            ),
+            120,
+            1,
+        )
+        time.sleep(2)  # keep the stream going past the switch
+    assert len(stream.statuses) > 50
+    assert not stream.failures, f"{len(stream.failures)} of {len(stream.statuses)} failed: {stream.failures[:10]}"
+
+
+def test_bundle_with_a_wrong_digest_never_turns_ready(served: Node, rows: list[dict[str, Any]]) -> None:
+    bad = copy_bundle(served, f"{DEFAULT_MODEL_NAME}/1", f"{DEFAULT_MODEL_NAME}/1-bad", corrupt="reference.json")
+    serving = {p["metadata"]["uid"] for p in predictor_pods(served)}
+    good_uri = served.get("inferenceservice", ISVC, NS)["spec"]["predictor"]["containers"][0]["env"][0]["value"]
+    url = f"{cluster_url(served)}/v1/models/{DEFAULT_MODEL_NAME}:predict"
+    with RequestStream(url, {"instances": rows[:1]}) as stream:
+        upgrade(served, f"predictor.storageUri={bad}")
+
+        def crashed() -> bool:
+            pods = served.get("pods", namespace=NS, selector=f"serving.kserve.io/inferenceservice={ISVC}")["items"]
+            new = [p for p in pods if p["metadata"]["uid"] not in serving]
+            return any(
+                cs.get("restartCount", 0) >= 1 or cs.get("lastState", {}).get("terminated", {}).get("exitCode") == 2
+                for p in new
+                for cs in p.get("status", {}).get("containerStatuses", [])
+            )
+
+        poll("the new pod to fail its digest check", crashed, 300, 2, lambda: served.diagnose(NS))
+        assert {p["metadata"]["uid"] for p in predictor_pods(served)} == serving  # the old pod still serves
+    assert len(stream.statuses) > 20 and not stream.failures, stream.failures[:10]
+    pods = served.get("pods", namespace=NS, selector=f"serving.kserve.io/inferenceservice={ISVC}")["items"]
+    logs = "".join(
+        served.kubectl(
+            "logs", p["metadata"]["name"], "-n", NS, "-c", "kserve-container", "--previous", check=False
+        ).stdout
+        for p in pods
+        if p["metadata"]["uid"] not in serving
+    )
+    assert "reference.json" in logs, logs[-2000:]
+    upgrade(served, f"predictor.storageUri={good_uri}")
+    poll("back to the good bundle", lambda: isvc_ready(served) and len(predictor_pods(served)) >= 1, 300, 2)
