@@ -60,9 +60,10 @@ kind: Namespace
 metadata:
   name: ${NAMESPACE}
   labels:
-    # Our pods meet "restricted"; enforce "baseline" so containers injected by KServe (the
-    # storage-initializer) are admitted even where KServe's config does not harden them.
-    pod-security.kubernetes.io/enforce: baseline
+    # Every pod here meets "restricted", the storage-initializer KServe injects included when
+    # KServe is installed with scripts/kind/kserve-values.yaml (make cluster-up does; its default
+    # securityContext is empty and refused). Elsewhere, lower this to "baseline".
+    pod-security.kubernetes.io/enforce: restricted
     pod-security.kubernetes.io/warn: restricted
     pod-security.kubernetes.io/audit: restricted
 YAML

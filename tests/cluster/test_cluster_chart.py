@@ -104,6 +104,13 @@ def _env(container: dict) -> dict:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
+def test_knative_predictor_has_one_port_and_no_init_container(render):
+    """Knative allows one container port and (by default) no init containers."""
+    predictor = _isvc(render(["kserve.deploymentMode=Knative"]))["spec"]["predictor"]
+    assert [p["name"] for p in _predictor_container(predictor)["ports"]] == ["http1"]
+    assert "initContainers" not in predictor
+
+
 def test_isvc_standard_defaults(render):
     isvc = _isvc(render())
     assert isvc["metadata"]["name"] == RELEASE
@@ -125,7 +132,15 @@ def test_isvc_standard_defaults(render):
         "--grpc_port", str(config.DEFAULT_GRPC_PORT),
     ]  # fmt: skip
     assert _env(container)["STORAGE_URI"] == _values()["predictor"]["storageUri"]
-    assert container["ports"] == [{"name": "http1", "containerPort": config.DEFAULT_HTTP_PORT, "protocol": "TCP"}]
+    # Standard mode: KServe makes a Service port of every declared container port after the first
+    assert container["ports"] == [
+        {"name": "http1", "containerPort": config.DEFAULT_HTTP_PORT, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": config.DEFAULT_GRPC_PORT, "protocol": "TCP"},
+    ]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    # the predictor waits for its bundle before KServe's storage-initializer runs
+    (wait,) = predictor["initContainers"]
+    assert wait["name"] == "wait-for-bundle" and _env(wait)["STORAGE_URI"] == _env(container)["STORAGE_URI"]
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert container["readinessProbe"]["httpGet"]["port"] == config.DEFAULT_HTTP_PORT
     assert container["livenessProbe"]["httpGet"]["port"] == config.DEFAULT_HTTP_PORT

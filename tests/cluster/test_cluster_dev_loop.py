@@ -116,7 +116,10 @@ def test_cluster_up_pins_versions():
     script = CLUSTER_UP.read_text()
     assert "oci://ghcr.io/kserve/charts/kserve-crd" in script
     assert "oci://ghcr.io/kserve/charts/kserve " in script
-    assert "kserveGateway=kserve/kserve-ingress-gateway" in script
+    assert "kserve-values.yaml" in script  # the values the node tier installs KServe with, too
+    kserve_values = yaml.safe_load((LIB.parent / "kserve-values.yaml").read_text())["kserve"]
+    assert kserve_values["controller"]["gateway"]["ingressGateway"]["kserveGateway"] == "kserve/kserve-ingress-gateway"
+    assert kserve_values["storage"]["containerSecurityContext"]["allowPrivilegeEscalation"] is False
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["kserve"]["gateway"] == "kserve/kserve-ingress-gateway"
 

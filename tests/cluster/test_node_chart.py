@@ -318,8 +318,16 @@ def test_three_replicas_share_the_service_traffic(served: Node, rows: list[dict[
     share = {n: predictions_counted(served, n) - before[n] for n in names}
     assert sum(share.values()) == sent, share
     assert all(v > 0 for v in share.values()), share
+    # back to the chart's defaults: the HPA (no metrics-server here) only clamps to [1, 2]
     upgrade(served, "predictor.minReplicas=1", "predictor.maxReplicas=2")
-    poll("1 predictor pod", lambda: len(predictor_pods(served)) == 1, 300, 2)
+    poll(
+        "at most 2 predictor pods",
+        lambda: (
+            len(served.get("pods", namespace=NS, selector=f"serving.kserve.io/inferenceservice={ISVC}")["items"]) <= 2
+        ),
+        300,
+        2,
+    )
 
 
 def test_rollout_service_account_may_patch_inferenceservices_only(served: Node) -> None:
@@ -358,7 +366,8 @@ def test_rollout_service_account_may_patch_inferenceservices_only(served: Node) 
         ["create", "configmap", "x", "--dry-run=server"],
     ):
         result = as_rollout(*args)
-        assert result.returncode != 0 and "Forbidden" in result.stderr, (args, result.stderr)
+        code, err = result.returncode, result.stderr  # (the command line holds the token: keep it out of reports)
+        assert code != 0 and "forbidden" in err.lower(), (args, err)
 
 
 def test_deleted_pod_is_replaced(served: Node, rows: list[dict[str, Any]]) -> None:
@@ -442,14 +451,15 @@ def test_bundle_with_a_wrong_digest_never_turns_ready(served: Node, rows: list[d
         poll("the new pod to fail its digest check", crashed, 300, 2, lambda: served.diagnose(NS))
         assert {p["metadata"]["uid"] for p in predictor_pods(served)} == serving  # the old pod still serves
     assert len(stream.statuses) > 20 and not stream.failures, stream.failures[:10]
+    # the chart sets terminationMessagePolicy FallbackToLogsOnError: the reason is in the pod status
     pods = served.get("pods", namespace=NS, selector=f"serving.kserve.io/inferenceservice={ISVC}")["items"]
-    logs = "".join(
-        served.kubectl(
-            "logs", p["metadata"]["name"], "-n", NS, "-c", "kserve-container", "--previous", check=False
-        ).stdout
+    messages = [
+        state.get("terminated", {}).get("message", "")
         for p in pods
         if p["metadata"]["uid"] not in serving
-    )
-    assert "reference.json" in logs, logs[-2000:]
+        for cs in p["status"].get("containerStatuses", [])
+        for state in (cs.get("lastState", {}), cs.get("state", {}))
+    ]
+    assert any("reference.json" in m for m in messages), messages
     upgrade(served, f"predictor.storageUri={good_uri}")
     poll("back to the good bundle", lambda: isvc_ready(served) and len(predictor_pods(served)) >= 1, 300, 2)

@@ -9,6 +9,7 @@ uninstalled its release (same namespace).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +43,7 @@ def overlay(node: Node, where: Path) -> Path:
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
-                "resources": [str(K8S)],
+                "resources": [os.path.relpath(K8S, where)],  # kustomize refuses absolute roots
                 "images": [{"name": minio_image.rpartition(":")[0], "newName": name, "newTag": tag}],
                 "patches": [
                     {
@@ -89,6 +90,8 @@ def test_kubectl_apply_k_reaches_ready(applied: Node) -> None:
         3,
         lambda: applied.diagnose(NS),
     )
+    labels = applied.get("namespace", NS)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"  # KServe's injected container too
     with applied.port_forward(NS, "svc/housing-predictor", 80) as port:
         meta = httpx.get(f"http://127.0.0.1:{port}/v2/models/{DEFAULT_MODEL_NAME}", timeout=30)
     assert meta.status_code == 200 and meta.json()["name"] == DEFAULT_MODEL_NAME, meta.text

@@ -193,6 +193,9 @@ containers:
     image: {{ include "housing.image" $root }}
     imagePullPolicy: {{ $v.image.pullPolicy }}
     command: ["python", "-m", "predictor"]
+    # a bundle that fails its digest check exits with one line naming the file: show it in the
+    # pod's status (kubectl describe) rather than only in the logs of a restarted container
+    terminationMessagePolicy: FallbackToLogsOnError
     args:
       - --model_name
       - {{ $v.model.name | quote }}
