@@ -241,8 +241,10 @@ chart_app_version() {
 # (not ignored) file under the Dockerfile's inputs, taken from the work tree. For a clean tree this
 # is the blob column of `git ls-files -s`; uncommitted edits count, and committing them does not.
 project_inputs() {
-  local paths=(Dockerfile .dockerignore pyproject.toml setup.py README.md housing predictor training rollout)
   cd "$REPO"
+  # the sources of the Dockerfile's COPY lines (not --from=…), so a new package counts by itself
+  local paths=(Dockerfile .dockerignore)
+  mapfile -t -O 2 paths < <(awk '$1 == "COPY" && $2 !~ /^--/ { for (i = 2; i < NF; i++) { sub(/\*$/, "", $i); print $i } }' Dockerfile)
   if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     local files
     files="$(git ls-files -co --exclude-standard -- "${paths[@]}" | LC_ALL=C sort -u \
