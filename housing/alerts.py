@@ -161,16 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plain:
         sys.stdout.write(yaml.safe_dump({"groups": groups()}, sort_keys=False, width=10_000))
         return 0
-    text = render_helm()
-    if args.check:
-        if (args.out.read_text() if args.out.exists() else "") != text:
-            print(f"{args.out} is stale; regenerate it with python -m housing.alerts", file=sys.stderr)
-            return 1
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(args.out)
-    return 0
+    return d.write_or_check(args.out, render_helm(), args.check, "python -m housing.alerts")
 
 
 if __name__ == "__main__":  # pragma: no cover

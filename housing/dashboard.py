@@ -359,16 +359,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DASHBOARD_PATH, help=f"default: {DASHBOARD_PATH.relative_to(ROOT)}")
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the generated JSON")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is stale; regenerate it with python -m housing.dashboard", file=sys.stderr)
+    return write_or_check(args.out, render(), args.check, "python -m housing.dashboard")
+
+
+def write_or_check(out: Path, text: str, check: bool, command: str) -> int:
+    """Write a generated file, or with ``check`` exit 1 when ``out`` differs from ``text``."""
+    if check:
+        if (out.read_text() if out.exists() else "") != text:
+            print(f"{out} is stale; regenerate it with {command}", file=sys.stderr)
             return 1
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(out)
     return 0
 
 
