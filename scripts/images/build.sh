@@ -234,7 +234,7 @@ build_base() {
 
 # --- 2. the project image from the repo's Dockerfile -------------------------------------------
 chart_app_version() {
-  sed -n -E 's/^appVersion:[[:space:]]*"?([^"[:space:]]+)"?.*/\1/p' "$REPO/charts/housing/Chart.yaml" | head -1
+  sed -n -E 's/^appVersion:[[:space:]]*"?([^"[:space:]]+)"?.*/\1/p' "$REPO/charts/housing/Chart.yaml" | sed -n 1p
 }
 
 # What the project image is built from, by content: git's blob hash of every tracked or untracked
@@ -374,7 +374,7 @@ build_storage_initializer() {
 
 # --- 4./5. FROM scratch images around a static binary from scripts/tools --------------------------
 minio_version() {
-  sed -n -E 's/^MINIO_VERSION="\$\{MINIO_VERSION:-([^}]+)\}".*/\1/p' "$REPO/scripts/tools/minio.sh" | head -1
+  sed -n -E 's/^MINIO_VERSION="\$\{MINIO_VERSION:-([^}]+)\}".*/\1/p' "$REPO/scripts/tools/minio.sh" | sed -n 1p
 }
 # v0.0.0-20260212201848-7aac2a2c5b7c -> 20260212-7aac2a2c5b7c; RELEASE.2025-04-22T22-12-26Z -> as is
 minio_tag() {
@@ -418,7 +418,7 @@ check_minio() {
     "$ref" server /data --address :9000 >/dev/null
   for _ in $(seq 1 30); do
     [[ "$(pm inspect -f '{{.State.Running}}' "$name")" == true ]] || break
-    if pm logs "$name" 2>&1 | grep -q -E '^(API|S3-API):'; then
+    if pm logs "$name" 2>&1 | grep -E '^(API|S3-API):' >/dev/null; then
       sleep 3  # still up a moment later, and formatted its drive
       [[ "$(pm inspect -f '{{.State.Running}}' "$name")" == true ]] && ok=1
       break

@@ -19,7 +19,7 @@ done
 require_docker_and_kind
 require_tools
 
-if kind get clusters 2>/dev/null | grep -qx "${CLUSTER_NAME}"; then
+if kind get clusters 2>/dev/null | grep -x "${CLUSTER_NAME}" >/dev/null; then
   log "kind cluster ${CLUSTER_NAME} exists"
 else
   log "creating kind cluster ${CLUSTER_NAME}"

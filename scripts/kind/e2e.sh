@@ -17,7 +17,7 @@ fi
 MODE="${HOUSING_KSERVE_MODE:-Standard}"
 IMAGE="housing:e2e"
 CHART="${REPO_ROOT}/charts/housing"
-MODEL="$(sed -n 's/^  name: \([a-z0-9-]*\)$/\1/p' "${CHART}/values.yaml" | head -n1)"
+MODEL="$(sed -n 's/^  name: \([a-z0-9-]*\)$/\1/p' "${CHART}/values.yaml" | sed -n 1p)"
 
 bash "${REPO_ROOT}/scripts/kind/cluster-up.sh" $([[ "$MODE" == "Knative" ]] && echo --serverless)
 

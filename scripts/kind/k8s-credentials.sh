@@ -8,7 +8,7 @@ if [[ -f "$FILE" ]]; then
   echo "k8s-credentials.sh: ${FILE} exists, keeping it" >&2
   exit 0
 fi
-rand() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$1"; }
+rand() { python3 -c "import secrets,string,sys; a=string.ascii_letters+string.digits; print(''.join(secrets.choice(a) for _ in range(int(sys.argv[1]))), end='')" "$1"; }
 umask 077
 printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' "$(rand 20)" "$(rand 40)" > "$FILE"
 echo "k8s-credentials.sh: wrote ${FILE}" >&2

@@ -24,7 +24,7 @@ mkdir -p "$OUT"
     --skip-tests --set s3.existingSecret="$SECRET"
 } > "${OUT}/housing.yaml"
 
-endpoint="$(sed -n 's/.*serving.kserve.io\/s3-endpoint: *//p' "${OUT}/housing.yaml" | head -n1)"
+endpoint="$(sed -n 's/.*serving.kserve.io\/s3-endpoint: *//p' "${OUT}/housing.yaml" | sed -n 1p)"
 if [[ -z "$endpoint" ]]; then
   # existingSecret mode renders no Secret: derive the endpoint the chart would annotate.
   endpoint="${RELEASE}-minio.${NAMESPACE}.svc.cluster.local:9000"

@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(containerd runc containernetworking-plugins iptables conntrack podman debootstrap
       openssl python3-yaml socat ethtool iproute2 curl)
 need=()
-for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
+for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "ok installed" >/dev/null || need+=("$p"); done
 if (( ${#need[@]} )); then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive

