@@ -9,6 +9,8 @@ champion (names in :mod:`predictor.series`; drift in :mod:`predictor.drift`):
 * ``housing_out_of_range_total`` — values outside the training range / unseen categories, by
   ``feature``; ``housing_out_of_range_rows_total`` — rows with at least one.
 * ``housing_request_errors_total`` — rejected requests by ``protocol`` and ``reason``.
+* ``housing_request_duration_seconds`` — histogram of the seconds each answered request spent
+  in the model's predict handler, by ``protocol`` (the rollout's latency gate reads it per version).
 * ``housing_model_info`` — 1, with flavor and bundle digest labels.
 
 Small requests are recorded in bulk: ``observe`` queues them and the queue is applied to the
@@ -42,6 +44,7 @@ from predictor.series import (
     PREDICTIONS,
     PROTOCOL,
     REASON,
+    REQUEST_DURATION,
     REQUEST_ERRORS,
 )
 
@@ -49,6 +52,9 @@ from predictor.series import (
 FLUSH_EVERY = 128
 #: Requests with more rows than this are applied at once (queueing would only copy them).
 QUEUE_MAX_ROWS = 16
+
+#: Upper bounds (seconds) of the request-duration histogram.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _created: dict[str, Any] = {}
 
@@ -96,8 +102,8 @@ def _buckets(reference: dict[str, Any] | None) -> tuple[float, ...]:
     return tuple(float(v) for v in np.geomspace(1, 1e7, 15))
 
 
-class PriceHistogram:
-    """One model version's histogram of predicted prices, counted with numpy (many rows at once)."""
+class CountedHistogram:
+    """One histogram (predicted prices, request seconds, …) counted with numpy, many values at once."""
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.bounds = np.asarray([*buckets, np.inf], dtype=np.float64)
@@ -122,33 +128,44 @@ class PriceHistogram:
         return list(zip(les, cumulative.astype(float).tolist(), strict=True)), total
 
 
-class PriceHistograms:
-    """The collector behind ``housing_prediction_value``: one histogram per model version."""
+class Histograms:
+    """A collector of numpy-counted histograms, one per label tuple, under one series name."""
 
-    def __init__(self) -> None:
-        self.histograms: dict[tuple[str, str], PriceHistogram] = {}
+    def __init__(self, name: str, doc: str, labels: tuple[str, ...]) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.histograms: dict[tuple[str, ...], CountedHistogram] = {}
 
     def describe(self) -> list[Any]:
         return []
 
     def collect(self) -> Any:
-        family = HistogramMetricFamily(PREDICTION_VALUE, "Predicted prices", labels=list(LABELS))
+        family = HistogramMetricFamily(self.name, self.doc, labels=list(self.labels))
         for labels, hist in list(self.histograms.items()):
             buckets, total = hist.snapshot()
             family.add_metric(list(labels), buckets, total)
         yield family
 
 
-_histograms: PriceHistograms | None = None
-
-
-def price_histograms() -> PriceHistograms:
-    global _histograms
+def _histogram_collector(name: str, doc: str, labels: tuple[str, ...]) -> Histograms:
     flusher()
-    if _histograms is None:
-        _histograms = PriceHistograms()
-        REGISTRY.register(_histograms)
-    return _histograms
+    if name not in _created:
+        _created[name] = Histograms(name, doc, labels)
+        REGISTRY.register(_created[name])
+    return _created[name]
+
+
+def price_histograms() -> Histograms:
+    """``housing_prediction_value``: one histogram per model version, with its own buckets."""
+    return _histogram_collector(PREDICTION_VALUE, "Predicted prices", LABELS)
+
+
+def duration_histograms() -> Histograms:
+    """``housing_request_duration_seconds``: per model version and protocol."""
+    return _histogram_collector(REQUEST_DURATION, "Seconds in the model's predict handler", (*LABELS, PROTOCOL))
+
+
+#: One answered request: (protocol, X, prices, out-of-range mask, seconds in the handler).
+_Observation = tuple[str, np.ndarray, np.ndarray, "np.ndarray | None", float]
 
 
 class ModelMetrics:
@@ -169,7 +186,11 @@ class ModelMetrics:
         predictions = _metric(Counter, PREDICTIONS, "Rows predicted", (*LABELS, PROTOCOL))
         self.predictions = {p: predictions.labels(name, version, p) for p in ("v1", "v2", "grpc", "explain")}
         # this version's own buckets; a re-created model keeps counting into the same series
-        self.values = price_histograms().histograms.setdefault(self.labels, PriceHistogram(_buckets(reference)))
+        self.values = price_histograms().histograms.setdefault(self.labels, CountedHistogram(_buckets(reference)))
+        durations = duration_histograms().histograms
+        self.durations = {
+            p: durations.setdefault((name, version, p), CountedHistogram(DURATION_BUCKETS)) for p in self.predictions
+        }
         oor = _metric(Counter, OUT_OF_RANGE, "Values outside the training range", (*LABELS, FEATURE))
         self.oor = [oor.labels(name, version, f) for f in schema.names]
         self.oor_rows = _metric(Counter, OUT_OF_RANGE_ROWS, "Rows with at least one out-of-range value", LABELS).labels(
@@ -180,19 +201,21 @@ class ModelMetrics:
         info.labels(name, version, flavor, digest).set(1)
         self.window = DriftWindow(schema, reference, window)
         drift_collector().windows[self.labels] = self.window
-        self._queue: deque[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = deque()
+        self._queue: deque[_Observation] = deque()
         self._flush_lock = threading.Lock()
         flusher().models.add(self)
 
-    def observe(self, protocol: str, X: np.ndarray, prices: np.ndarray, oor_mask: np.ndarray | None) -> None:
-        """Count one answered request (X, prices and the mask must not be modified afterwards)."""
+    def observe(
+        self, protocol: str, X: np.ndarray, prices: np.ndarray, oor_mask: np.ndarray | None, seconds: float = 0.0
+    ) -> None:
+        """Count one answered request that took ``seconds`` (X, prices and the mask must not change afterwards)."""
         if len(prices) > QUEUE_MAX_ROWS:
             with self._flush_lock:
                 self._apply(self._drain())  # keep the drift window in arrival order
-                self._apply([(protocol, X, prices, oor_mask)])
+                self._apply([(protocol, X, prices, oor_mask, seconds)])
             return
         queue = self._queue
-        queue.append((protocol, X, prices, oor_mask))
+        queue.append((protocol, X, prices, oor_mask, seconds))
         if len(queue) >= FLUSH_EVERY:
             self.flush()
 
@@ -202,7 +225,7 @@ class ModelMetrics:
             with self._flush_lock:
                 self._apply(self._drain())
 
-    def _drain(self) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
+    def _drain(self) -> list[_Observation]:
         items = []
         pop = self._queue.popleft
         while True:
@@ -211,16 +234,19 @@ class ModelMetrics:
             except IndexError:
                 return items
 
-    def _apply(self, items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]) -> None:
+    def _apply(self, items: list[_Observation]) -> None:
         if not items:
             return
         rows: dict[str, int] = {}
-        for protocol, _, prices, _ in items:
+        seconds: dict[str, list[float]] = {}
+        for protocol, _, prices, _, took in items:
             rows[protocol] = rows.get(protocol, 0) + len(prices)
+            seconds.setdefault(protocol, []).append(took)
         for protocol, n in rows.items():
             self.predictions.get(protocol, self.predictions["v1"]).inc(n)
+            self.durations.get(protocol, self.durations["v1"]).observe(np.asarray(seconds[protocol]))
         if len(items) == 1:
-            _, X, prices, masks = items[0]
+            _, X, prices, masks, _ = items[0]
             masks = None if masks is None else [masks]
         else:
             X = np.concatenate([item[1] for item in items])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,7 @@ class HousingModel(Model):
         response_headers: dict[str, str] | None = None,
     ) -> dict | InferResponse:
         assert self.bundle is not None and self.decoder is not None and self.metrics is not None
+        started = time.perf_counter()
         protocol = "v2" if isinstance(payload, (InferRequest, ModelInferRequest)) else "v1"
         try:
             X, protocol = self.decode(payload)
@@ -145,7 +147,7 @@ class HousingModel(Model):
         prices = self.bundle.predict(X)
         assert self.ranges is not None
         mask = self.ranges.out_of_range(X)  # flagged in the answer, counted by the metrics
-        self.metrics.observe(protocol, X, prices, mask)
+        self.metrics.observe(protocol, X, prices, mask, time.perf_counter() - started)
         oor_names = [] if mask is None else [self.bundle.schema.names[j] for j in np.flatnonzero(mask.any(axis=0))]
         if isinstance(payload, InferRequest):
             params: dict[str, Any] = {}

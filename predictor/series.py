@@ -19,6 +19,10 @@ OUT_OF_RANGE_ROWS = "housing_out_of_range_rows"
 REQUEST_ERRORS = "housing_request_errors"
 REQUEST_ERRORS_TOTAL = f"{REQUEST_ERRORS}_total"
 MODEL_INFO = "housing_model_info"
+#: Seconds in the model's predict handler (decode, predict, range check), per version and protocol:
+#: KServe's own ``request_predict_seconds`` has no model_version label, so a canary's latency gate
+#: reads this one.
+REQUEST_DURATION = "housing_request_duration_seconds"
 DRIFT_PSI = "housing_drift_psi"
 DRIFT_SCORE = "housing_drift_score"
 DRIFT_WINDOW_ROWS = "housing_drift_window_rows"

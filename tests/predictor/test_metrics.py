@@ -68,3 +68,27 @@ def test_each_version_has_the_buckets_of_its_own_bundle(boston_xgb):
     assert bucket("b1", "2.0") == 1 and bucket("b1", "3.0") == 1 and bucket("b1", "+Inf") == 2
     assert bucket("b2", "200.0") == 2 and bucket("b2", "100.0") == 1
     assert bucket("b1", "200.0") is None and bucket("b2", "2.0") is None
+
+
+def test_request_seconds_are_a_histogram_per_version_and_protocol(boston_xgb):
+    """The latency gate's series: each answered request once, in its version's and protocol's buckets."""
+    bundle = load_bundle(boston_xgb)
+    F = bundle.n_features
+    metrics = ModelMetrics("duration-test", "d1", bundle.schema, bundle.reference, bundle.flavor, bundle.digest, 8)
+    other = ModelMetrics("duration-test", "d2", bundle.schema, bundle.reference, bundle.flavor, bundle.digest, 8)
+    for took in (0.0004, 0.003, 0.003, 0.2):
+        metrics.observe("v2", np.zeros((1, F)), np.array([1.0]), None, took)
+    metrics.observe("grpc", np.zeros((40, F)), np.full(40, 7.0), None, 0.02)  # a batch is one request
+    other.observe("v2", np.zeros((1, F)), np.array([1.0]), None, 7.0)
+
+    def sample(suffix: str, version: str = "d1", **extra: str) -> float | None:
+        labels = {"model_name": "duration-test", "model_version": version, **extra}
+        return REGISTRY.get_sample_value(f"housing_request_duration_seconds{suffix}", labels)
+
+    assert sample("_count", protocol="v2") == 4
+    assert sample("_sum", protocol="v2") == pytest.approx(0.2064)
+    assert sample("_bucket", protocol="v2", le="0.0005") == 1
+    assert sample("_bucket", protocol="v2", le="0.005") == 3
+    assert sample("_bucket", protocol="v2", le="0.1") == 3 and sample("_bucket", protocol="v2", le="0.25") == 4
+    assert sample("_count", protocol="grpc") == 1 and sample("_bucket", protocol="grpc", le="0.025") == 1
+    assert sample("_count", "d2", protocol="v2") == 1 and sample("_bucket", "d2", protocol="v2", le="5.0") == 0
