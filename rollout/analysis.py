@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from rollout.analysis_config import AnalysisConfig
-from rollout.backends.base import Backend, RolloutStatus
+from rollout.backends.base import Backend, RolloutError, RolloutStatus
 from rollout.event_log import EventLog
 from rollout.gates import GateResult, evaluate_gates
 from rollout.histograms import bucket_mean, mean_shift, psi
@@ -160,6 +160,29 @@ class Analysis:
             requests = self._requests(window_of(time.monotonic() - step_start))
         self.sleep(cfg.settle)
 
+    def _wait_ready(self) -> str | None:
+        """Wait for a just-deployed challenger to report Ready (backends that can tell); the reason if it never does."""
+        wait = getattr(self.backend, "wait_ready", None)
+        if wait is None:
+            return None
+        started = time.monotonic()
+        try:
+            wait(self.cfg.ready_timeout)
+        except RolloutError as exc:
+            self.echo(f"  challenger not Ready: {exc}")
+            return f"challenger never became Ready: {exc}"
+        seconds = time.monotonic() - started
+        self.log.write("ready", seconds=round(seconds, 2))
+        self.echo(f"  challenger Ready after {seconds:.1f} s")
+        return None
+
+    def _rollback(self, reason: str, failures: int, records: list[dict[str, Any]]) -> Outcome:
+        status = self.backend.rollback(reason)
+        if self.on_rollback:
+            self.on_rollback(reason)
+        self.log.write("rollback", reason=reason, failures=failures, status=status.to_dict())
+        return Outcome(Verdict.ROLLED_BACK, reason, failures, records, status, str(self.log.path))
+
     def run(self, challenger_uri: str | None = None) -> Outcome:
         """Walk the steps (deploying ``challenger_uri`` first, unless it already runs); promote or roll back."""
         cfg = self.cfg
@@ -178,6 +201,21 @@ class Analysis:
             weight = cfg.steps[index]
             if current_weight is None and challenger_uri is not None:
                 self.backend.start(challenger_uri, weight)
+                not_ready = self._wait_ready()
+                if not_ready is not None:
+                    failures += 1
+                    record = self.log.write(
+                        "step",
+                        step=index + 1,
+                        weights={"champion": 100 - weight, "challenger": weight},
+                        values={},
+                        gates=[],
+                        failures=failures,
+                        decision=Decision.ROLLBACK,
+                        reasons=[not_ready],
+                    )
+                    records.append(record)
+                    return self._rollback(not_ready, failures, records)
             elif weight != current_weight:
                 self.backend.set_weight(weight)
             current_weight = weight
@@ -211,12 +249,7 @@ class Analysis:
             records.append(record)
             self.echo(f"  {decision}: " + ("all gates passed" if passed else "; ".join(reasons)))
             if decision is Decision.ROLLBACK:
-                reason = "; ".join(reasons)
-                status = self.backend.rollback(reason)
-                if self.on_rollback:
-                    self.on_rollback(reason)
-                self.log.write("rollback", reason=reason, failures=failures, status=status.to_dict())
-                return Outcome(Verdict.ROLLED_BACK, reason, failures, records, status, str(self.log.path))
+                return self._rollback("; ".join(reasons), failures, records)
             if passed:
                 index += 1
         status = self.backend.promote()

@@ -40,6 +40,7 @@ class AnalysisConfig:
     max_failures: int = 2
     max_wait_factor: float = 3.0
     settle: float = 2.0  # seconds to wait after a step for the last scrape to land
+    ready_timeout: float = 600.0  # seconds a deployed challenger may take to report Ready
     thresholds: Thresholds = field(default_factory=Thresholds)
     metrics: MetricNames = field(default_factory=MetricNames)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +160,15 @@ def start(
     canary_name: str = typer.Option(None, help="standard: name of the canary predictor (default from the URI)"),
     sticky: bool = typer.Option(False, help="local: route by a hash of x-request-id / the V2 body id"),
     port: int = typer.Option(None, help="local: router port (default: a free one)"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="standard: return once the canary reports Ready"),
+    ready_timeout: float = typer.Option(600.0, help="standard: seconds the canary may take to turn Ready"),
     dry_run: bool = DryRunOpt,
     manifest: Path = ManifestOpt,
 ) -> None:
     """Deploy the challenger next to the champion with PERCENT % of the traffic.
+
+    On KServe Standard it returns once ``status.canaryStatuses`` says the canary is Ready (exit 1
+    with the reason after --ready-timeout; the champion keeps serving, `rollback` removes the canary).
 
     Example: housing rollout start --percent 10
     """
@@ -175,6 +181,10 @@ def start(
         champ, chall = resolve_for(be, champion_uri, challenger_uri)
         be.prepare(champ["uri"], chall["uri"], port=port, sticky=sticky)  # local: champion + challenger at 0 %
         status = be.start(chall["uri"], percent)
+        if wait and not dry_run and hasattr(be, "wait_ready"):
+            started = time.monotonic()
+            status = be.wait_ready(ready_timeout)
+            typer.echo(f"canary Ready after {time.monotonic() - started:.1f} s")
         if not dry_run:
             show(status)
 
@@ -280,6 +290,9 @@ def run(
     challenger_uri: str = typer.Option(None, help="bundle URI of the challenger (default: MLflow alias)"),
     champion_uri: str = typer.Option(None, help="local: bundle URI of the champion (default: MLflow alias)"),
     canary_name: str = typer.Option(None, help="standard: name of the canary predictor"),
+    ready_timeout: float = typer.Option(
+        600.0, help="standard: seconds the canary may take to turn Ready (else an automatic rollback)"
+    ),
     traffic: float = typer.Option(
         0.0, help="local: also send this many synthetic requests/s (0 = rely on live traffic)"
     ),
@@ -326,6 +339,7 @@ def run(
             keep=keep,
             registry_sync=registry_sync,
             name=name,
+            ready_timeout=ready_timeout,
         )
         outcome = run_rollout(be, options, typer.echo, show)
         if outcome.decision != "promoted":

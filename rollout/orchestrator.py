@@ -20,7 +20,7 @@ from typing import Any
 
 from bundle import registry
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
-from predictor.series import PREDICTIONS_TOTAL, REQUEST_ERRORS_TOTAL
+from predictor.series import PREDICTIONS_TOTAL, REQUEST_DURATION, REQUEST_ERRORS_TOTAL
 from rollout.analysis import Analysis, Outcome
 from rollout.analysis_config import AnalysisConfig, MetricNames, Thresholds
 from rollout.backends.base import Backend, Prepared
@@ -50,6 +50,7 @@ class RunOptions:
     keep: bool = False  # leave what the backend started running afterwards
     registry_sync: bool = True  # move/tag the MLflow versions at the end
     name: str | None = None  # the deployment's name in the event log's file name
+    ready_timeout: float = 600.0  # seconds a deployed challenger may take to report Ready
 
 
 def resolve_uris(champion_uri: str | None, challenger_uri: str | None) -> tuple[dict, dict]:
@@ -86,7 +87,7 @@ def cluster_metrics() -> MetricNames:
     """Gates in the cluster read the predictor's own series (there is no router there)."""
     return MetricNames(
         requests=PREDICTIONS_TOTAL,
-        latency="housing_request_seconds",  # not exported per version yet: the latency gate reports "no data"
+        latency=REQUEST_DURATION,  # ours: KServe's request_predict_seconds has no model_version label
         errors=REQUEST_ERRORS_TOTAL,
         selector=os.environ.get("HOUSING_PROM_SELECTOR", ""),
     )
@@ -124,6 +125,7 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
         interval=options.interval,
         min_requests=options.min_requests,
         max_failures=options.max_failures,
+        ready_timeout=options.ready_timeout,
         thresholds=options.thresholds or Thresholds(),
         metrics=MetricNames() if backend.runs_champion else cluster_metrics(),
     )

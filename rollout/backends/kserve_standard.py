@@ -7,26 +7,32 @@ documentation of the field says how to promote: "set predictor.name to the canar
 remove the canary entry". So:
 
 - start: add a canary entry — a copy of the champion predictor (same runtime, resources,
-  service account) pointing at the challenger's storage URI, named after the challenger;
-- set_weight: replace ``/spec/canary/0/trafficPercent``;
-- promote: replace ``/spec/predictor`` with the canary's predictor (its name included, so the
-  already-running canary Deployment becomes the primary without a restart) and remove
-  ``/spec/canary``;
-- rollback: remove ``/spec/canary``.
+  service account; no autoscaling fields, which the webhook refuses on a canary) pointing at the
+  challenger's storage URI, named after the challenger, with the controller's own replica rule
+  written out — and raise the stable minReplicas by as much, so the champion keeps its pods;
+  then wait until ``status.canaryStatuses`` reports it Ready (:meth:`StandardBackend.wait_ready`);
+- set_weight: replace ``/spec/canary/0/trafficPercent`` (and the replicas with it);
+- promote: replace ``/spec/predictor`` with the canary merged over the stable predictor the way
+  the controller merges it (its name included, so the already-running canary Deployment becomes
+  the primary without a restart) and remove ``/spec/canary``;
+- rollback: remove ``/spec/canary`` (the controller deletes its Deployment and Service).
+
+What a v0.20.0 controller does with these was checked on a real node (tests/cluster/
+test_node_rollout.py): the address of the InferenceService moves with ``predictor.name``, so the
+chart gives users a Service that does not (``<release>-inference``).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
+import time
 
 from rollout.backends.base import RolloutError, RolloutStatus, check_percent
 from rollout.backends.kserve_common import (
-    ANNOTATION_CHAMPION_URI,
-    ANNOTATION_REASON,
     KServeBackend,
     Op,
-    annotation_ops,
     status_common,
     storage_uri,
     with_storage_uri,
@@ -55,6 +61,20 @@ MODEL_KEYS = (
 )
 
 
+#: Fields the v0.20.0 webhook rejects on a canary ("canary uses fixed replicas") or that the
+#: controller merges from the stable predictor anyway; the canary entry sets its own minReplicas.
+CANARY_OMIT = (
+    "name",
+    "canaryTrafficPercent",
+    "minReplicas",
+    "maxReplicas",
+    "scaleTarget",
+    "scaleMetric",
+    "autoScaling",
+    "workerSpec",
+)
+
+
 def canary_name_for(uri: str) -> str:
     """A DNS-1123 label naming the challenger's predictor, from its URI (…/housing/3 → ``v3``)."""
     tail = [p for p in re.split(r"[/@:]", uri.rstrip("/")) if p][-1] if uri.strip("/") else "canary"
@@ -64,17 +84,57 @@ def canary_name_for(uri: str) -> str:
     return name[:40].rstrip("-")
 
 
+def canary_replicas(stable_replicas: int, percent: int) -> int:
+    """Pods the canary gets: the controller's own rule, ceil(stable × percent / 100), at least one."""
+    return max(1, math.ceil(stable_replicas * percent / 100))
+
+
+def _int(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def stable_replicas(spec: dict) -> int:
+    """The stable predictor's own minReplicas, without what a canary in progress added to it."""
+    predictor = spec.get("predictor") or {}
+    current = _int(predictor.get("minReplicas"), 1)
+    canaries = spec.get("canary") or []
+    added = sum(_int((c.get("predictor") or {}).get("minReplicas"), 0) for c in canaries)
+    return max(1, current - added)
+
+
+def capacity_ops(predictor: dict, stable: int, canary: int) -> list[Op]:
+    """Keep the stable Deployment at ``stable`` pods while a canary of ``canary`` pods runs.
+
+    The v0.20.0 controller scales the stable Deployment to minReplicas − (canary pods), lowering
+    the champion's capacity the moment a canary starts (kserve issue 5983): so the stable
+    minReplicas is raised by the canary's pods (and maxReplicas with it, when it would fall below).
+    """
+    want = stable + canary
+    ops: list[Op] = [{"op": "add", "path": "/spec/predictor/minReplicas", "value": want}]
+    top = predictor.get("maxReplicas")
+    if isinstance(top, int) and top < want:
+        ops.append({"op": "replace", "path": "/spec/predictor/maxReplicas", "value": want})
+    return ops
+
+
 def start_ops(obj: dict, challenger_uri: str, percent: int, canary_name: str | None = None) -> list[Op]:
-    """Ops adding (or re-pointing) the canary entry for ``challenger_uri`` at ``percent`` %."""
+    """Ops adding (or re-pointing) the canary entry for ``challenger_uri`` at ``percent`` %.
+
+    Only spec fields change (never the InferenceService's annotations: KServe copies them onto
+    the pod template, so writing one would restart every predictor pod).
+    """
     check_percent(percent)
     spec = obj.get("spec") or {}
     predictor = spec.get("predictor") or {}
     name = canary_name or canary_name_for(challenger_uri)
     if name == predictor.get("name"):
         raise RolloutError(f"the canary name {name!r} is the champion's predictor name; pass another --canary-name")
-    base = {k: copy.deepcopy(v) for k, v in predictor.items() if k not in ("canaryTrafficPercent", "name")}
+    stable = stable_replicas(spec)
+    pods = canary_replicas(stable, percent)
+    base = {k: copy.deepcopy(v) for k, v in predictor.items() if k not in CANARY_OMIT}
     canary_predictor = with_storage_uri(base, challenger_uri)
     canary_predictor["name"] = name
+    canary_predictor["minReplicas"] = pods
     for key in MODEL_KEYS:  # the CRD requires the container name here (see MODEL_KEYS)
         if isinstance(canary_predictor.get(key), dict) and not canary_predictor[key].get("name"):
             canary_predictor[key]["name"] = KSERVE_CONTAINER
@@ -90,10 +150,7 @@ def start_ops(obj: dict, challenger_uri: str, percent: int, canary_name: str | N
                 f"a canary is already in progress ({', '.join(map(str, names))}); promote or roll it back first"
             )
         ops.append({"op": "replace", "path": "/spec/canary/0", "value": entry})
-    champion = storage_uri(predictor)
-    if champion:
-        ops += annotation_ops(obj, ANNOTATION_CHAMPION_URI, champion)
-    return ops
+    return ops + capacity_ops(predictor, stable, pods)
 
 
 def _canary(obj: dict) -> dict:
@@ -104,28 +161,55 @@ def _canary(obj: dict) -> dict:
 
 
 def weight_ops(obj: dict, percent: int) -> list[Op]:
+    """Ops moving the canary to ``percent`` % (its pods follow the controller's rule)."""
     check_percent(percent)
     _canary(obj)
-    return [{"op": "replace", "path": "/spec/canary/0/trafficPercent", "value": percent}]
+    spec = obj.get("spec") or {}
+    stable = stable_replicas(spec)
+    pods = canary_replicas(stable, percent)
+    return [
+        {"op": "replace", "path": "/spec/canary/0/trafficPercent", "value": percent},
+        {"op": "add", "path": "/spec/canary/0/predictor/minReplicas", "value": pods},
+        *capacity_ops(spec.get("predictor") or {}, stable, pods),
+    ]
+
+
+def merged(stable: dict, canary: dict) -> dict:
+    """``canary`` over ``stable`` the way the controller builds the canary (mergo, override)."""
+    out = copy.deepcopy(stable)
+    for key, value in canary.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        elif value not in (None, "", [], {}):
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def promote_ops(obj: dict) -> list[Op]:
+    """Ops making the canary the stable predictor: the same pod spec, so its pods stay (no restart)."""
     canary = _canary(obj)
-    ops: list[Op] = [
-        {"op": "replace", "path": "/spec/predictor", "value": copy.deepcopy(canary["predictor"])},
+    spec = obj.get("spec") or {}
+    stable = stable_replicas(spec)
+    predictor = merged(spec.get("predictor") or {}, canary["predictor"])
+    predictor["minReplicas"] = stable
+    return [
+        {"op": "replace", "path": "/spec/predictor", "value": predictor},
         {"op": "remove", "path": "/spec/canary"},
     ]
-    uri = storage_uri(canary["predictor"])
-    if uri:
-        ops += annotation_ops(obj, ANNOTATION_CHAMPION_URI, uri)
-    return ops
 
 
 def rollback_ops(obj: dict, reason: str) -> list[Op]:
-    ops: list[Op] = []
-    if (obj.get("spec") or {}).get("canary") is not None:
-        ops.append({"op": "remove", "path": "/spec/canary"})
-    return ops + annotation_ops(obj, ANNOTATION_REASON, reason[:250])
+    """Ops removing the canary (the controller deletes its Deployment and Service).
+
+    The reason goes to the event log and the registry, not onto the object (see start_ops).
+    """
+    spec = obj.get("spec") or {}
+    if spec.get("canary") is None:
+        return []
+    return [
+        {"op": "remove", "path": "/spec/canary"},
+        {"op": "add", "path": "/spec/predictor/minReplicas", "value": stable_replicas(spec)},
+    ]
 
 
 def parse_status(obj: dict) -> RolloutStatus:
@@ -169,3 +253,22 @@ class StandardBackend(KServeBackend):
 
     def status(self) -> RolloutStatus:
         return parse_status(self.read())
+
+    def wait_ready(self, timeout: float, interval: float = 2.0) -> RolloutStatus:
+        """Block until the canary reports Ready in ``status.canaryStatuses``; RolloutError after ``timeout`` s."""
+        if self.dry_run:
+            return self.status()
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if status.detail.get("canaryReady"):
+                return status
+            if time.monotonic() >= deadline:
+                conditions = {c.get("type"): c for c in status.detail.get("conditions", [])}
+                cond = conditions.get("CanaryPredictorReady") or {}
+                why = cond.get("reason") or "no canaryStatuses yet"
+                raise RolloutError(
+                    f"canary {status.detail.get('canaryName')!r} not Ready after {timeout:.0f} s ({why}); "
+                    "its pods never passed their readiness probe"
+                )
+            time.sleep(interval)

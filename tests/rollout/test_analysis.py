@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rollout.analysis import Analysis, Decision, decide
 from rollout.analysis_config import AnalysisConfig
-from rollout.backends.base import RolloutStatus
+from rollout.backends.base import RolloutError, RolloutStatus
 from rollout.event_log import EventLog
 
 
@@ -101,3 +101,41 @@ def test_decisions() -> None:
     assert decide(False, 1, 2, last_step=False) is Decision.HOLD
     assert decide(False, 2, 2, last_step=True) is Decision.ROLLBACK
     assert Decision.ROLLBACK == "rollback"  # written to the event log as the plain string
+
+
+class NeverReady(FakeBackend):
+    """A cluster backend whose challenger never passes its readiness probe (a crashing bundle)."""
+
+    def wait_ready(self, timeout):
+        self.calls.append(("wait_ready", timeout))
+        raise RolloutError("canary 'v2' not Ready after 5 s (CanariesNotReady)")
+
+
+def test_challenger_that_never_turns_ready_is_rolled_back_before_any_gate(tmp_path):
+    backend = NeverReady()
+    cfg = AnalysisConfig(steps=[10, 100], interval=0, min_requests=10, settle=0, ready_timeout=5)
+    prom = GivenValues(0.0)
+    log = EventLog(tmp_path / "r.jsonl")
+    rejected = []
+    outcome = Analysis(backend, prom, cfg, "1", "2", log, on_rollback=rejected.append, sleep=lambda s: None).run(
+        "s3://models/housing/2"
+    )
+    assert outcome.decision == "rolled_back"
+    assert backend.calls[:2] == [("start", 10), ("wait_ready", 5)] and backend.calls[-1][0] == "rollback"
+    assert "never became Ready" in outcome.reason and "CanariesNotReady" in outcome.reason
+    assert prom.seen == []  # no gate was read, no traffic counted for a challenger that never served
+    assert rejected == [outcome.reason]
+    assert [e["event"] for e in log.read()] == ["start", "step", "rollback"]
+
+
+def test_ready_wait_is_logged_before_the_first_step(tmp_path):
+    class ReadyAtOnce(FakeBackend):
+        def wait_ready(self, timeout):
+            self.calls.append(("wait_ready", timeout))
+
+    backend = ReadyAtOnce()
+    cfg = AnalysisConfig(steps=[100], interval=0, min_requests=10, settle=0)
+    log = EventLog(tmp_path / "r.jsonl")
+    outcome = Analysis(backend, GivenValues(0.0), cfg, "1", "2", log, sleep=lambda s: None).run("s3://x/2")
+    assert outcome.decision == "promoted"
+    assert [e["event"] for e in log.read()] == ["start", "ready", "step", "promote"]

@@ -11,7 +11,7 @@ import pytest
 from rollout.backends import kserve_serverless as sl
 from rollout.backends import kserve_standard as st
 from rollout.backends.base import ConflictError, RolloutError
-from rollout.backends.kserve_common import ANNOTATION_CHAMPION_URI, KServeBackend, apply_patch
+from rollout.backends.kserve_common import KServeBackend, apply_patch
 from rollout.validate import ValidationError, isvc_errors, validate_isvc
 
 CHAMPION = "s3://models/housing/1"
@@ -60,7 +60,8 @@ def test_standard_lifecycle_validates_and_promotes():
     # the kserve v0.20.0 CRD requires model.name under spec.canary[].predictor (tests/cluster)
     assert canary[0]["predictor"]["model"]["name"] == "kserve-container"
     assert canary[0]["predictor"]["serviceAccountName"] == "housing-predictor"
-    assert obj["metadata"]["annotations"][ANNOTATION_CHAMPION_URI] == CHAMPION
+    # nothing on the object's metadata: KServe copies its annotations onto every pod template
+    assert "annotations" not in obj["metadata"]
     status = st.parse_status(obj)
     assert (status.champion, status.challenger, status.challenger_percent) == (CHAMPION, CHALLENGER, 10)
     for pct in (25, 50, 100):
@@ -70,7 +71,38 @@ def test_standard_lifecycle_validates_and_promotes():
     assert "canary" not in promoted["spec"]
     assert promoted["spec"]["predictor"]["name"] == "v2"
     assert promoted["spec"]["predictor"]["model"]["storageUri"] == CHALLENGER
+    assert promoted["spec"]["predictor"]["minReplicas"] == 1  # the stable's own replicas again
     assert st.parse_status(promoted).champion == CHALLENGER
+
+
+def test_standard_canary_keeps_the_champion_capacity_and_omits_autoscaling():
+    """The controller scales the stable to minReplicas − canary pods: start adds them back."""
+    base = isvc(name="v1", minReplicas=4, maxReplicas=5, scaleMetric="cpu", scaleTarget=80)
+    obj = step(base, st.start_ops(base, CHALLENGER, 10))
+    canary = obj["spec"]["canary"][0]["predictor"]
+    for key in ("maxReplicas", "scaleMetric", "scaleTarget"):  # the v0.20.0 webhook refuses them on a canary
+        assert key not in canary
+    assert canary["minReplicas"] == 1  # ceil(4 × 10 / 100)
+    assert obj["spec"]["predictor"]["minReplicas"] == 5  # 5 − 1 canary pod = the stable's 4 pods
+    assert st.stable_replicas(obj["spec"]) == 4
+    obj = step(obj, st.weight_ops(obj, 50))
+    assert obj["spec"]["canary"][0]["predictor"]["minReplicas"] == 2
+    assert obj["spec"]["predictor"]["minReplicas"] == 6 and obj["spec"]["predictor"]["maxReplicas"] == 6
+    promoted = step(obj, st.promote_ops(obj))
+    pred = promoted["spec"]["predictor"]
+    assert (pred["name"], pred["minReplicas"], pred["scaleMetric"]) == ("v2", 4, "cpu")
+    back = step(obj, st.rollback_ops(obj, "psi=0.9 > 0.25"))
+    assert "canary" not in back["spec"] and back["spec"]["predictor"]["minReplicas"] == 4
+
+
+def test_standard_promoted_predictor_is_the_merged_canary():
+    """What the controller ran as the canary (stable merged with the entry) is what becomes stable."""
+    base = isvc(name="v1", labels={"team": "ml"}, timeout=60)
+    obj = step(base, st.start_ops(base, CHALLENGER, 50))
+    obj["spec"]["canary"][0]["predictor"]["timeout"] = 30  # a field the canary overrides
+    promoted = st.promote_ops(obj)[0]["value"]
+    assert promoted["timeout"] == 30 and promoted["labels"] == {"team": "ml"}
+    assert promoted["model"]["storageUri"] == CHALLENGER and promoted["name"] == "v2"
 
 
 def test_standard_rollback_removes_canary():
