@@ -189,8 +189,31 @@ def test_canary_standard_mode_renders_spec_canary(render):
     assert entry["predictor"]["name"] == "challenger"
     container = _predictor_container(entry["predictor"])
     assert _env(container)["STORAGE_URI"] == "s3://models/housing/2"
-    assert entry["predictor"]["labels"]["housing/variant"] == "challenger"
-    assert spec["predictor"]["labels"]["housing/variant"] == "champion"
+    # KServe v0.20's webhook refuses replica bounds on a canary ("canary uses fixed replicas")
+    assert "maxReplicas" not in entry["predictor"] and "minReplicas" not in entry["predictor"]
+    assert spec["predictor"]["maxReplicas"] == _values()["predictor"]["maxReplicas"]
+    # the same pod labels as the stable: a promotion keeps the canary's pods without a restart
+    assert entry["predictor"]["labels"] == spec["predictor"]["labels"]
+
+
+def test_standard_mode_has_an_endpoint_service_that_survives_promotion(render):
+    """<release>-inference selects every predictor pod of the InferenceService by KServe's labels."""
+    objects = render(VALUE_SETS["canary-10-standard"])
+    isvc = _isvc(objects)
+    (svc,) = [s for s in by_kind(objects, "Service") if s["metadata"]["name"] == f"{RELEASE}-inference"]
+    assert svc["spec"]["selector"] == {
+        "serving.kserve.io/inferenceservice": isvc["metadata"]["name"],
+        "component": "predictor",
+    }
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    container = _predictor_container(isvc["spec"]["predictor"])
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"]["port"] == 80 and named[ports["http"]["targetPort"]] == _values()["predictor"]["httpPort"]
+    assert named[ports["grpc"]["targetPort"]] == _values()["predictor"]["grpcPort"]
+    hooks = [o for o in by_kind(objects, "Pod") if "test" in o["metadata"]["name"]]
+    assert hooks and f"{RELEASE}-inference." in str(hooks[0]["spec"]["containers"][0]["env"])
+    knative = render(VALUE_SETS["canary-10-serverless"])
+    assert not [s for s in by_kind(knative, "Service") if s["metadata"]["name"] == f"{RELEASE}-inference"]
 
 
 def test_canary_serverless_mode_renders_canary_traffic_percent(render):
@@ -287,7 +310,8 @@ def test_dev_stack_flags(render):
     on = {o["metadata"]["name"] for o in render() if o["kind"] in ("Deployment", "Service")}
     assert {f"{RELEASE}-minio", f"{RELEASE}-mlflow"} <= on
     off = render(VALUE_SETS["devstack-off"])
-    assert not [o for o in off if o["kind"] in ("Deployment", "Service")]
+    dev_stack = [o for o in off if o["kind"] in ("Deployment", "Service")]
+    assert [o["metadata"]["name"] for o in dev_stack] == [f"{RELEASE}-inference"]  # only the model's endpoint
     (job,) = by_kind(off, "Job")
     env = _env(job["spec"]["template"]["spec"]["containers"][0])
     assert env["AWS_ENDPOINT_URL"] == "http://minio.storage.svc.cluster.local:9000"
@@ -306,7 +330,7 @@ def test_helm_test_hook_sends_v1_request(render):
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     env = _env(pod["spec"]["containers"][0])
     assert env["PREDICT_URL"] == (
-        f"http://{RELEASE}-predictor.{NAMESPACE}.svc.cluster.local/v1/models/{config.DEFAULT_MODEL_NAME}:predict"
+        f"http://{RELEASE}-inference.{NAMESPACE}.svc.cluster.local/v1/models/{config.DEFAULT_MODEL_NAME}:predict"
     )
     (cm,) = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["annotations"].get("helm.sh/hook") == "test"]
     body = json.loads(cm["data"]["v1-request.json"])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from housing import config
-
 from .conftest import CHART, RELEASE, REPO, by_kind
 
 pytestmark = pytest.mark.cluster
@@ -61,13 +59,14 @@ def test_skaffold_port_forwards_name_rendered_objects(render):
     services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
     isvc = by_kind(objects, "InferenceService")[0]
     forwards = sk["portForward"]
-    predictor, *others = forwards
-    # KServe Standard mode names the predictor Deployment {isvc}-predictor; pods listen on the HTTP port.
-    assert predictor["resourceType"] == "deployment"
-    assert predictor["resourceName"] == f"{isvc['metadata']['name']}-predictor"
-    assert predictor["port"] == config.DEFAULT_HTTP_PORT
-    assert predictor["namespace"] == release["namespace"]
-    for forward in others:
+    predictor = forwards[0]
+    # the chart's endpoint Service over the InferenceService's predictor pods (KServe's own Service
+    # is named after spec.predictor.name, which a canary promotion changes)
+    endpoint = services[predictor["resourceName"]]
+    assert endpoint["spec"]["selector"]["serving.kserve.io/inferenceservice"] == isvc["metadata"]["name"]
+    http = [p for p in endpoint["spec"]["ports"] if p["port"] == predictor["port"]]
+    assert http and http[0]["targetPort"] == "http1"
+    for forward in forwards:
         assert forward["resourceType"] == "service"
         service = services[forward["resourceName"]]
         assert forward["port"] in [p["port"] for p in service["spec"]["ports"]]

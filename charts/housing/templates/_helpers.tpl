@@ -109,6 +109,20 @@ app.kubernetes.io/part-of: housing
 {{- end }}
 {{- end }}
 
+{{/*
+The address users and the chart's own tools reach the model at. Standard mode: the chart's
+<fullname>-inference Service, over every predictor pod of the InferenceService (stable and canary):
+KServe v0.20 names its own Service after spec.predictor.name, which a promotion changes. Knative
+mode: KServe's predictor Service.
+*/}}
+{{- define "housing.endpointServiceName" -}}
+{{- if include "housing.standardMode" . }}
+{{- printf "%s-inference" (include "housing.fullname" .) }}
+{{- else }}
+{{- include "housing.predictorServiceName" . }}
+{{- end }}
+{{- end }}
+
 {{/* Writable scratch space: the root filesystem is read-only. */}}
 {{- define "housing.scratchEnv" -}}
 - name: HOME
@@ -121,14 +135,17 @@ app.kubernetes.io/part-of: housing
 
 {{/*
 The predictor container for one bundle: args = the KServe ModelServer flags.
-Called with (dict "root" $ "storageUri" URI "variant" champion|challenger).
+Called with (dict "root" $ "storageUri" URI "canary" true|false). A canary entry sets no replica
+fields: KServe v0.20 refuses maxReplicas on a canary and derives its pods from the stable's.
 */}}
 {{- define "housing.predictorPod" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 serviceAccountName: {{ include "housing.serviceAccountName" $root }}
+{{- if not .canary }}
 minReplicas: {{ $v.predictor.minReplicas }}
 maxReplicas: {{ $v.predictor.maxReplicas }}
+{{- end }}
 timeout: {{ $v.predictor.timeoutSeconds }}
 automountServiceAccountToken: false
 {{- if $v.monitoring.podAnnotations }}
@@ -140,7 +157,6 @@ annotations:
 labels:
   {{- include "housing.selectorLabels" $root | nindent 2 }}
   app.kubernetes.io/component: predictor
-  housing/variant: {{ .variant }}
 securityContext:
   {{- toYaml $v.podSecurityContext | nindent 2 }}
 {{- if and (include "housing.standardMode" $root) (gt (int $v.predictor.waitForBundleSeconds) 0) }}
