@@ -80,7 +80,7 @@ class Registration:
     aliases: list[str] = field(default_factory=list)
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
@@ -129,7 +129,7 @@ def resolve_uri(uri: str, tracking_uri: str | None = None) -> Resolved:
     except RegistryError:
         raise
     except Exception as exc:  # noqa: BLE001 - MlflowException, connection errors
-        raise RegistryError(f"{uri}: cannot resolve through MLflow ({_short(exc)})") from exc
+        raise RegistryError(f"{uri}: cannot resolve through MLflow ({short_error(exc)})") from exc
     info = _version_info(mv)
     if not info.bundle_uri:
         raise RegistryError(f"{uri}: model version {info.version} has no {TAG_BUNDLE_URI!r} tag")
@@ -316,4 +316,4 @@ class Registry:
                         mlflow.set_terminated(run_id, "FAILED")
                     except Exception:  # noqa: BLE001,S110
                         pass
-            raise RegistryError(f"MLflow registration at {self.tracking_uri} failed: {_short(exc)}") from exc
+            raise RegistryError(f"MLflow registration at {self.tracking_uri} failed: {short_error(exc)}") from exc

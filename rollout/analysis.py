@@ -85,6 +85,9 @@ class Outcome:
     steps: list[dict[str, Any]]
     status: RolloutStatus | None
     log_path: str
+    #: Why the registry step after the cluster change did not happen (MLflow unreachable): the
+    #: cluster is promoted/rolled back, the aliases are not; re-running the command finishes it.
+    registry_pending: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -108,6 +111,7 @@ class Analysis:
         on_rollback: Callable[[str], Any] | None = None,
         echo: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        on_step: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.backend = backend
         self.prom = prometheus
@@ -119,6 +123,7 @@ class Analysis:
         self.on_rollback = on_rollback
         self.echo = echo or (lambda _msg: None)
         self.sleep = sleep
+        self.on_step = on_step  # progress of each step (the rollout Lease records it)
 
     def read_values(self, step_window: str, baseline_window: str) -> tuple[dict[str, float | None], dict[str, str]]:
         """Read every gate's inputs; returns (values, the PromQL used)."""
@@ -220,6 +225,8 @@ class Analysis:
                 self.backend.set_weight(weight)
             current_weight = weight
             self.echo(f"step {index + 1}/{len(cfg.steps)}: challenger at {weight}%")
+            if self.on_step:
+                self.on_step({"step": f"{index + 1}/{len(cfg.steps)}", "weight": weight, "failures": failures})
             step_start = time.monotonic()
             self._wait_for_traffic(step_start)
             step_window = window_of(time.monotonic() - step_start)

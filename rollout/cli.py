@@ -145,6 +145,12 @@ ManifestOpt = typer.Option(
 )
 
 
+def _check_lease(be: Any, dry_run: bool) -> None:
+    """Refuse a manual step while a ``rollout run`` holds the InferenceService's Lease."""
+    if not dry_run and hasattr(be, "lease"):
+        be.lease().check_free()
+
+
 def _name(name: str | None) -> str:
     return name or load_settings().model_name
 
@@ -178,6 +184,7 @@ def start(
 
         check_percent(percent)
         be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name)
+        _check_lease(be, dry_run)
         champ, chall = resolve_for(be, champion_uri, challenger_uri)
         be.prepare(champ["uri"], chall["uri"], port=port, sticky=sticky)  # local: champion + challenger at 0 %
         status = be.start(chall["uri"], percent)
@@ -216,7 +223,15 @@ def status(
             live(be.status, lambda: latest_log(home, _name(name)), every, count)
 
         return _run(go)
-    _run(lambda: show(make_backend(backend, _name(name), namespace).status(), as_json))
+
+    def once() -> None:
+        be = make_backend(backend, _name(name), namespace)
+        show(be.status(), as_json)
+        if hasattr(be, "lease") and not as_json:
+            state = be.lease().state()
+            typer.echo(f"rollout     {'no run yet' if state is None else state.describe()}")
+
+    _run(once)
 
 
 @app.command()
@@ -231,15 +246,22 @@ def promote(
     """Make the challenger the champion now (100 %) and move the MLflow aliases."""
 
     def go() -> None:
+        from rollout.orchestrator import already_promoted, registry_promote, resolve_uris
+
         be = make_backend(backend, _name(name), namespace, dry_run, manifest)
-        status = be.promote()
+        _check_lease(be, dry_run)
+        status = None
+        if registry_sync and not dry_run and not be.runs_champion:
+            _, chall = resolve_uris("-", None)
+            status = already_promoted(be, chall["uri"])
+            if status is not None:
+                typer.echo(f"{chall['uri']} already serves as the champion: moving the aliases only")
+        if status is None:
+            status = be.promote()
         if dry_run:
             return
-        if registry_sync:
-            from bundle import registry
-
-            moved = registry.promote(load_settings().model_name)
-            typer.echo(f"registry: champion → version {moved['champion']}, previous → {moved['previous']}")
+        if registry_sync and (why := registry_promote(None, typer.echo)):
+            raise RolloutError(f"the cluster is promoted but {why}; run `housing rollout promote` again to finish")
         show(status)
 
     _run(go)
@@ -258,15 +280,15 @@ def rollback(
     """Send all traffic back to the champion; tag the challenger rejected with the reason."""
 
     def go() -> None:
+        from rollout.orchestrator import registry_reject
+
         be = make_backend(backend, _name(name), namespace, dry_run, manifest)
+        _check_lease(be, dry_run)
         status = be.rollback(reason)
         if dry_run:
             return
-        if registry_sync:
-            from bundle import registry
-
-            version = registry.reject(load_settings().model_name, reason)
-            typer.echo(f"registry: version {version} tagged rollout_status=rejected")
+        if registry_sync and (why := registry_reject(None, reason, typer.echo)):
+            raise RolloutError(f"the cluster is rolled back but {why}; run `housing rollout rollback` again to finish")
         show(status)
 
     _run(go)
@@ -342,6 +364,13 @@ def run(
             ready_timeout=ready_timeout,
         )
         outcome = run_rollout(be, options, typer.echo, show)
+        if outcome.registry_pending:
+            typer.echo(
+                f"registry step not done: {outcome.registry_pending}. The cluster is {outcome.decision}; "
+                "re-run the same command once MLflow answers to finish it.",
+                err=True,
+            )
+            raise typer.Exit(4)
         if outcome.decision != "promoted":
             raise typer.Exit(3)
 

@@ -21,9 +21,9 @@ from typing import Any
 from bundle import registry
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
 from predictor.series import PREDICTIONS_TOTAL, REQUEST_DURATION, REQUEST_ERRORS_TOTAL
-from rollout.analysis import Analysis, Outcome
+from rollout.analysis import Analysis, Outcome, Verdict
 from rollout.analysis_config import AnalysisConfig, MetricNames, Thresholds
-from rollout.backends.base import Backend, Prepared
+from rollout.backends.base import Backend, Prepared, RolloutError
 from rollout.event_log import new_log
 from rollout.report import write_report
 
@@ -115,6 +115,61 @@ def _traffic(stack: ExitStack, prepared: Prepared, champion_uri: str | None, rps
     return stack.enter_context(TrafficGenerator(prepared.router_url, model, reference_of(champion_uri), rps))
 
 
+def _take_lease(stack: ExitStack, backend: Backend, options: RunOptions, echo: Echo) -> Any:
+    """Hold the InferenceService's rollout Lease for the run (cluster backends; None for local)."""
+    make = getattr(backend, "lease", None)
+    if make is None or getattr(backend, "dry_run", False):
+        return None
+    lease = make(max(60, int(options.interval * 3)))
+    before = lease.acquire()
+    if before is not None and before.holder:  # a run that died without releasing: say where it stopped
+        echo(f"lease       taken over from an expired run ({before.describe()})")
+    echo(f"lease       {lease.namespace}/{lease.name} held by {lease.holder}")
+    lease.keep_renewed()
+    stack.callback(lambda: _release(lease))
+    return lease
+
+
+def _release(lease: Any) -> None:
+    try:
+        lease.release()
+    except RolloutError:
+        pass  # it expires on its own
+
+
+def registry_promote(version: str | None, echo: Echo) -> str | None:
+    """Move the aliases after a promotion; the reason when MLflow could not be reached (else None)."""
+    settings = load_settings()
+    try:
+        moved = registry.promote(settings.model_name, version)
+    except Exception as exc:  # noqa: BLE001 - MLflow unreachable or refusing: the cluster change stands
+        return f"MLflow at {settings.tracking_uri} did not take the alias move ({registry.short_error(exc)})"
+    echo(f"registry: champion → version {moved['champion']}, previous → {moved['previous']}")
+    return None
+
+
+def registry_reject(version: str | None, reason: str, echo: Echo) -> str | None:
+    """Tag the challenger rejected after a rollback; the reason when MLflow could not be reached."""
+    settings = load_settings()
+    try:
+        tagged = registry.reject(settings.model_name, reason, version)
+    except Exception as exc:  # noqa: BLE001
+        return f"MLflow at {settings.tracking_uri} did not take the rejection ({registry.short_error(exc)})"
+    echo(f"registry: version {tagged} tagged rollout_status=rejected")
+    return None
+
+
+def already_promoted(backend: Backend, challenger_uri: str | None) -> Any:
+    """The backend's status when ``challenger_uri`` already serves as the champion with no canary left
+    (a promotion whose registry step did not finish), else None."""
+    if backend.runs_champion or not challenger_uri:
+        return None
+    status = backend.status()
+    if status.challenger is None and status.champion == challenger_uri:
+        return status
+    return None
+
+
 def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callable[[Any], Any]) -> Outcome:
     """Walk ``options.steps`` on ``backend``, judge every step from Prometheus, promote or roll back."""
     from rollout.prom import Prometheus
@@ -131,6 +186,14 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
     )
     champ, chall = resolve_for(backend, options.champion_uri, options.challenger_uri)
     with ExitStack() as stack:
+        lease = _take_lease(stack, backend, options, echo)
+        done = already_promoted(backend, chall["uri"])
+        if done is not None:  # finish an earlier run's promotion instead of starting a new canary
+            log = new_log(settings.home, options.name or settings.model_name)
+            echo(f"{chall['uri']} already serves as the champion: finishing the registry step of that promotion")
+            pending = registry_promote(chall["version"], echo) if options.registry_sync else None
+            log.write("reconcile", challenger_uri=chall["uri"], registry_pending=pending)
+            return Outcome(Verdict.PROMOTED, "reconciled an earlier promotion", 0, [], done, str(log.path), pending)
         if not options.keep:
             stack.callback(backend.close)
         prepared = backend.prepare(champ["uri"], chall["uri"])
@@ -142,15 +205,22 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
         log = new_log(settings.home, options.name or settings.model_name)
         echo(f"event log   {log.path}")
 
+        pending: list[str] = []
+
         def on_promote() -> None:
-            if options.registry_sync:
-                moved = registry.promote(settings.model_name, chall["version"])
-                echo(f"registry: champion → version {moved['champion']}, previous → {moved['previous']}")
+            if options.registry_sync and (why := registry_promote(chall["version"], echo)):
+                pending.append(why)
 
         def on_rollback(reason: str) -> None:
-            if options.registry_sync:
-                version = registry.reject(settings.model_name, reason, chall["version"])
-                echo(f"registry: version {version} tagged rollout_status=rejected")
+            if options.registry_sync and (why := registry_reject(chall["version"], reason, echo)):
+                pending.append(why)
+
+        def on_step(progress: dict[str, Any]) -> None:
+            if lease is not None:
+                try:
+                    lease.renew(challenger=chall["version"] or chall["uri"], **progress)
+                except RolloutError as exc:
+                    echo(f"  lease: {exc}")
 
         outcome = Analysis(
             backend,
@@ -162,7 +232,11 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
             on_promote=on_promote,
             on_rollback=on_rollback,
             echo=echo,
+            on_step=on_step,
         ).run(prepared.challenger_uri)
+        outcome.registry_pending = pending[0] if pending else None
+        if lease is not None:
+            lease.progress.update({"outcome": str(outcome.decision), "event-log": str(log.path)})
         echo(f"{outcome.decision}: {outcome.reason}")
         echo(f"report      {write_report(log.path)[0]}")  # + a PNG, next to the event log
         if generator is not None:

@@ -211,6 +211,12 @@ class KServeBackend:
     def close(self) -> None:
         """Nothing runs on this machine."""
 
+    def lease(self, duration: int | None = None) -> Any:
+        """The :class:`~rollout.lease.RolloutLease` that keeps a second run off this InferenceService."""
+        from rollout.lease import DEFAULT_DURATION, RolloutLease
+
+        return RolloutLease(self.api, self.namespace, self.isvc, duration=duration or DEFAULT_DURATION)
+
     # -- reading -----------------------------------------------------------------------------
     def read(self) -> dict:
         if self.manifest is not None:

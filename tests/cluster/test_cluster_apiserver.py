@@ -576,3 +576,90 @@ def test_chart_rollout_role_is_enough_and_no_more(apiserver, render, admin):
 def test_missing_object_is_a_clear_error(admin):
     with pytest.raises(RolloutError, match="not found"):
         standard(admin, "does-not-exist").status()
+
+
+# -- the rollout Lease: one run at a time --------------------------------------------------------
+def test_lease_refuses_a_second_run_naming_the_first_and_expires(apiserver, admin):
+    from rollout.lease import RolloutLease
+
+    isvc = unique("lease")
+    first = RolloutLease(admin, NAMESPACE, isvc, holder="alice@ci:1:aaaaaa", duration=3)
+    assert first.acquire() is None  # nobody held it before
+    first.renew(step="1/4", weight=10)
+    second = RolloutLease(admin, NAMESPACE, isvc, holder="bob@ci:2:bbbbbb", duration=3)
+    with pytest.raises(RolloutError, match=r"alice@ci:1:aaaaaa.*step=1/4"):
+        second.acquire()
+    with pytest.raises(RolloutError, match="alice"):
+        second.check_free()
+    # alice's process dies without releasing: after the duration the Lease is bob's to take
+    import time
+
+    time.sleep(3.5)
+    before = second.acquire()
+    assert before is not None and before.holder == "alice@ci:1:aaaaaa" and not before.live()
+    assert before.progress == {"step": "1/4", "weight": "10"}  # where the dead run stopped
+    with pytest.raises(RolloutError, match="lost Lease"):
+        first.renew()
+    second.release(outcome="promoted")
+    state = second.state()
+    assert state is not None and state.holder is None and state.progress["outcome"] == "promoted"
+    stored = admin.get_namespaced_custom_object("coordination.k8s.io", "v1", NAMESPACE, "leases", f"{isvc}-rollout")
+    assert stored["spec"]["leaseTransitions"] == 1
+
+
+def test_lease_race_has_one_winner(apiserver, admin):
+    """Two runs reading a free Lease at once: the resourceVersion makes one of the writes fail."""
+    from rollout.lease import RolloutLease
+
+    isvc = unique("race")
+    RolloutLease(admin, NAMESPACE, isvc, holder="seed", duration=1).acquire()
+    import time
+
+    time.sleep(1.2)  # expired: free for both
+    a = RolloutLease(admin, NAMESPACE, isvc, holder="a", duration=30)
+    b = RolloutLease(admin, NAMESPACE, isvc, holder="b", duration=30)
+    obj = a._get()
+    a._write(obj, "a", acquired=True)
+    with pytest.raises(RolloutError, match="at the same moment"):
+        b._write(obj, "b", acquired=True)  # b read the same version before a wrote
+    assert a.state().holder == "a"
+
+
+def test_chart_rollout_role_may_hold_its_lease_only(apiserver, render, admin):
+    from rollout.lease import RolloutLease
+
+    rbac_client = apiserver.api_client()
+    core, rbac = kclient.CoreV1Api(rbac_client), kclient.RbacAuthorizationV1Api(rbac_client)
+    for obj in render(VALUE_SETS["standard"]):
+        if obj.get("metadata", {}).get("name") != "housing-rollout":
+            continue
+        creator = {
+            "ServiceAccount": core.create_namespaced_service_account,
+            "Role": rbac.replace_namespaced_role,
+            "RoleBinding": rbac.create_namespaced_role_binding,
+        }[obj["kind"]]
+        try:
+            if obj["kind"] == "Role":
+                try:
+                    rbac.create_namespaced_role(NAMESPACE, obj)
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    creator("housing-rollout", NAMESPACE, obj)
+            else:
+                creator(NAMESPACE, obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    as_sa = apiserver.api_client()
+    as_sa.set_default_header("Impersonate-User", f"system:serviceaccount:{NAMESPACE}:housing-rollout")
+    sa_api = kclient.CustomObjectsApi(as_sa)
+    lease = RolloutLease(sa_api, NAMESPACE, "housing", holder="rollout-sa", duration=30)
+    try:
+        lease.acquire()
+        lease.renew(step="1/2")
+        lease.release()
+    finally:  # leave no Lease for the other tests
+        admin.delete_namespaced_custom_object("coordination.k8s.io", "v1", NAMESPACE, "leases", "housing-rollout")
+    with pytest.raises(RolloutError, match="forbidden"):
+        RolloutLease(sa_api, NAMESPACE, "other", holder="rollout-sa").acquire()

@@ -292,7 +292,14 @@ def test_rollout_rbac_is_minimal(render):
             "apiGroups": ["serving.kserve.io"],
             "resources": ["inferenceservices"],
             "verbs": ["get", "list", "watch", "patch"],
-        }
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [f"{RELEASE}-rollout"],  # the one Lease a run holds (rollout/lease.py)
+            "verbs": ["get", "update"],
+        },
     ]
     (binding,) = by_kind(objects, "RoleBinding")
     assert binding["roleRef"] == {
