@@ -9,11 +9,8 @@ real embedded one (sqlite). Intervals are short (1 s scrape, 3 s steps).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
-import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +26,6 @@ from mlflow import MlflowClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bundle import registry  # noqa: E402
-from bundle.manifest import Manifest, write_bundle  # noqa: E402
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_PREVIOUS, TAG_BUNDLE_URI  # noqa: E402
 from predictor.v2_request import v2_body  # noqa: E402
 from rollout.analysis import Analysis  # noqa: E402
@@ -37,6 +33,7 @@ from rollout.analysis_config import AnalysisConfig  # noqa: E402
 from rollout.backends.local import LocalBackend  # noqa: E402
 from rollout.event_log import EventLog  # noqa: E402
 from rollout.prom import Prometheus  # noqa: E402
+from testkit.bundles import derive_bundle  # noqa: E402
 from testkit.poll import poll  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -45,32 +42,6 @@ ROUTED = "housing_router_requests_total"
 
 
 # -- helpers: derived bundles and a load generator ----------------------------------------------
-
-
-def derive_bundle(src: Path, dst: Path, *, relative_shift: float = 0.0, version: str | None = None) -> Path:
-    """Copy a linear bundle, shift its intercept so predictions move by ``relative_shift``, re-write it.
-
-    Log target: intercept += log(1 + shift), every prediction × (1 + shift). Price target:
-    intercept += shift × the training mean prediction, the mean moves by ``shift``.
-    """
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    manifest = Manifest(**json.loads((dst / "bundle.json").read_text()))
-    model = json.loads((dst / manifest.model_file).read_text())
-    if manifest.target.get("transform") == "log":
-        delta = math.log1p(relative_shift)
-    else:
-        reference = json.loads((dst / "reference.json").read_text())
-        delta = relative_shift * float(reference["prediction"]["mean"])
-    model["intercept"] = float(model["intercept"]) + delta
-    (dst / manifest.model_file).write_text(json.dumps(model))
-    manifest = dataclasses.replace(
-        manifest, model_version=version or f"{manifest.model_version}-{uuid.uuid4().hex[:6]}"
-    )
-    (dst / "bundle.json").unlink()
-    write_bundle(dst, manifest)
-    return dst
 
 
 def boston_rows(n: int = 200) -> list[dict]:
