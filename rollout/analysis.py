@@ -151,8 +151,13 @@ class Analysis:
         return values, queries
 
     def _requests(self, window: str) -> float:
+        """The challenger's requests in ``window`` (0 while Prometheus cannot answer: the step then
+        waits its longest and the gates say why)."""
         q = build_queries(self.cfg.metrics, self.challenger, window)["requests"]
-        return self.prom.scalar(q) or 0.0
+        try:
+            return self.prom.scalar(q) or 0.0
+        except PrometheusError:
+            return 0.0
 
     def _wait_for_traffic(self, step_start: float) -> None:
         """Let the step run ``interval`` s, longer (up to ``max_wait_factor``×) until ``min_requests``."""

@@ -492,8 +492,30 @@ def test_good_challenger_is_promoted_with_every_gate_read_from_the_pods(
 ) -> None:
     version = register(mlflow_url, uri_of(bundles, "good"))
     good = version_of(bundles, "good")
+    cmd = [sys.executable, "-m", "housing", "rollout", *run_args(prometheus), "-b", "standard", "--name", ISVC]
     with SplitTraffic(release, rows) as traffic:
-        result = housing(rollout_env, *run_args(prometheus))
+        proc = subprocess.Popen(
+            [*cmd, "-n", NS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=rollout_env, cwd=REPO
+        )
+        try:
+            holder = poll(
+                "the first run to hold the rollout Lease",
+                lambda: release.kubectl(
+                    "get", "lease", f"{ISVC}-rollout", "-n", NS, "-o", "jsonpath={.spec.holderIdentity}", check=False
+                ).stdout.strip(),
+                120,
+                1,
+            )
+            second = housing(rollout_env, *run_args(prometheus), timeout=120)
+            assert second.returncode == 1, second.stdout + second.stderr
+            assert "another rollout" in second.stderr and holder in second.stderr, second.stderr
+            shown = housing(rollout_env, "status", timeout=120)
+            assert holder in shown.stdout, shown.stdout
+            stdout, _ = proc.communicate(timeout=900)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, "")
         poll("answers from the promoted model only", lambda: set(traffic.versions(last=30)) == {good}, 120, 1)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out

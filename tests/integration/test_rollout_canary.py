@@ -236,6 +236,31 @@ def test_erroring_challenger_is_rolled_back(deployment, bundles, rows, prometheu
     assert served_versions(deployment.url, rows, 100) == {(200, champion_version): 100}
 
 
+def test_prometheus_outage_holds_never_promotes_and_rolls_back(
+    deployment, bundles, rows, prometheus_factory, tmp_path, tracking
+):
+    """Prometheus goes away after the first step: the run holds (saying why), never promotes on
+    missing data, and rolls back after max_failures steps without data; the champion keeps serving."""
+    client = register(tracking, bundles["champion"], bundles["good"])
+    deployment.start(str(bundles["good"]), 0)
+    prom = prometheus_factory(targets(deployment))
+    run = analysis(deployment, prom.url, tmp_path, tracking)
+    run.on_step = lambda progress: prom.stop() if progress["step"] == "2/3" else None
+    messages: list[str] = []
+    run.echo = messages.append
+    with Load(deployment.url, MODEL, rows, threads=3) as load:
+        outcome = run.run()
+    assert outcome.decision == "rolled_back", outcome.reason
+    steps = [e for e in EventLog(tmp_path / "events.jsonl").read() if e["event"] == "step"]
+    assert [s["decision"] for s in steps] == ["advance", "hold", "rollback"]
+    assert [s["weights"]["challenger"] for s in steps] == [20, 50, 50]  # held at the step it was on
+    assert all("prometheus" in " ".join(s["reasons"]).lower() for s in steps[1:]), [s["reasons"] for s in steps]
+    assert any("hold" in m and "rometheus" in m for m in messages), messages
+    assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "1"  # nothing promoted
+    champion_answers = [code for code, _, role in load.results if role == "champion"]
+    assert champion_answers and set(champion_answers) == {200}
+
+
 def test_observed_split_within_5_points(deployment, bundles, rows, prometheus_factory):
     deployment.start(str(bundles["good"]), 30)
     prom = prometheus_factory(targets(deployment))
