@@ -195,8 +195,14 @@ def test_good_challenger_is_promoted(deployment, bundles, rows, prometheus_facto
     # every step is in the event log with its weights, queries, values and decision
     log = EventLog(tmp_path / "events.jsonl").read()
     steps = [e for e in log if e["event"] == "step"]
-    assert [s["weights"]["challenger"] for s in steps] == [20, 50, 100]
-    assert all(s["queries"] and s["values"]["challenger.requests"] >= 30 for s in steps)
+    # in order; a step may repeat when a loaded machine makes it miss min_requests or the p95 once
+    walked = [s["weights"]["challenger"] for s in steps]
+    assert [w for i, w in enumerate(walked) if i == 0 or w != walked[i - 1]] == [20, 50, 100], [
+        (s["weights"], s["reasons"]) for s in steps
+    ]
+    assert sum(s["decision"] == "hold" for s in steps) < 2  # max_failures=2: one hold at most
+    passed = [s for s in steps if s["decision"] != "hold"]
+    assert all(s["queries"] and s["values"]["challenger.requests"] >= 30 for s in passed)
     assert log[-1]["event"] == "promote"
 
 
