@@ -5,13 +5,11 @@
 #                `helm version --client`, a flag helm 4 dropped ("unknown flag: --client"), so
 #                `make dev` / the node tier put helm3/ first on skaffold's PATH. Everything else
 #                (tests, README commands) keeps helm 4 from scripts/tools/helm.sh.
-#   registry     distribution v3 (the CNCF registry) for a loopback registry skaffold pushes to
 # Idempotent: a binary whose stamp matches its pinned version is kept. Cold: ~5-15 min each on 2 cores.
 set -euo pipefail
 
 SKAFFOLD_VERSION="${HOUSING_SKAFFOLD_VERSION:-v2.16.1}"
 HELM3_VERSION="${HOUSING_HELM3_VERSION:-v3.22.0}"
-REGISTRY_VERSION="${HOUSING_REGISTRY_VERSION:-v3.0.0}"
 TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
 GO_PAR="${HOUSING_GO_BUILD_P:-2}"
 
@@ -48,10 +46,12 @@ build() {
 
 build skaffold "$SKAFFOLD_VERSION" github.com/GoogleContainerTools/skaffold/v2 ./cmd/skaffold \
   "-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION"
-build helm3/helm "$HELM3_VERSION" helm.sh/helm/v3 ./cmd/helm \
-  "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
-build registry "$REGISTRY_VERSION" github.com/distribution/distribution/v3 ./cmd/registry \
-  "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
+# helm's own build sets the Kubernetes version `helm template` assumes offline (else v1.20.0,
+# below the chart's kubeVersion); the stamp carries it so a change rebuilds
+HELM3_KUBE_MINOR="${HOUSING_HELM3_KUBE_MINOR:-35}"
+build helm3/helm "$HELM3_VERSION+k8s1.$HELM3_KUBE_MINOR" helm.sh/helm/v3 ./cmd/helm \
+  "-X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION \
+   -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM3_KUBE_MINOR \
+   -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM3_KUBE_MINOR"
 "$TOOLS_DIR/skaffold" version
 "$TOOLS_DIR/helm3/helm" version --client --short
-"$TOOLS_DIR/registry" --version

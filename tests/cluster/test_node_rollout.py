@@ -97,6 +97,13 @@ def s3_for(node: Node, port: int) -> Any:
 
 def upload(node: Node, bundles: dict[str, Path], names: list[str]) -> None:
     """Copy bundles into the in-cluster MinIO under models/housing/<name>/ (the bucket may still be coming)."""
+    poll(
+        "the in-cluster MinIO pod Ready",
+        lambda: node.ready_pods(NS, "app.kubernetes.io/component=minio"),
+        600,
+        3,
+        lambda: node.diagnose(NS),
+    )
     with node.port_forward(NS, f"svc/{RELEASE}-minio", 9000) as port:
         s3 = s3_for(node, port)
 
