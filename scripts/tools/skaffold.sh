@@ -3,7 +3,7 @@
 #   skaffold     v2.16.1 (v2.17.0 is not served), ./cmd/skaffold
 #   helm3/helm   helm v3.22.0 for skaffold only: skaffold's helm deployer runs
 #                `helm version --client`, a flag helm 4 dropped ("unknown flag: --client"), so
-#                `make dev` / the node tier put helm3/ first on skaffold's PATH. Everything else
+#                the README's skaffold line and tests/cluster/test_skaffold.py put helm3/ first on PATH. Everything else
 #                (tests, README commands) keeps helm 4 from scripts/tools/helm.sh.
 # Idempotent: a binary whose stamp matches its pinned version is kept. Cold: ~5-15 min each on 2 cores.
 set -euo pipefail
