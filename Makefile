@@ -27,6 +27,7 @@ tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe f
 	bash scripts/tools/kube.sh
 	bash scripts/tools/kserve.sh
 	bash scripts/tools/skaffold.sh
+	bash scripts/tools/prometheus.sh
 	bash scripts/tools/checkov.sh --install-only
 	bash scripts/images/build.sh
 
