@@ -252,7 +252,10 @@ def promote(
         _check_lease(be, dry_run)
         status = None
         if registry_sync and not dry_run and not be.runs_champion:
-            _, chall = resolve_uris("-", None)
+            try:
+                _, chall = resolve_uris("-", None)
+            except UsageError:  # MLflow unreachable (or no challenger alias): the cluster step decides
+                chall = {"uri": None}
             status = already_promoted(be, chall["uri"])
             if status is not None:
                 typer.echo(f"{chall['uri']} already serves as the champion: moving the aliases only")

@@ -663,3 +663,52 @@ def test_chart_rollout_role_may_hold_its_lease_only(apiserver, render, admin):
         admin.delete_namespaced_custom_object("coordination.k8s.io", "v1", NAMESPACE, "leases", "housing-rollout")
     with pytest.raises(RolloutError, match="forbidden"):
         RolloutLease(sa_api, NAMESPACE, "other", holder="rollout-sa").acquire()
+
+
+# -- MLflow unreachable at promotion: the re-run finishes the registry step only ---------------------
+def test_promote_with_mlflow_down_is_finished_by_a_rerun_without_a_second_cluster_change(
+    apiserver, render, admin, mlflow_server, servers_up, tmp_path
+):
+    from mlflow import MlflowClient
+
+    from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, TAG_BUNDLE_URI
+
+    name = unique("mlfdown")
+    model = unique("housing-mlfdown")
+    create(admin, chart_isvc(render, "standard", name))
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    client.create_registered_model(model)
+    for uri in (CHAMPION, CHALLENGER):
+        client.create_model_version(model, source=uri, tags={TAG_BUNDLE_URI: uri})
+    client.set_registered_model_alias(model, ALIAS_CHAMPION, "1")
+    client.set_registered_model_alias(model, ALIAS_CHALLENGER, "2")
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(apiserver.kubeconfig),
+        "HOUSING_HOME": str(tmp_path / "home"),
+        "MLFLOW_TRACKING_URI": mlflow_server.uri,
+        "HOUSING_MODEL_NAME": model,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    }
+
+    def rollout(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "housing", "rollout", *args, "-b", "standard", "--name", name, "-n", NAMESPACE]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=180)
+
+    started = rollout("start", "--percent", "50", "--no-wait")
+    assert started.returncode == 0, started.stdout + started.stderr
+    mlflow_server.stop()
+    down = rollout("promote")
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert "the cluster is promoted but MLflow" in down.stderr and "again" in down.stderr, down.stderr
+    promoted = get(admin, name)
+    assert "canary" not in promoted["spec"] and env_uri(promoted["spec"]["predictor"]) == CHALLENGER
+    mlflow_server.start()
+    assert str(client.get_model_version_by_alias(model, ALIAS_CHAMPION).version) == "1"  # not moved yet
+    again = rollout("promote")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already serves as the champion" in again.stdout
+    assert rv(get(admin, name)) == rv(promoted)  # no second cluster change
+    assert str(client.get_model_version_by_alias(model, ALIAS_CHAMPION).version) == "2"
+    assert str(client.get_model_version_by_alias(model, "previous").version) == "1"

@@ -4,11 +4,12 @@ One release (dev stack: MinIO, MLflow; no training Job) serves a champion bundle
 challengers derived from it (+0.2 %, +50 %, a wrong digest) are uploaded to the in-cluster MinIO
 and registered in the in-cluster MLflow. ``housing rollout`` runs as a user runs it, with the
 chart's rollout ServiceAccount token (never an admin credential). Prometheus (v3, built with
-kubernetes SD by scripts/tools/prometheus.sh: Debian's has none) finds the predictor pods through ``kubernetes_sd_configs`` against this cluster's API server and the scrape
-annotations the chart sets, so those annotations are what is tested. Traffic: KServe v0.20 cannot
-weight routes (HTTPRoute backends arrive in v0.21), so the test's request stream sends the
-canary's percent to the canary Service and the rest to the chart's ``<release>-inference``
-Service, counting every answer.
+kubernetes SD by scripts/tools/prometheus.sh: Debian's has none) finds the predictor pods through
+``kubernetes_sd_configs`` against this cluster's API server and the scrape annotations the chart
+sets, so those annotations are what is tested. Traffic: KServe v0.20 cannot weight routes
+(HTTPRoute backends arrive in v0.21), so the test's request stream sends the canary's percent to
+the canary Service and the rest to the chart's ``<release>-inference`` Service, counting every
+answer.
 """
 
 from __future__ import annotations
