@@ -451,3 +451,14 @@ def test_prometheus_rule_is_the_generated_rules(render):
     (rule,) = by_kind(render(sets), "PrometheusRule")
     assert rule["spec"]["groups"] == alerts.groups({"errorRate": 0.02, "for": "10m", "model": "houses"})
     assert rule["metadata"]["labels"]["release"] == "kps"
+
+
+def test_standard_mode_keeps_the_predictors_own_scrape_port(render):
+    """KServe's "enable-prometheus-scraping" rewrites prometheus.io/port to the Knative queue-proxy's
+    9091; in Standard mode nothing listens there (found on the node tier), so the chart turns it off."""
+    isvc = _isvc(render(VALUE_SETS["standard"]))
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "false"
+    pod = isvc["spec"]["predictor"]["annotations"]
+    assert pod["prometheus.io/port"] == str(_values()["predictor"]["httpPort"])
+    knative = _isvc(render(VALUE_SETS["canary-10-serverless"]))
+    assert knative["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "true"

@@ -262,6 +262,8 @@ class NodePrometheus(ServerProcess):
                         }
                     ],
                     "relabel_configs": relabel,
+                    # Prometheus 3 refuses a scrape whose Content-Type it cannot tell otherwise
+                    "fallback_scrape_protocol": "PrometheusText0.0.4",
                 }
             ],
         }
@@ -315,7 +317,16 @@ subjects: [{{kind: ServiceAccount, name: prometheus, namespace: {NS}}}]
             r = httpx.get(f"{server.url}/api/v1/targets", timeout=10).json()
             return sum(t["health"] == "up" for t in r["data"]["activeTargets"]) >= 2
 
-        poll("Prometheus scraping both champion pods", scraped, 120, 2)
+        def targets() -> str:
+            try:
+                active = httpx.get(f"{server.url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                return f"targets unreadable: {exc}"
+            shown = [(t["labels"].get("pod"), t["scrapeUrl"], t["health"], t.get("lastError")) for t in active]
+            log = server.log.read_text(errors="replace").splitlines()[-20:] if server.log.exists() else []
+            return f"active targets: {shown}\n" + "\n".join(log)
+
+        poll("Prometheus scraping both champion pods", scraped, 180, 2, targets)
         yield server
     finally:
         server.stop()
