@@ -27,8 +27,12 @@ def train(
     ] = ",".join(CANDIDATES),
     cv_folds: Annotated[int, typer.Option("--cv-folds", "-k", help="K-fold CV on the training split.")] = 5,
     split: Annotated[
-        str, typer.Option(help="random (train_test_split) or temporal (hold out the latest rows).")
-    ] = "random",
+        str,
+        typer.Option(
+            help="hash (hold out rows by a hash of their content: the same rows for every version), "
+            "random (train_test_split with --seed) or temporal (hold out the latest rows)."
+        ),
+    ] = "hash",
     time_column: Annotated[
         str | None, typer.Option(help="Column ordering rows for --split temporal (ames: Year_Sold).")
     ] = None,
@@ -47,7 +51,8 @@ def train(
     model_name: Annotated[
         str | None,
         typer.Option(
-            help=f"Registered model name and bundle folder [default: HOUSING_MODEL_NAME or {DEFAULT_MODEL_NAME}]."
+            help="Registered model name and bundle folder; one name per dataset, e.g. housing-ames, "
+            f"housing-boston [default: HOUSING_MODEL_NAME or {DEFAULT_MODEL_NAME}]."
         ),
     ] = None,
     bundle_root: Annotated[
