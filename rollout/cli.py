@@ -16,7 +16,16 @@ from housing.config import load_settings
 from rollout.analysis_config import Thresholds, parse_steps
 from rollout.backends import BACKENDS
 from rollout.backends.base import RolloutError, RolloutStatus
-from rollout.orchestrator import RunOptions, UsageError, resolve_for, run_rollout, run_shadow
+from rollout.orchestrator import (
+    GateRefused,
+    RunOptions,
+    UsageError,
+    quality_gate,
+    resolve_for,
+    run_rollout,
+    run_shadow,
+)
+from rollout.quality_gate import DEFAULT_TOLERANCE
 
 EXAMPLES = """
 Embedded mode (real predictor processes behind a local router):
@@ -125,6 +134,8 @@ def _run(fn) -> None:  # noqa: ANN001
         fn()
     except UsageError as exc:
         fail(str(exc), 2)
+    except GateRefused as exc:
+        fail(f"refused before the canary: {exc}", 4)
     except ValueError as exc:
         fail(str(exc), 2)
     except (RolloutError, LookupError) as exc:
@@ -141,6 +152,14 @@ NamespaceOpt = typer.Option("default", "--namespace", "-n", help="Kubernetes nam
 DryRunOpt = typer.Option(False, "--dry-run", help="KServe: print the JSON patch and the resulting object, send nothing")
 ManifestOpt = typer.Option(
     None, "--manifest", help="KServe --dry-run: read the current InferenceService from this JSON/YAML file"
+)
+ToleranceOpt = typer.Option(
+    DEFAULT_TOLERANCE,
+    "--quality-tolerance",
+    help="quality gate: the challenger's RMSE on the evaluation rows may exceed the champion's by this share",
+)
+AllowWorseOpt = typer.Option(
+    False, "--allow-worse", help="canary a challenger the quality gate finds worse (recorded in the event log)"
 )
 
 
@@ -161,8 +180,13 @@ def start(
     port: int = typer.Option(None, help="local: router port (default: a free one)"),
     dry_run: bool = DryRunOpt,
     manifest: Path = ManifestOpt,
+    quality_tolerance: float = ToleranceOpt,
+    allow_worse: bool = AllowWorseOpt,
 ) -> None:
     """Deploy the challenger next to the champion with PERCENT % of the traffic.
+
+    Refused (exit code 4) when the two versions' feature schemas differ, or when the challenger
+    scores worse than the champion on the evaluation rows beyond --quality-tolerance.
 
     Example: housing rollout start --percent 10
     """
@@ -173,6 +197,8 @@ def start(
         check_percent(percent)
         be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name)
         champ, chall = resolve_for(be, champion_uri, challenger_uri)
+        if not dry_run:
+            quality_gate(champ, chall, quality_tolerance, allow_worse, typer.echo)
         be.prepare(champ["uri"], chall["uri"], port=port, sticky=sticky)  # local: champion + challenger at 0 %
         status = be.start(chall["uri"], percent)
         if not dry_run:
@@ -287,11 +313,17 @@ def run(
     registry_sync: bool = typer.Option(True, "--registry/--no-registry", help="move/tag MLflow versions at the end"),
     dry_run: bool = DryRunOpt,
     manifest: Path = ManifestOpt,
+    quality_tolerance: float = ToleranceOpt,
+    allow_worse: bool = AllowWorseOpt,
 ) -> None:
     """Walk the steps, judge each from Prometheus, then promote or roll back by itself.
 
+    First, before anything starts, the offline quality gate: both versions must have the same
+    feature schema, and the challenger's RMSE on the evaluation rows (the same rows for every
+    version of a dataset) must not exceed the champion's by more than --quality-tolerance
+    (--allow-worse overrides that, and the event log records it; figures are logged to MLflow).
     Every step (weights, PromQL, values, decision) goes to HOUSING_HOME/rollouts/*.jsonl.
-    Exit code: 0 promoted, 3 rolled back, 2 bad input, 1 other failure.
+    Exit code: 0 promoted, 3 rolled back, 4 refused by the quality gate, 2 bad input, 1 other failure.
     """
 
     def go() -> None:
@@ -326,6 +358,8 @@ def run(
             keep=keep,
             registry_sync=registry_sync,
             name=name,
+            quality_tolerance=quality_tolerance,
+            allow_worse=allow_worse,
         )
         outcome = run_rollout(be, options, typer.echo, show)
         if outcome.decision != "promoted":
