@@ -327,27 +327,31 @@ def serving_requirements() -> list[str]:
 
 def save_pyfunc(path: Path, manifest: Manifest, bundle_dir: Path, digest: str, example: list[dict[str, Any]]) -> None:
     """Write the MLflow ``pyfunc`` model of a bundle to ``path`` (see :mod:`predictor.pyfunc`)."""
+    import shutil
+
     import mlflow.pyfunc
     import pandas as pd
 
-    mlflow.pyfunc.save_model(
-        str(path),
-        python_model=str(PYFUNC_CODE),
-        artifacts={PYFUNC_BUNDLE_ARTIFACT: str(bundle_dir)},
-        model_config={PYFUNC_DIGEST_CONFIG: digest},
-        signature=signature(manifest),
-        input_example=pd.DataFrame(example, columns=[f["name"] for f in manifest.schema["features"]])
-        if example
-        else None,
-        pip_requirements=serving_requirements(),
-        metadata={
-            "bundle_digest": digest,
-            "bundle_version": manifest.model_version,
-            "flavor": manifest.flavor,
-            "booleans": "a numeric column accepts true/false only when it is boolean in the signature "
-            "(it was boolean in the training data)",
-        },
-    )
+    features = [f["name"] for f in manifest.schema["features"]]
+    with tempfile.TemporaryDirectory(prefix="housing-pyfunc-") as tmp:
+        staged = Path(tmp) / PYFUNC_BUNDLE_ARTIFACT  # MLflow names the artifact's folder after its source
+        shutil.copytree(bundle_dir, staged)
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=str(PYFUNC_CODE),
+            artifacts={PYFUNC_BUNDLE_ARTIFACT: str(staged)},
+            model_config={PYFUNC_DIGEST_CONFIG: digest},
+            signature=signature(manifest),
+            input_example=pd.DataFrame(example, columns=features) if example else None,
+            pip_requirements=serving_requirements(),
+            metadata={
+                "bundle_digest": digest,
+                "bundle_version": manifest.model_version,
+                "flavor": manifest.flavor,
+                "booleans": "a numeric column accepts true/false only when it is boolean in the signature "
+                "(it was boolean in the training data)",
+            },
+        )
 
 
 def _dataset_inputs(data: LoggedData) -> list[Any]:
