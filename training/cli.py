@@ -83,7 +83,9 @@ def train(
     with the lowest CV RMSE, reports holdout RMSE/MAE/R²/MAPE, writes the
     bundle (bundle.json, model file, drift reference) to the bundle root and
     registers an MLflow model version with alias `challenger` (and
-    `champion` when the model has none yet).
+    `champion` when the model has none yet). One registered model name
+    holds one dataset's features: a run whose target or features differ
+    from the champion's is refused before anything is written.
 
     Environment: MLFLOW_TRACKING_URI, AWS_ENDPOINT_URL (or
     MLFLOW_S3_ENDPOINT_URL), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -93,6 +95,10 @@ def train(
     Examples:
 
       housing train                          # ames, 3 candidates, 5-fold CV
+
+      housing train -d ames --model-name housing-ames       # one registered
+
+      housing train -d boston --model-name housing-boston   # model per dataset
 
       housing train -d boston --fast --no-register     # smoke run
 
