@@ -255,10 +255,10 @@ def log_quality_gate(
     """
     from mlflow.entities import Metric, Param, RunTag
 
-    mlflow = client(tracking_uri)
-    name = os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
-    exp = mlflow.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp is not None else mlflow.create_experiment(name)
+    settings = load_settings()
+    uri = tracking_uri or settings.tracking_uri
+    mlflow = client(uri)
+    exp_id = experiment_id(mlflow, uri, settings.home)
     run = mlflow.create_run(exp_id, run_name=f"quality gate {model} v{champion_version} → v{challenger_version}")
     now = int(time.time() * 1000)
     metrics = [
@@ -376,6 +376,18 @@ def _dataset_inputs(data: LoggedData) -> list[Any]:
     return out
 
 
+def experiment_id(mlflow: Any, tracking_uri: str, home: Path) -> str:
+    """The experiment runs go to (``MLFLOW_EXPERIMENT_NAME`` or ``housing``), created when missing."""
+    name = os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if not tracking_uri.startswith(("http://", "https://")):  # embedded: artifacts next to the sqlite file
+        location = (Path(home) / "mlartifacts").resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
 class Registry:
     """The MLflow side of a training run: connectivity check, then run + registered version."""
 
@@ -407,16 +419,6 @@ class Registry:
         elif self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
 
-    def _experiment(self, mlflow: Any) -> str:
-        name = os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
-        exp = mlflow.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        location = None
-        if not self.remote:  # embedded: keep artifacts next to the sqlite file, not in ./mlruns
-            location = (self.home / "mlartifacts").resolve().as_uri()
-        return mlflow.create_experiment(name, artifact_location=location)
-
     def register(
         self,
         model_name: str,
@@ -439,7 +441,7 @@ class Registry:
         created_version = None
         try:
             mlflow = client(self.tracking_uri)
-            exp_id = self._experiment(mlflow)
+            exp_id = experiment_id(mlflow, self.tracking_uri, self.home)
             run = mlflow.create_run(
                 exp_id,
                 run_name=manifest.model_version,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from rollout import orchestrator
 from rollout.orchestrator import GateRefused, RunOptions, run_rollout
@@ -67,6 +68,13 @@ def test_a_refused_run_deploys_nothing_and_logs_why(boston_xgb, boston_linear, t
     (event,) = _log(tmp_path / "home")
     assert event["event"] == "quality_gate" and event["decision"] == REFUSED and event["allow_worse"] is False
     assert event["challenger"]["rmse"] > event["champion"]["rmse"]
+    # the figures went to the embedded MLflow, whose artifacts stay under HOUSING_HOME
+    client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("housing")
+    assert experiment.artifact_location == (tmp_path / "home" / "mlartifacts").resolve().as_uri()
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.tags["quality_gate"] == REFUSED
+    assert run.data.metrics["challenger_rmse"] == pytest.approx(event["challenger"]["rmse"])
 
 
 def test_allow_worse_is_recorded_and_the_run_goes_on(boston_xgb, boston_linear, tmp_path, monkeypatch) -> None:
