@@ -27,7 +27,10 @@ app = typer.Typer(
 @app.command()
 def prune(
     root: Annotated[
-        str | None, typer.Option(help="Bundle root to look in [default: HOUSING_BUNDLE_ROOT or its default].")
+        str | None,
+        typer.Option(
+            help="Where to look (default: HOUSING_BUNDLE_ROOT, else s3://models with S3, or ./.housing/bundles)."
+        ),
     ] = None,
     grace_hours: Annotated[
         float, typer.Option(help="Never touch a bundle younger than this (a training run may be uploading it).")
