@@ -4,9 +4,13 @@ A registered version points at its bundle through the tags ``bundle_uri`` and ``
 (:data:`housing.config.TAG_BUNDLE_URI`, :data:`~housing.config.TAG_BUNDLE_DIGEST`). The
 aliases carry the champion/challenger lifecycle:
 
-- register (training): a run with params, metrics, plots and the bundle, then a version tagged
-  with the bundle URI and digest, alias ``challenger``, and ``champion`` only when the model has
-  none. Nothing else here moves ``champion`` except promote.
+- register (training): a run with params, metrics, plots, its datasets (``mlflow.data``: the
+  whole dataset and the evaluation rows, each with name, digest, source and schema) and the bundle
+  logged as an MLflow ``pyfunc`` model (:func:`save_pyfunc`: built from ``predictor/pyfunc.py``,
+  signature from the feature schema, an input example from the evaluation rows, pinned
+  requirements of the serving code); then a version of that model tagged with the bundle URI and
+  digest, alias ``challenger``, and ``champion`` only when the model has none. Nothing else here
+  moves ``champion`` except promote.
 - resolve: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → bundle URI + digest (the
   predictor), or the versions behind every alias (rollouts).
 - promote: ``challenger`` → ``champion``; the old champion → ``previous``; the challenger alias is
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +51,18 @@ TAG_REASON = "rollout_reason"
 MODELS_SCHEME = "models:/"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 DEFAULT_EXPERIMENT = "housing"
+#: Where the MLflow model sits in a run's artifacts; the registered version's source.
+MODEL_ARTIFACT_PATH = "model"
+#: The "model from code" file of the pyfunc model (the predictor's loader; logged as code, not imported).
+PYFUNC_CODE = Path(__file__).resolve().parents[1] / "predictor" / "pyfunc.py"
+#: The pyfunc's artifact key and model-config key (spelled as in ``predictor/pyfunc.py``).
+PYFUNC_BUNDLE_ARTIFACT = "bundle"
+PYFUNC_DIGEST_CONFIG = "bundle_digest"
+#: What the serving code needs from PyPI (pinned to the versions training ran with).
+SERVING_REQUIREMENTS = ("mlflow", "numpy", "pandas")
+#: MLflow column types of the schema's dtypes: each column keeps the type it had in the training data,
+#: so ``boolean`` (JSON true/false) only for a column that was boolean there.
+SIGNATURE_TYPES = {"float64": "double", "int64": "long", "bool": "boolean", "string": "string"}
 
 
 class RegistryError(RuntimeError):
@@ -78,6 +95,20 @@ class Registration:
     version: str
     run_id: str
     aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggedData:
+    """The data a training run logs with ``mlflow.data``: the dataset and its evaluation rows."""
+
+    name: str
+    source: str
+    frame: Any  # pandas DataFrame: features + target
+    target: str
+    digest: str  # the bundle's data digest (also the MLflow dataset digest)
+    evaluation: Any  # pandas DataFrame: the evaluation rows (features + target)
+    evaluation_digest: str
+    example: list[dict[str, Any]]  # a few raw evaluation rows without the target: the input example
 
 
 def short_error(exc: BaseException) -> str:
@@ -136,6 +167,34 @@ def resolve_uri(uri: str, tracking_uri: str | None = None) -> Resolved:
     return Resolved(info.bundle_uri, info.digest, uri)
 
 
+def champion(model: str, tracking_uri: str | None = None) -> VersionInfo | None:
+    """The version behind ``champion`` (None when the model or the alias does not exist yet)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client(tracking_uri).get_model_version_by_alias(model, ALIAS_CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise RegistryError(f"cannot read the champion of {model!r} from MLflow ({short_error(exc)})") from exc
+    except Exception as exc:  # noqa: BLE001 - connection errors
+        raise RegistryError(f"cannot read the champion of {model!r} from MLflow ({short_error(exc)})") from exc
+    return _version_info(mv)
+
+
+def referenced_bundle_uris(tracking_uri: str | None = None) -> set[str]:
+    """Every ``bundle_uri`` a registered version of any model points at (for pruning)."""
+    mlflow = client(tracking_uri)
+    uris: set[str] = set()
+    token = None
+    while True:
+        page = mlflow.search_model_versions(max_results=200, page_token=token)
+        uris.update(mv.tags.get(TAG_BUNDLE_URI) for mv in page if (mv.tags or {}).get(TAG_BUNDLE_URI))
+        token = page.token
+        if not token:
+            return uris
+
+
 # -- promote / reject ------------------------------------------------------------------------
 def _challenger_version(mlflow: Any, model: str, verb: str) -> str:
     """The version the ``challenger`` alias points at; LookupError naming ``verb`` when none."""
@@ -179,6 +238,59 @@ def reject(model: str, reason: str, version: str | None = None, tracking_uri: st
     return version
 
 
+# -- quality gate -----------------------------------------------------------------------------
+TAG_QUALITY_GATE = "quality_gate"
+
+
+def log_quality_gate(
+    model: str,
+    champion_version: str | None,
+    challenger_version: str | None,
+    result: dict[str, Any],
+    tracking_uri: str | None = None,
+) -> str:
+    """Log an offline quality gate as an MLflow run (both versions' figures); tag the challenger version.
+
+    Returns the run id.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+
+    settings = load_settings()
+    uri = tracking_uri or settings.tracking_uri
+    mlflow = client(uri)
+    exp_id = experiment_id(mlflow, uri, settings.home)
+    run = mlflow.create_run(exp_id, run_name=f"quality gate {model} v{champion_version} → v{challenger_version}")
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(f"{role}_{k}", float(v), now, 0)
+        for role in ("champion", "challenger")
+        for k, v in (result.get(role) or {}).items()
+        if math.isfinite(float(v))
+    ]
+    params = {
+        "model": model,
+        "champion_version": champion_version,
+        "challenger_version": challenger_version,
+        "tolerance": result.get("tolerance"),
+        "rows": result.get("rows"),
+        "rows_digest": result.get("rows_digest"),
+        "same_rows": result.get("same_rows"),
+    }
+    mlflow.log_batch(
+        run.info.run_id,
+        metrics=metrics,
+        params=[Param(k, str(v)) for k, v in params.items()],
+        tags=[
+            RunTag(TAG_QUALITY_GATE, str(result.get("decision"))),
+            RunTag("reason", str(result.get("reason"))[:5000]),
+        ],
+    )
+    mlflow.set_terminated(run.info.run_id, "FINISHED")
+    if challenger_version:
+        mlflow.set_model_version_tag(model, challenger_version, TAG_QUALITY_GATE, str(result.get("decision")))
+    return run.info.run_id
+
+
 # -- register --------------------------------------------------------------------------------
 def flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
     """Nested params → ``a.b.c`` keys with short string values (long lists summarised)."""
@@ -189,6 +301,91 @@ def flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
         out[prefix] = f"[{len(value)} values]"
     else:
         out[prefix] = str(value)[:500]
+
+
+def signature(manifest: Manifest) -> Any:
+    """The MLflow signature of a bundle: one column per feature with its type, the predicted target out.
+
+    A feature the bundle marks optional (it had missing values in training) is an optional column.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = [
+        ColSpec(SIGNATURE_TYPES[f["dtype"]], f["name"], required=bool(f.get("required", True)))
+        for f in manifest.schema["features"]
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", manifest.target["name"])]))
+
+
+def serving_requirements() -> list[str]:
+    """``name==version`` of each package the pyfunc's serving code imports from PyPI."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in SERVING_REQUIREMENTS]
+
+
+def save_pyfunc(path: Path, manifest: Manifest, bundle_dir: Path, digest: str, example: list[dict[str, Any]]) -> None:
+    """Write the MLflow ``pyfunc`` model of a bundle to ``path`` (see :mod:`predictor.pyfunc`)."""
+    import shutil
+
+    import mlflow.pyfunc
+    import pandas as pd
+
+    features = [f["name"] for f in manifest.schema["features"]]
+    with tempfile.TemporaryDirectory(prefix="housing-pyfunc-") as tmp:
+        staged = Path(tmp) / PYFUNC_BUNDLE_ARTIFACT  # MLflow names the artifact's folder after its source
+        shutil.copytree(bundle_dir, staged)
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=str(PYFUNC_CODE),
+            artifacts={PYFUNC_BUNDLE_ARTIFACT: str(staged)},
+            model_config={PYFUNC_DIGEST_CONFIG: digest},
+            signature=signature(manifest),
+            input_example=pd.DataFrame(example, columns=features) if example else None,
+            pip_requirements=serving_requirements(),
+            metadata={
+                "bundle_digest": digest,
+                "bundle_version": manifest.model_version,
+                "flavor": manifest.flavor,
+                "booleans": "a numeric column accepts true/false only when it is boolean in the signature "
+                "(it was boolean in the training data)",
+            },
+        )
+
+
+def _dataset_inputs(data: LoggedData) -> list[Any]:
+    """``mlflow.data`` inputs: the dataset (context training) and the evaluation rows (context evaluation)."""
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    try:
+        source: Any = resolve_dataset_source(data.source)
+    except Exception:  # noqa: BLE001 - a source MLflow has no resolver for is still recorded
+        source = CodeDatasetSource({"source": data.source})
+    out = []
+    for name, frame, digest, context in (
+        (data.name, data.frame, data.digest, "training"),
+        (f"{data.name}-evaluation", data.evaluation, data.evaluation_digest, "evaluation"),
+    ):
+        dataset = mlflow.data.from_pandas(frame, source=source, targets=data.target, name=name, digest=digest)
+        out.append(DatasetInput(dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    return out
+
+
+def experiment_id(mlflow: Any, tracking_uri: str, home: Path) -> str:
+    """The experiment runs go to (``MLFLOW_EXPERIMENT_NAME`` or ``housing``), created when missing."""
+    name = os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if not tracking_uri.startswith(("http://", "https://")):  # embedded: artifacts next to the sqlite file
+        location = (Path(home) / "mlartifacts").resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
 
 
 class Registry:
@@ -222,16 +419,6 @@ class Registry:
         elif self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
 
-    def _experiment(self, mlflow: Any) -> str:
-        name = os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
-        exp = mlflow.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        location = None
-        if not self.remote:  # embedded: keep artifacts next to the sqlite file, not in ./mlruns
-            location = (self.home / "mlartifacts").resolve().as_uri()
-        return mlflow.create_experiment(name, artifact_location=location)
-
     def register(
         self,
         model_name: str,
@@ -243,6 +430,7 @@ class Registry:
         params: dict[str, Any],
         metrics: dict[str, float],
         description: str,
+        data: LoggedData | None = None,
     ) -> Registration:
         """Log the run and register the version; undo what it can and raise RegistryError on any failure."""
         from mlflow.entities import Metric, Param, RunTag
@@ -253,7 +441,7 @@ class Registry:
         created_version = None
         try:
             mlflow = client(self.tracking_uri)
-            exp_id = self._experiment(mlflow)
+            exp_id = experiment_id(mlflow, self.tracking_uri, self.home)
             run = mlflow.create_run(
                 exp_id,
                 run_name=manifest.model_version,
@@ -269,21 +457,27 @@ class Registry:
                 params=[Param(k, v) for k, v in flat.items()],
                 tags=[RunTag("housing.bundle_uri", bundle_uri), RunTag("housing.bundle_digest", digest)],
             )
+            if data is not None:
+                mlflow.log_inputs(run_id, datasets=_dataset_inputs(data))
             for plot in plots:
                 mlflow.log_artifact(run_id, str(plot), "plots")
-            mlflow.log_artifacts(run_id, str(bundle_dir), "bundle")
+            with tempfile.TemporaryDirectory(prefix="housing-pyfunc-") as tmp:
+                model_dir = Path(tmp) / MODEL_ARTIFACT_PATH
+                save_pyfunc(model_dir, manifest, bundle_dir, digest, data.example if data else [])
+                mlflow.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
 
             try:
                 mlflow.get_registered_model(model_name)
             except MlflowException:
                 try:
                     mlflow.create_registered_model(
-                        model_name, description="Housing-price models (bundles in bundle_uri tags)"
+                        model_name,
+                        description="Housing-price models: MLflow pyfunc models of bundles (bundle_uri tags)",
                     )
                 except MlflowException as exc:  # created concurrently
                     if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
                         raise
-            source = f"{run.info.artifact_uri.rstrip('/')}/bundle"
+            source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_PATH}"
             mv = mlflow.create_model_version(
                 model_name,
                 source=source,

@@ -38,6 +38,7 @@ def _mount(module: str, attr: str, name: str, group: bool = False) -> None:
 
 
 _mount("training.cli", "train", "train")
+_mount("training.bundles_cli", "app", "bundles", group=True)
 _mount("predictor.cli", "serve", "serve")
 _mount("predictor.cli", "predict", "predict")
 _mount("rollout.cli", "app", "rollout", group=True)

@@ -3,8 +3,9 @@
 1. train ames twice (the first version becomes champion, the second the challenger),
 2. serve the champion (``python -m predictor --storage_uri models:/housing@champion``),
 3. send a V1 and a V2 request and print the answers,
-4. run a canary (``housing rollout run``): the challenger takes 10 → 50 → 100 % of live
-   traffic, gated on Prometheus, then is promoted or rolled back by itself.
+4. run a canary (``housing rollout run``): the offline quality gate scores both versions on the
+   same evaluation rows first, then the challenger takes 10 → 50 → 100 % of live traffic, gated
+   on Prometheus, and is promoted or rolled back by itself.
 
 Every step is the same code a user runs by hand; nothing here is demo-only logic.
 """
@@ -118,7 +119,7 @@ def demo(
     cmd += ["--min-requests", "20", "--traffic", "40"]
     console.print("$ housing " + " ".join(cmd[3:]))
     code = subprocess.run(cmd, env=os.environ.copy()).returncode
-    if code not in (0, 3):  # 0 promoted, 3 rolled back by the gates: both are a finished canary
+    if code not in (0, 3, 4):  # promoted, rolled back by the gates, refused by the quality gate: all finished
         console.print(f"[red]the rollout failed with exit code {code}[/]")
         raise typer.Exit(code)
     console.rule("done")

@@ -17,7 +17,16 @@ from housing.config import load_settings
 from rollout.analysis_config import Thresholds, parse_steps
 from rollout.backends import BACKENDS
 from rollout.backends.base import RolloutError, RolloutStatus
-from rollout.orchestrator import RunOptions, UsageError, resolve_for, run_rollout, run_shadow
+from rollout.orchestrator import (
+    GateRefused,
+    RunOptions,
+    UsageError,
+    quality_gate,
+    resolve_for,
+    run_rollout,
+    run_shadow,
+)
+from rollout.quality_gate import DEFAULT_TOLERANCE
 
 EXAMPLES = """
 Embedded mode (real predictor processes behind a local router):
@@ -126,6 +135,8 @@ def _run(fn) -> None:  # noqa: ANN001
         fn()
     except UsageError as exc:
         fail(str(exc), 2)
+    except GateRefused as exc:
+        fail(f"refused before the canary: {exc}", 4)
     except ValueError as exc:
         fail(str(exc), 2)
     except (RolloutError, LookupError) as exc:
@@ -142,6 +153,14 @@ NamespaceOpt = typer.Option("default", "--namespace", "-n", help="Kubernetes nam
 DryRunOpt = typer.Option(False, "--dry-run", help="KServe: print the JSON patch and the resulting object, send nothing")
 ManifestOpt = typer.Option(
     None, "--manifest", help="KServe --dry-run: read the current InferenceService from this JSON/YAML file"
+)
+ToleranceOpt = typer.Option(
+    DEFAULT_TOLERANCE,
+    "--quality-tolerance",
+    help="quality gate: the challenger's RMSE on the evaluation rows may exceed the champion's by this share",
+)
+AllowWorseOpt = typer.Option(
+    False, "--allow-worse", help="canary a challenger the quality gate finds worse (recorded in the event log)"
 )
 
 
@@ -170,11 +189,16 @@ def start(
     ready_timeout: float = typer.Option(600.0, help="standard: seconds the canary may take to turn Ready"),
     dry_run: bool = DryRunOpt,
     manifest: Path = ManifestOpt,
+    quality_tolerance: float = ToleranceOpt,
+    allow_worse: bool = AllowWorseOpt,
 ) -> None:
     """Deploy the challenger next to the champion with PERCENT % of the traffic.
 
     On KServe Standard it returns once ``status.canaryStatuses`` says the canary is Ready (exit 1
     with the reason after --ready-timeout; the champion keeps serving, `rollback` removes the canary).
+
+    Refused (exit code 4) when the two versions' feature schemas differ, or when the challenger
+    scores worse than the champion on the evaluation rows beyond --quality-tolerance.
 
     Example: housing rollout start --percent 10
     """
@@ -186,6 +210,8 @@ def start(
         be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name)
         _check_lease(be, dry_run)
         champ, chall = resolve_for(be, champion_uri, challenger_uri)
+        if not dry_run:
+            quality_gate(champ, chall, quality_tolerance, allow_worse, typer.echo)
         be.prepare(champ["uri"], chall["uri"], port=port, sticky=sticky)  # local: champion + challenger at 0 %
         status = be.start(chall["uri"], percent)
         if wait and not dry_run and hasattr(be, "wait_ready"):
@@ -325,11 +351,17 @@ def run(
     registry_sync: bool = typer.Option(True, "--registry/--no-registry", help="move/tag MLflow versions at the end"),
     dry_run: bool = DryRunOpt,
     manifest: Path = ManifestOpt,
+    quality_tolerance: float = ToleranceOpt,
+    allow_worse: bool = AllowWorseOpt,
 ) -> None:
     """Walk the steps, judge each from Prometheus, then promote or roll back by itself.
 
+    First, before anything starts, the offline quality gate: both versions must have the same
+    feature schema, and the challenger's RMSE on the evaluation rows (the same rows for every
+    version of a dataset) must not exceed the champion's by more than --quality-tolerance
+    (--allow-worse overrides that, and the event log records it; figures are logged to MLflow).
     Every step (weights, PromQL, values, decision) goes to HOUSING_HOME/rollouts/*.jsonl.
-    Exit code: 0 promoted, 3 rolled back, 2 bad input, 1 other failure.
+    Exit code: 0 promoted, 3 rolled back, 4 refused by the quality gate, 2 bad input, 1 other failure.
     """
 
     def go() -> None:
@@ -365,6 +397,8 @@ def run(
             registry_sync=registry_sync,
             name=name,
             ready_timeout=ready_timeout,
+            quality_tolerance=quality_tolerance,
+            allow_worse=allow_worse,
         )
         outcome = run_rollout(be, options, typer.echo, show)
         if outcome.registry_pending:
@@ -373,7 +407,7 @@ def run(
                 "re-run the same command once MLflow answers to finish it.",
                 err=True,
             )
-            raise typer.Exit(4)
+            raise typer.Exit(5)
         if outcome.decision != "promoted":
             raise typer.Exit(3)
 

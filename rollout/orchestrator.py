@@ -1,12 +1,15 @@
 """One rollout run from start to finish, whatever the backend: what ``housing rollout run`` and
 ``housing rollout shadow`` do once their flags are parsed.
 
-:func:`run_rollout` resolves the champion and challenger (flags, else the MLflow aliases), lets
-the backend prepare them (:meth:`~rollout.backends.base.Backend.prepare`), starts what the run
-needs on this machine — a throwaway Prometheus when the backend runs its own processes and no
-``prometheus_url`` is given, a synthetic traffic generator — inside one :class:`~contextlib.ExitStack`,
-walks the steps with :class:`~rollout.analysis.Analysis`, moves the MLflow aliases at the end,
-and stops everything it started, in reverse order, however the run ends.
+:func:`run_rollout` resolves the champion and challenger (flags, else the MLflow aliases), refuses
+the pair before anything starts when their feature schemas differ or the challenger scores worse
+than the champion on the evaluation rows beyond a tolerance (:func:`quality_gate`, overridable with
+``allow_worse``, which the event log records), lets the backend prepare them
+(:meth:`~rollout.backends.base.Backend.prepare`), starts what the run needs on this machine — a
+throwaway Prometheus when the backend runs its own processes and no ``prometheus_url`` is given,
+a synthetic traffic generator — inside one :class:`~contextlib.ExitStack`, walks the steps with
+:class:`~rollout.analysis.Analysis`, moves the MLflow aliases at the end, and stops everything it
+started, in reverse order, however the run ends.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from predictor.series import PREDICTIONS_TOTAL, REQUEST_DURATION, REQUEST_ERRORS
 from rollout.analysis import Analysis, Outcome, Verdict
 from rollout.analysis_config import AnalysisConfig, MetricNames, Thresholds
 from rollout.backends.base import Backend, Prepared, RolloutError
-from rollout.event_log import new_log
+from rollout.event_log import EventLog, new_log
+from rollout.quality_gate import DEFAULT_TOLERANCE, REFUSED, SchemaMismatch
 from rollout.report import write_report
 
 Echo = Callable[[str], Any]
@@ -32,6 +36,10 @@ Echo = Callable[[str], Any]
 
 class UsageError(Exception):
     """Bad input: printed as one line, exit code 2."""
+
+
+class GateRefused(Exception):
+    """The offline quality gate or the schema check refused the challenger: one line, exit code 4."""
 
 
 @dataclass
@@ -51,6 +59,9 @@ class RunOptions:
     registry_sync: bool = True  # move/tag the MLflow versions at the end
     name: str | None = None  # the deployment's name in the event log's file name
     ready_timeout: float = 600.0  # seconds a deployed challenger may take to report Ready
+    quality_tolerance: float = DEFAULT_TOLERANCE  # challenger RMSE may exceed the champion's by this share
+    allow_worse: bool = False  # canary a challenger the quality gate finds worse (recorded in the event log)
+    quality_gate: bool = True  # False only for callers that compare versions themselves (tests of the run loop)
 
 
 def resolve_uris(champion_uri: str | None, challenger_uri: str | None) -> tuple[dict, dict]:
@@ -65,14 +76,14 @@ def resolve_uris(champion_uri: str | None, challenger_uri: str | None) -> tuple[
 
     def pick(uri: str | None, alias: str) -> dict:
         if uri is not None:
-            return {"uri": uri, "version": None}
+            return {"uri": uri, "version": None, "digest": None}
         info = roles.get(alias)
         if info is None or not info.bundle_uri:
             raise UsageError(
                 f"model {settings.model_name!r} has no {alias!r} alias with a bundle_uri tag; train one "
                 f"(`housing train`) or pass --{alias}-uri"
             )
-        return {"uri": info.bundle_uri, "version": info.version}
+        return {"uri": info.bundle_uri, "version": info.version, "digest": info.digest}
 
     return pick(champion_uri, ALIAS_CHAMPION), pick(challenger_uri, ALIAS_CHALLENGER)
 
@@ -80,7 +91,67 @@ def resolve_uris(champion_uri: str | None, challenger_uri: str | None) -> tuple[
 def resolve_for(backend: Backend, champion_uri: str | None, challenger_uri: str | None) -> tuple[dict, dict]:
     """:func:`resolve_uris`, asking for the champion only when the backend runs it itself."""
     champ, chall = resolve_uris(champion_uri if backend.runs_champion else "-", challenger_uri)
-    return (champ if backend.runs_champion else {"uri": None, "version": None}), chall
+    return (champ if backend.runs_champion else {"uri": None, "version": None, "digest": None}), chall
+
+
+def _local_copy(role: dict, stack: ExitStack) -> tuple[str, str | None]:
+    """A local directory holding the bundle of ``role`` (downloaded when remote; removed afterwards)."""
+    import shutil
+
+    from predictor.storage import StorageError, download
+
+    try:
+        path, digest = download(role["uri"])
+    except StorageError as exc:
+        raise UsageError(f"quality gate: cannot fetch {role['uri']}: {exc}") from exc
+    if str(path) != str(role["uri"]).removeprefix("file://"):
+        stack.callback(shutil.rmtree, path, True)
+    return str(path), digest or role.get("digest")
+
+
+def quality_gate(
+    champ: dict, chall: dict, tolerance: float, allow_worse: bool, echo: Echo, log: EventLog | None = None
+) -> dict[str, Any]:
+    """Compare the pair before a canary: schema (always refused when different), then quality.
+
+    ``champ``/``chall`` are ``{uri, version, digest}``; a missing champion URI is read from the
+    MLflow alias. Raises :class:`GateRefused` with the figures; returns the gate's record otherwise.
+    """
+    from rollout.quality_gate import SKIPPED, check
+
+    if champ.get("uri") is None:
+        try:
+            champ = resolve_uris(None, "-")[0]
+        except UsageError as exc:
+            record = {"decision": SKIPPED, "reason": f"no champion bundle to compare with ({exc})"}
+            if log is not None:
+                log.write("quality_gate", **record)
+            echo(f"quality gate: {SKIPPED}: {record['reason']}")
+            return record
+    with ExitStack() as stack:
+        champ_dir, champ_digest = _local_copy(champ, stack)
+        chall_dir, chall_digest = _local_copy(chall, stack)
+        try:
+            result = check(champ_dir, chall_dir, champ_digest, chall_digest, tolerance, allow_worse)
+        except SchemaMismatch as exc:
+            if log is not None:
+                log.write("quality_gate", decision=REFUSED, reason=str(exc), schema=False)
+            raise GateRefused(str(exc)) from None
+    record = {**result.to_dict(), "allow_worse": allow_worse}
+    record.update(champion_version=champ.get("version"), challenger_version=chall.get("version"))
+    if log is not None:
+        log.write("quality_gate", **record)
+    echo(f"quality gate: {result.decision}: {result.reason}")
+    if result.decision != SKIPPED:
+        try:
+            model = load_settings().model_name
+            run_id = registry.log_quality_gate(model, champ.get("version"), chall.get("version"), record)
+            echo(f"quality gate: logged to MLflow run {run_id}")
+        except Exception as exc:  # noqa: BLE001 - the figures are in the event log either way
+            echo(f"quality gate: not logged to MLflow ({' '.join(str(exc).split())[:200]})")
+    if result.refused:
+        raise GateRefused(f"{result.reason}; pass --allow-worse to canary it anyway")
+    return record
 
 
 def cluster_metrics() -> MetricNames:
@@ -185,11 +256,14 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
         metrics=MetricNames() if backend.runs_champion else cluster_metrics(),
     )
     champ, chall = resolve_for(backend, options.champion_uri, options.challenger_uri)
+    log = new_log(settings.home, options.name or settings.model_name)
+    echo(f"event log   {log.path}")
     with ExitStack() as stack:
         lease = _take_lease(stack, backend, options, echo)
         done = already_promoted(backend, chall["uri"])
+        if done is None and options.quality_gate:  # before anything starts: a refused pair never takes traffic
+            quality_gate(champ, chall, options.quality_tolerance, options.allow_worse, echo, log)
         if done is not None:  # finish an earlier run's promotion instead of starting a new canary
-            log = new_log(settings.home, options.name or settings.model_name)
             echo(f"{chall['uri']} already serves as the champion: finishing the registry step of that promotion")
             pending = registry_promote(chall["version"], echo) if options.registry_sync else None
             log.write("reconcile", challenger_uri=chall["uri"], registry_pending=pending)
@@ -202,8 +276,6 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
         if options.traffic > 0 and prepared.router_url:  # synthetic traffic enters through our own router
             generator = _traffic(stack, prepared, champ["uri"], options.traffic)
         show(backend.status())
-        log = new_log(settings.home, options.name or settings.model_name)
-        echo(f"event log   {log.path}")
 
         pending: list[str] = []
 

@@ -23,7 +23,7 @@ class TrainConfig:
     target: str | None = None  # required for CSV/Parquet; ames/boston know theirs
     candidates: tuple[str, ...] = CANDIDATES
     cv_folds: int = 5
-    split: str = "random"  # random | temporal
+    split: str = "hash"  # hash (stable evaluation rows) | random (by seed) | temporal
     time_column: str | None = None  # for split=temporal (ames: Year_Sold)
     test_size: float = 0.2
     seed: int = 42
@@ -44,7 +44,7 @@ class TrainResult:
     """What a finished training run produced."""
 
     bundle_uri: str  # where the bundle was published (local dir or s3://...)
-    bundle_dir: Path  # a local copy of the bundle
+    bundle_dir: Path | None  # the bundle's directory when published to one (None for s3://)
     digest: str  # sha256 of bundle.json
     manifest: Manifest
     model_version: str | None = None  # MLflow registered model version

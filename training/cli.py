@@ -27,8 +27,12 @@ def train(
     ] = ",".join(CANDIDATES),
     cv_folds: Annotated[int, typer.Option("--cv-folds", "-k", help="K-fold CV on the training split.")] = 5,
     split: Annotated[
-        str, typer.Option(help="random (train_test_split) or temporal (hold out the latest rows).")
-    ] = "random",
+        str,
+        typer.Option(
+            help="hash (hold out rows by a hash of their content: the same rows for every version), "
+            "random (train_test_split with --seed) or temporal (hold out the latest rows)."
+        ),
+    ] = "hash",
     time_column: Annotated[
         str | None, typer.Option(help="Column ordering rows for --split temporal (ames: Year_Sold).")
     ] = None,
@@ -47,7 +51,8 @@ def train(
     model_name: Annotated[
         str | None,
         typer.Option(
-            help=f"Registered model name and bundle folder [default: HOUSING_MODEL_NAME or {DEFAULT_MODEL_NAME}]."
+            help="Registered model name and bundle folder; one name per dataset, e.g. housing-ames, "
+            f"housing-boston [default: HOUSING_MODEL_NAME or {DEFAULT_MODEL_NAME}]."
         ),
     ] = None,
     bundle_root: Annotated[
@@ -78,7 +83,9 @@ def train(
     with the lowest CV RMSE, reports holdout RMSE/MAE/R²/MAPE, writes the
     bundle (bundle.json, model file, drift reference) to the bundle root and
     registers an MLflow model version with alias `challenger` (and
-    `champion` when the model has none yet).
+    `champion` when the model has none yet). One registered model name
+    holds one dataset's features: a run whose target or features differ
+    from the champion's is refused before anything is written.
 
     Environment: MLFLOW_TRACKING_URI, AWS_ENDPOINT_URL (or
     MLFLOW_S3_ENDPOINT_URL), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -88,6 +95,10 @@ def train(
     Examples:
 
       housing train                          # ames, 3 candidates, 5-fold CV
+
+      housing train -d ames --model-name housing-ames       # one registered
+
+      housing train -d boston --model-name housing-boston   # model per dataset
 
       housing train -d boston --fast --no-register     # smoke run
 

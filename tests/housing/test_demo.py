@@ -37,11 +37,16 @@ def test_demo_runs_every_stage_on_the_embedded_default(tmp_path: Path) -> None:
     # the canary left its event log behind, and the printed outcome, the log and the registry agree
     logs = list((tmp_path / "home" / "rollouts").glob("*.jsonl"))
     assert len(logs) == 1
-    last = json.loads(logs[0].read_text().splitlines()[-1])
+    events = [json.loads(line) for line in logs[0].read_text().splitlines()]
+    first, last = events[0], events[-1]
+    assert first["event"] == "quality_gate" and first["same_rows"] is True  # both versions on the same rows
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
     champion = str(client.get_model_version_by_alias(DEFAULT_MODEL_NAME, ALIAS_CHAMPION).version)
     challenger = client.get_model_version(DEFAULT_MODEL_NAME, "2")
-    if "promoted:" in out:
+    if first["decision"] == "refused":  # the challenger scored worse offline: nothing was deployed
+        assert "refused before the canary" in out and len(events) == 1
+        assert champion == "1" and challenger.tags["quality_gate"] == "refused"
+    elif "promoted:" in out:
         assert last["event"] == "promote", last
         assert champion == "2" and challenger.tags["rollout_status"] == "promoted"
     else:

@@ -44,7 +44,7 @@ def test_bundle_in_bucket_and_versions_with_aliases(stack_env, minio, mlflow_ser
     assert first.bundle_uri == f"s3://{DEFAULT_BUCKET}/{name}/{first.manifest.model_version}"
     prefix = f"{name}/{first.manifest.model_version}/"
     keys = _keys(minio, prefix=prefix)
-    assert {k.removeprefix(prefix) for k in keys} == {MANIFEST, "linear.json", "reference.json"}
+    assert {k.removeprefix(prefix) for k in keys} == {MANIFEST, "linear.json", "reference.json", "evaluation.json"}
     local = tmp_path / "download"
     local.mkdir()
     for key in keys:
@@ -62,7 +62,8 @@ def test_bundle_in_bucket_and_versions_with_aliases(stack_env, minio, mlflow_ser
     assert challenger.tags[TAG_BUNDLE_URI] == second.bundle_uri
     arts = {a.path for a in client.list_artifacts(second.run_id, "plots")}
     assert "plots/residuals.png" in arts and "plots/feature_importance.png" in arts
-    assert f"bundle/{MANIFEST}" in {a.path for a in client.list_artifacts(second.run_id, "bundle")}
+    bundle_in_model = {a.path for a in client.list_artifacts(second.run_id, "model/artifacts/bundle")}
+    assert f"model/artifacts/bundle/{MANIFEST}" in bundle_in_model  # the bundle, as the pyfunc model's artifact
     assert client.get_run(second.run_id).info.status == "FINISHED"
 
 

@@ -21,6 +21,8 @@ def test_help_teaches() -> None:
         "--bundle-root",
         "Examples",
         "housing train -d boston",
+        "--model-name housing-boston",
+        "One registered model name",
     ):
         assert text in result.output
 

@@ -16,7 +16,8 @@ def test_boston_is_renamed_to_the_classic_spelling() -> None:
     assert ds.target == "MEDV" and not ds.log_target
     first = ds.frame.iloc[0]
     assert first["CRIM"] == pytest.approx(0.00632) and first["ZN"] == 18.0 and first["LSTAT"] == pytest.approx(4.98)
-    assert len(ds.frame) == 506 and len(ds.digest) == 64
+    assert len(ds.frame) == 506 and len(ds.digest) == 32  # 128 bits: MLflow's dataset digest holds 36 characters
+    assert ds.source == "https://vincentarelbundock.github.io/Rdatasets/csv/MASS/Boston.csv"
 
 
 def test_ames_drops_de_cock_outliers_and_restores_none_levels() -> None:
@@ -36,6 +37,7 @@ def test_csv_and_parquet_with_target(tmp_path: Path, frame: pd.DataFrame, csv_pa
     frame.to_parquet(pq)
     from_parquet = load_dataset(str(pq), target="price")
     assert len(from_parquet.frame) == len(ds.frame) == 240
+    assert ds.source == csv_path.resolve().as_uri() and from_parquet.source == pq.resolve().as_uri()
     assert list(from_parquet.frame.columns) == list(ds.frame.columns)
 
 
