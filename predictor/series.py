@@ -18,6 +18,10 @@ OUT_OF_RANGE = "housing_out_of_range"
 OUT_OF_RANGE_ROWS = "housing_out_of_range_rows"
 REQUEST_ERRORS = "housing_request_errors"
 REQUEST_ERRORS_TOTAL = f"{REQUEST_ERRORS}_total"
+#: Requests the guard refused (reason ``Unauthenticated`` or ``RateLimited``): kept apart from the
+#: request errors, which rollout gates judge a model version by.
+REQUESTS_REFUSED = "housing_requests_refused"
+REQUESTS_REFUSED_TOTAL = f"{REQUESTS_REFUSED}_total"
 MODEL_INFO = "housing_model_info"
 DRIFT_PSI = "housing_drift_psi"
 DRIFT_SCORE = "housing_drift_score"
