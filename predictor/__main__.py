@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         from predictor.guard import Guard
 
         guard = Guard(guard_config(args))
+        if guard.active and args.workers > 1:  # KServe spawns fresh REST workers: the guard would be missing
+            raise ValueError("--api_keys_file/--rate_limit need --workers 1 (scale with replicas instead)")
         if storage_uri:
             path, registry_digest = download(storage_uri)
             model_dir = str(path)

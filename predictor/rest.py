@@ -148,6 +148,8 @@ def _classify(exc: Exception) -> tuple[int, str, str]:
         return 413, PAYLOAD_TOO_LARGE, str(exc)
     if isinstance(exc, ModelNotFound):
         return 404, "ModelNotFound", str(exc)
+    if isinstance(exc, NotImplementedError):
+        return 400, "VersionNotSupported", "model_version: this server serves one model version; omit the version"
     if isinstance(exc, StarletteHTTPException):
         phrase = HTTPStatus(exc.status_code).phrase
         return exc.status_code, phrase.replace(" ", ""), str(exc.detail or phrase)
@@ -167,17 +169,28 @@ def install(app: FastAPI, guard: Guard, count_error: CountError) -> None:
     """Add the middleware now and our client-error handlers when the app's stack is built."""
     app.add_middleware(GuardMiddleware, guard=guard, count_error=count_error)
     handler = _client_error_handler(count_error)
-    http_default = app.exception_handlers.get(StarletteHTTPException)
     build = app.build_middleware_stack
 
-    async def http_handler(request: Request, exc: Exception) -> Any:
-        if isinstance(exc, StarletteHTTPException) and exc.status_code >= 500 and http_default is not None:
-            return await http_default(request, exc)
-        return await handler(request, exc)
-
     def build_with_quiet_handlers() -> Any:
+        http_default = app.exception_handlers.get(StarletteHTTPException)
+        not_implemented_default = app.exception_handlers.get(NotImplementedError)
+
+        async def http_handler(request: Request, exc: Exception) -> Any:
+            if isinstance(exc, StarletteHTTPException) and exc.status_code >= 500 and http_default is not None:
+                return await http_default(request, exc)
+            return await handler(request, exc)
+
+        async def not_implemented_handler(request: Request, exc: Exception) -> Any:
+            # KServe raises it for a model version in the path or query: the client's choice, a 400;
+            # anything else not implemented stays KServe's 501 with its traceback
+            versioned = "/versions/" in request.url.path or "model_version" in request.query_params
+            if versioned or not_implemented_default is None:
+                return await handler(request, exc)
+            return await not_implemented_default(request, exc)
+
         for exc_class in CLIENT_ERRORS:
             app.exception_handlers[exc_class] = http_handler if exc_class is StarletteHTTPException else handler
+        app.exception_handlers[NotImplementedError] = not_implemented_handler
         return build()
 
     app.build_middleware_stack = build_with_quiet_handlers  # type: ignore[method-assign]

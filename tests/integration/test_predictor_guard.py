@@ -162,6 +162,12 @@ def test_a_key_file_without_keys_refuses_to_start(boston_xgb, tmp_path):
     assert "exited with 2" in str(info.value) and "no API key" in str(info.value)
 
 
+def test_guard_with_several_rest_workers_refuses_to_start(boston_xgb, keyfile):
+    with pytest.raises(RuntimeError) as info:
+        start_predictor(boston_xgb, NAME, ["--api_keys_file", str(keyfile), "--workers", "2"])
+    assert "exited with 2" in str(info.value) and "--workers 1" in str(info.value)
+
+
 # -- rate limits -------------------------------------------------------------------------------
 def test_rate_limit_is_429_with_retry_after_per_client(boston_xgb, keyfile):
     keyfile.write_text(f"{KEY}\n{OTHER_KEY}\n")
