@@ -64,6 +64,7 @@ class SoakResult:
     unexpected: int = 0
     unexpected_detail: dict[str, int] = field(default_factory=dict)
     errors_counted: float = 0.0
+    loadavg: list[float] = field(default_factory=list)  # 1-min load average at start and end
 
     @property
     def rss_growth(self) -> float:
@@ -163,6 +164,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, bundle_dir: Path | None = None) -> 
         delay_ms = max(0.0, cfg.connections / rest_rps * 1000 - 1.0)
         _wrk_mix(url, mix_file, cfg.warmup_seconds, cfg.connections, delay_ms)  # warm every path
         res.rss_start_kb = rss_kb(server.proc.pid)
+        res.loadavg.append(os.getloadavg()[0])
         paths = {}
         for name, data in (("good", good_pb), ("bad", bad_pb)):
             paths[name] = workdir / f"grpc-{name}.pb"
@@ -209,6 +211,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, bundle_dir: Path | None = None) -> 
                 grpc_proc.wait()
         res.grpc = json.loads(out.strip().splitlines()[-1])
         res.rss_end_kb = rss_kb(server.proc.pid)
+        res.loadavg.append(os.getloadavg()[0])
         res.errors_counted = _errors_counted(url)
     finally:
         server.stop()
@@ -261,7 +264,13 @@ def markdown(res: SoakResult) -> list[str]:
         f"requests malformed or too large): {sent:,} requests, **{res.unexpected} unexpected statuses**, "
         f"RSS {res.rss_start_kb / 1024:,.1f} MiB at the start → {res.rss_end_kb / 1024:,.1f} MiB at the end "
         f"(**{res.rss_growth:+.1%}**; goal ≤ 5 %), {res.errors_counted:,.0f} client errors counted in "
-        "`housing_request_errors_total`.",
+        "`housing_request_errors_total`."
+        + (
+            f" Machine load average {res.loadavg[0]:.1f} at the start, {res.loadavg[-1]:.1f} at the end "
+            f"({os.cpu_count()} cores shared with other jobs; each window's pacing delay is in the JSON)."
+            if res.loadavg
+            else ""
+        ),
         "",
         "| t (s) | REST req/s | REST p50 ms | REST p99 ms | gRPC p99 ms | REST statuses |",
         "| ---: | ---: | ---: | ---: | ---: | --- |",

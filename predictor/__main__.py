@@ -16,8 +16,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from housing.config import DEFAULT_MODEL_NAME
+
+if TYPE_CHECKING:
+    from predictor.guard import Guard, GuardConfig
+    from predictor.model import HousingModel
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +80,7 @@ def _add_guard_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def guard_config(args: argparse.Namespace):  # noqa: ANN201 - GuardConfig, imported lazily
+def guard_config(args: argparse.Namespace) -> GuardConfig:
     """The guard's settings from the parsed flags."""
     from predictor.guard import GuardConfig
 
@@ -136,7 +141,7 @@ def _share_kserve_logging() -> None:
         ours.propagate = False
 
 
-def _install_guard(model, guard) -> None:  # noqa: ANN001
+def _install_guard(model: HousingModel, guard: Guard) -> None:
     """The REST middleware and handlers, and KServe's gRPC server with our interceptors."""
     import functools
 

@@ -51,7 +51,16 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, reason: str, message: str, headers=None):  # noqa: ANN001, ANN202
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    reason: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer a refused request ourselves: one log line, the JSON error, the request id."""
     rid = request_id(_header(scope, REQUEST_ID_HEADER.encode()))
     log_client_error(scope.get("method", "?"), scope.get("path", "?"), status, reason, rid, message)
     response = JSONResponse({"error": message}, status_code=status, headers={**(headers or {}), REQUEST_ID_HEADER: rid})
@@ -120,7 +129,9 @@ class GuardMiddleware:
         return wrapped
 
 
-def _client_error_handler(count_error: CountError):  # noqa: ANN202 - a Starlette exception handler
+def _client_error_handler(count_error: CountError) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """The Starlette exception handler of every client error: log one line, count, answer."""
+
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         status, reason, detail = _classify(exc)
         path = request.url.path
