@@ -202,8 +202,9 @@ def run_soak(cfg: SoakConfig, workdir: Path, bundle_dir: Path | None = None) -> 
                     }  # fmt: skip
                 )
                 console.log(f"soak: window {len(res.windows)}: {rps:,.0f} req/s, p99 {run['p99_us'] / 1000:.1f} ms")
-                if rps > 0:  # re-pace toward the target (closed loop: delay + latency per request)
-                    delay_ms = max(0.0, delay_ms * rps / rest_rps + (rps - rest_rps) / rest_rps * 0.5)
+                if rps > 0:  # closed loop: each connection sends one request per (delay + latency)
+                    latency_ms = cfg.connections / rps * 1000 - delay_ms
+                    delay_ms = max(0.0, cfg.connections / rest_rps * 1000 - latency_ms)
             out, _ = grpc_proc.communicate(timeout=cfg.window + 120)
         finally:
             if grpc_proc.poll() is None:
