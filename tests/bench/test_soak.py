@@ -44,7 +44,9 @@ def test_unexpected_outcomes_are_counted(statuses, grpc, socket_errors, what):
 @pytest.mark.integration
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
 def test_short_soak_has_no_unexpected_status(ames_xgb: Path, tmp_path: Path) -> None:
-    cfg = SoakConfig(seconds=20, window=5, max_seconds=3, warmup_seconds=2, connections=4)
+    # half the maximum, not 80 %: CI machines are shared, and the open-loop gRPC share must not
+    # outrun a neighbour-slowed server in a run this short (the bench's 10 minutes use 80 %)
+    cfg = SoakConfig(seconds=20, window=5, max_seconds=3, warmup_seconds=2, connections=4, share=0.5)
     res = run_soak(cfg, tmp_path, bundle_dir=ames_xgb)
     print("\n".join(markdown(res)))  # the figures, for the log
     assert res.unexpected == 0, res.unexpected_detail
