@@ -10,9 +10,19 @@ import typer
 
 from bench.loadgen import wrk_available
 
+MODES = ("compare", "soak", "fuzz")
+
 
 def bench(
+    mode: str = typer.Option(
+        "compare",
+        "--mode",
+        help="compare: ours vs the floor vs MLServer; soak: 80 % of the maximum for --soak-seconds with good and "
+        "bad requests; fuzz: --fuzz-requests generated from the V2 OpenAPI description.",
+    ),
     smoke: bool = typer.Option(False, "--smoke", help="A seconds-long run that only proves the harness works."),
+    soak_seconds: float = typer.Option(600.0, "--soak-seconds", help="--mode soak: how long the load is held."),
+    fuzz_requests: int = typer.Option(5000, "--fuzz-requests", help="--mode fuzz: how many requests to generate."),
     seconds: float = typer.Option(5.0, help="Length of each load run."),
     repetitions: int = typer.Option(3, help="Interleaved rounds; medians and spread are reported."),
     connections: int = typer.Option(8, help="Concurrent keep-alive connections of the load generator."),
@@ -26,12 +36,30 @@ def bench(
       housing bench                  # full run, writes docs/benchmarks.md and docs/benchmarks.json
 
       housing bench --smoke          # quick check that every phase still runs
-    """
-    from bench.run import BenchConfig, run
 
+      housing bench --mode soak      # 10 minutes at 80 % of the maximum; a section of docs/benchmarks.md
+
+      housing bench --mode fuzz      # 5,000 schemathesis requests against the V2 REST API
+    """
+    if mode not in MODES:
+        raise typer.BadParameter(f"--mode: one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "fuzz":
+        from bench.modes import fuzz_mode
+
+        result = fuzz_mode(fuzz_requests, out or Path("docs"))
+        typer.echo(json.dumps(result, indent=2, default=float))
+        raise typer.Exit(1 if result["server_errors"] else 0)
     if not wrk_available():
         typer.echo("error: wrk not found; install it (Debian: apt-get install wrk)", err=True)
         raise typer.Exit(2)
+    if mode == "soak":
+        from bench.modes import soak_mode
+
+        result = soak_mode(20.0 if smoke else soak_seconds, out or Path("docs"))
+        typer.echo(json.dumps(result, indent=2, default=float))
+        raise typer.Exit(0 if result["unexpected"] == 0 and result["rss_growth"] <= 0.05 else 1)
+    from bench.run import BenchConfig, run
+
     if smoke:
         cfg = BenchConfig.smoke_config(out or Path(tempfile.mkdtemp(prefix="housing-bench-")))
     else:

@@ -23,6 +23,7 @@ import httpx
 from rich.console import Console
 
 from bench import loadgen, servers
+from bench.sections import keep_sections
 from housing.config import DEFAULT_MODEL_NAME
 
 console = Console(stderr=True)
@@ -393,7 +394,7 @@ def write_report(res: Results, cfg: BenchConfig) -> tuple[Path, Path]:
     if cfg.smoke:
         lines.insert(2, "**Smoke run** (seconds-long, small batch): figures are not meaningful.\n")
     md_path = cfg.out_dir / "benchmarks.md"
-    md_path.write_text("\n".join(lines) + "\n")
+    md_path.write_text(keep_sections(md_path, "\n".join(lines)))
     return json_path, md_path
 
 

@@ -56,11 +56,11 @@ def _spawn(label: str, args: list[str], model_name: str, http: int, grpc: int, l
     return Server(label, proc, http, grpc, model_name)
 
 
-def start_ours(bundle_dir: Path, model_name: str, workdir: Path) -> Server:
-    """``python -m predictor`` serving the bundle."""
+def start_ours(bundle_dir: Path, model_name: str, workdir: Path, extra: list[str] | None = None) -> Server:
+    """``python -m predictor`` serving the bundle (``extra``: more predictor flags)."""
     http, grpc = free_port(), free_port()
     args = [sys.executable, "-m", "predictor", "--model_name", model_name, "--model_dir", str(bundle_dir)]
-    args += ["--http_port", str(http), "--grpc_port", str(grpc), "--enable_latency_logging", "false"]
+    args += ["--http_port", str(http), "--grpc_port", str(grpc), "--enable_latency_logging", "false", *(extra or [])]
     return _spawn("ours", args, model_name, http, grpc, workdir / "ours.log")
 
 

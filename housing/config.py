@@ -24,6 +24,10 @@ ALIAS_PREVIOUS = "previous"
 #: Model-version tags written at registration.
 TAG_BUNDLE_URI = "bundle_uri"
 TAG_BUNDLE_DIGEST = "bundle_digest"
+#: The request header carrying an API key (``Authorization: Bearer`` works too), and the
+#: environment variable clients (``housing predict``, rollout traffic) read their key from.
+API_KEY_HEADER = "X-API-Key"
+API_KEY_ENV = "HOUSING_API_KEY"
 
 
 @dataclass(frozen=True)

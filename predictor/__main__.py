@@ -2,9 +2,11 @@
 
 Flags are KServe's own (``--http_port``, ``--grpc_port``, ``--workers``, …, see
 ``kserve.model_server.parser``) plus ``--model_dir``, ``--storage_uri``, ``--bundle_digest``
-(or ``HOUSING_BUNDLE_DIGEST``) and ``--max_batch_size``. A bundle that fails verification is
-never served: the process logs the reason and exits with status 2 (in Kubernetes the pod never
-becomes ready and its log says why).
+(or ``HOUSING_BUNDLE_DIGEST``), ``--max_batch_size`` and the guard's flags (``--api_keys_file``,
+``--rate_limit``, ``--rate_burst``, ``--open_paths``, ``--max_body_bytes``; see
+:mod:`predictor.guard`). A bundle that fails verification, or a key file without a key, is never
+served: the process logs the reason and exits with status 2 (in Kubernetes the pod never becomes
+ready and its log says why).
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from housing.config import DEFAULT_MODEL_NAME
+
+if TYPE_CHECKING:
+    from predictor.guard import Guard, GuardConfig
+    from predictor.model import HousingModel
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +45,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max_batch_size", type=int, default=int(os.environ.get("HOUSING_MAX_BATCH_SIZE", "10000")))
     parser.add_argument("--drift_window", type=int, default=2000, help="Rows kept for the drift PSI.")
+    _add_guard_arguments(parser)
     return parser
+
+
+def _add_guard_arguments(parser: argparse.ArgumentParser) -> None:
+    from predictor.guard import DEFAULT_MAX_BODY_BYTES, DEFAULT_OPEN_PATHS
+
+    env = os.environ.get
+    group = parser.add_argument_group("guard (off by default)")
+    group.add_argument(
+        "--api_keys_file",
+        default=env("HOUSING_API_KEYS_FILE") or None,
+        help="File with one API key per line (re-read when it changes); requests then need X-API-Key or "
+        "Authorization: Bearer. Default: HOUSING_API_KEYS_FILE, else no keys.",
+    )
+    group.add_argument(
+        "--rate_limit",
+        type=float,
+        default=float(env("HOUSING_RATE_LIMIT") or 0),
+        help="Requests per second per client (API key, else address); 0 = off. Over it: 429 / RESOURCE_EXHAUSTED.",
+    )
+    group.add_argument("--rate_burst", type=float, default=None, help="Bucket size (default: one second of rate).")
+    group.add_argument(
+        "--open_paths",
+        default=",".join(DEFAULT_OPEN_PATHS),
+        help="Comma-separated REST paths that need no key and are not rate limited (* = one path segment).",
+    )
+    group.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=int(env("HOUSING_MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES),
+        help="Larger request bodies are refused with 413 before they are read.",
+    )
+
+
+def guard_config(args: argparse.Namespace) -> GuardConfig:
+    """The guard's settings from the parsed flags."""
+    from predictor.guard import GuardConfig
+
+    return GuardConfig(
+        api_keys_file=args.api_keys_file,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        open_paths=tuple(p.strip() for p in args.open_paths.split(",") if p.strip()),
+        max_body_bytes=args.max_body_bytes,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,39 +107,69 @@ def main(argv: list[str] | None = None) -> int:
     if not storage_uri and not (Path(model_dir) / MANIFEST).is_file():
         storage_uri = os.environ.get("STORAGE_URI") or None
     try:
+        from predictor.auth import AuthConfigError
+        from predictor.guard import Guard
+
+        guard = Guard(guard_config(args))
+        if guard.active and args.workers > 1:  # KServe spawns fresh REST workers: the guard would be missing
+            raise ValueError("--api_keys_file/--rate_limit need --workers 1 (scale with replicas instead)")
         if storage_uri:
             path, registry_digest = download(storage_uri)
             model_dir = str(path)
             expected = expected or registry_digest
         model = HousingModel(args.model_name, model_dir, expected, args.max_batch_size, args.drift_window)
         model.load()
-    except (BundleError, StorageError, ValueError, OSError) as exc:
+    except (AuthConfigError, BundleError, StorageError, ValueError, OSError) as exc:
         msg = f"predictor: refusing to serve: {exc}"
         log.error(msg)
         print(msg, file=sys.stderr, flush=True)
         return 2
     server = ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers)
-    _install_validation_handler(model)
+    _share_kserve_logging()
+    _install_guard(model, guard)
     server.start([model])
     return 0
 
 
-def _install_validation_handler(model) -> None:  # noqa: ANN001
-    """Map FastAPI's request-validation errors (malformed V2 JSON) to 400 like InvalidInput; count them."""
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+def _share_kserve_logging() -> None:
+    """Our logger writes through KServe's handlers (same format, stderr)."""
+    kserve_logger = logging.getLogger("kserve")
+    ours = logging.getLogger("predictor")
+    if kserve_logger.handlers and not ours.handlers:
+        ours.handlers = list(kserve_logger.handlers)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+
+
+def _install_guard(model: HousingModel, guard: Guard) -> None:
+    """The REST middleware and handlers, and KServe's gRPC server with our interceptors."""
+    import functools
+
     from kserve import model_server
 
-    async def handler(_request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for err in exc.errors()[:3]:
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
-        if model.metrics is not None:
-            model.metrics.error("v2", "RequestValidationError")
-        return JSONResponse(status_code=400, content={"error": "; ".join(parts) or "invalid request"})
+    from predictor import rest
+    from predictor.grpc_server import GuardedGRPCServer
 
-    model_server.app.add_exception_handler(RequestValidationError, handler)
+    def count_error(protocol: str, reason: str) -> None:
+        if model.metrics is not None:
+            model.metrics.error(protocol, reason)
+
+    def count_refused(protocol: str, reason: str) -> None:
+        if model.metrics is not None:
+            model.metrics.refuse(protocol, reason)
+
+    guard.on_refused = count_refused
+    rest.install(model_server.app, guard, count_error)
+    # ModelServer.start builds its gRPC server from this module-level name
+    model_server.GRPCServer = functools.partial(GuardedGRPCServer, guard=guard, count_error=count_error)
+    if guard.active:
+        log = logging.getLogger("predictor")
+        log.info(
+            "guard: api keys %s, rate limit %s, open paths %s",
+            f"on ({len(guard.keys)} keys)" if guard.keys is not None else "off",
+            f"{guard.config.rate_limit:g}/s per client" if guard.buckets is not None else "off",
+            ",".join(guard.config.open_paths),
+        )
 
 
 if __name__ == "__main__":

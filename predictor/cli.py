@@ -16,7 +16,14 @@ from typing import Any
 
 import typer
 
-from housing.config import ALIAS_CHAMPION, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, load_settings
+from housing.config import (
+    ALIAS_CHAMPION,
+    API_KEY_ENV,
+    API_KEY_HEADER,
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_PORT,
+    load_settings,
+)
 
 
 def serve_argv(
@@ -108,6 +115,9 @@ def predict(
     model_name: str | None = typer.Option(None, "--model-name"),
     explain: bool = typer.Option(False, "--explain", help="V1 :explain instead of :predict."),
     timeout: float = typer.Option(30.0, "--timeout"),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar=API_KEY_ENV, show_envvar=True, help="Sent as X-API-Key (never printed)."
+    ),
 ) -> None:
     """Send a V1 or V2 prediction request and print the answer."""
     import httpx
@@ -119,7 +129,8 @@ def predict(
         payload = to_v2(payload)
     target = endpoint(url, protocol, model_name or load_settings().model_name, explain)
     try:
-        response = httpx.post(target, json=payload, timeout=timeout)
+        headers = {API_KEY_HEADER: api_key} if api_key else {}
+        response = httpx.post(target, json=payload, timeout=timeout, headers=headers)
     except httpx.HTTPError as exc:
         typer.echo(f"error: {target}: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -8,7 +8,10 @@ champion (names in :mod:`predictor.series`; drift in :mod:`predictor.drift`):
   buckets, from its bundle's reference prediction deciles.
 * ``housing_out_of_range_total`` — values outside the training range / unseen categories, by
   ``feature``; ``housing_out_of_range_rows_total`` — rows with at least one.
-* ``housing_request_errors_total`` — rejected requests by ``protocol`` and ``reason``.
+* ``housing_request_errors_total`` — rejected requests by ``protocol`` and ``reason`` (client
+  errors, counted where they are answered: :mod:`predictor.rest`, :mod:`predictor.grpc_server`).
+* ``housing_requests_refused_total`` — requests the guard refused (``reason``: ``Unauthenticated``,
+  ``RateLimited``), by ``protocol``.
 * ``housing_request_duration_seconds`` — histogram of the seconds each answered request spent
   in the model's predict handler, by ``protocol`` (the rollout's latency gate reads it per version).
 * ``housing_model_info`` — 1, with flavor and bundle digest labels.
@@ -46,6 +49,7 @@ from predictor.series import (
     REASON,
     REQUEST_DURATION,
     REQUEST_ERRORS,
+    REQUESTS_REFUSED,
 )
 
 #: Queued small requests applied to the series at once (and at every scrape).
@@ -197,6 +201,7 @@ class ModelMetrics:
             name, version
         )
         self.errors = _metric(Counter, REQUEST_ERRORS, "Rejected requests", (*LABELS, PROTOCOL, REASON))
+        self.refused = _metric(Counter, REQUESTS_REFUSED, "Requests refused by the guard", (*LABELS, PROTOCOL, REASON))
         info = _metric(Gauge, MODEL_INFO, "The served bundle", (*LABELS, FLAVOR, DIGEST))
         info.labels(name, version, flavor, digest).set(1)
         self.window = DriftWindow(schema, reference, window)
@@ -261,4 +266,9 @@ class ModelMetrics:
         self.window.add(X, prices)
 
     def error(self, protocol: str, reason: str) -> None:
+        """Count one rejected request (a client error)."""
         self.errors.labels(*self.labels, protocol, reason).inc()
+
+    def refuse(self, protocol: str, reason: str) -> None:
+        """Count one request the guard refused (no key, over the rate)."""
+        self.refused.labels(*self.labels, protocol, reason).inc()

@@ -26,7 +26,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from bundle.schema import CATEGORICAL
-from predictor.codec import Decoder
+from predictor.codec import BatchTooLarge, Decoder
 from predictor.loaded import LoadedBundle, load_bundle
 from predictor.metrics import ModelMetrics
 from predictor.ranges import RangeCheck
@@ -136,14 +136,11 @@ class HousingModel(Model):
     ) -> dict | InferResponse:
         assert self.bundle is not None and self.decoder is not None and self.metrics is not None
         started = time.perf_counter()
-        protocol = "v2" if isinstance(payload, (InferRequest, ModelInferRequest)) else "v1"
-        try:
-            X, protocol = self.decode(payload)
-            if isinstance(payload, InferRequest):
-                self._check_requested_outputs(payload)
-        except InvalidInput as exc:
-            self.metrics.error(protocol, type(exc).__name__)
-            raise
+        # client errors raise InvalidInput; they are counted where they are answered
+        # (predictor.rest, predictor.grpc_server), with KServe's own rejections
+        X, protocol = self.decode(payload)
+        if isinstance(payload, InferRequest):
+            self._check_requested_outputs(payload)
         prices = self.bundle.predict(X)
         assert self.ranges is not None
         mask = self.ranges.out_of_range(X)  # flagged in the answer, counted by the metrics
@@ -176,13 +173,9 @@ class HousingModel(Model):
     def explain(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
         """Per-feature contributions that sum (with the bias) to the model-scale prediction."""
         assert self.bundle is not None and self.metrics is not None
-        try:
-            X, _ = self.decode(payload)
-        except InvalidInput as exc:
-            self.metrics.error("explain", type(exc).__name__)
-            raise
+        X, _ = self.decode(payload)
         if len(X) > 1000:
-            raise InvalidInput(f"instances: explain handles at most 1000 rows per request, got {len(X)}")
+            raise BatchTooLarge(f"instances: explain handles at most 1000 rows per request, got {len(X)}")
         contribs, bias = self.bundle.contributions(X)
         model_scale = self.bundle.predict_model_scale(X)
         prices = self.bundle.to_price(model_scale.copy())

@@ -18,6 +18,10 @@ OUT_OF_RANGE = "housing_out_of_range"
 OUT_OF_RANGE_ROWS = "housing_out_of_range_rows"
 REQUEST_ERRORS = "housing_request_errors"
 REQUEST_ERRORS_TOTAL = f"{REQUEST_ERRORS}_total"
+#: Requests the guard refused (reason ``Unauthenticated`` or ``RateLimited``): kept apart from the
+#: request errors, which rollout gates judge a model version by.
+REQUESTS_REFUSED = "housing_requests_refused"
+REQUESTS_REFUSED_TOTAL = f"{REQUESTS_REFUSED}_total"
 MODEL_INFO = "housing_model_info"
 #: Seconds in the model's predict handler (decode, predict, range check), per version and protocol:
 #: KServe's own ``request_predict_seconds`` has no model_version label, so a canary's latency gate

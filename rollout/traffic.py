@@ -9,6 +9,7 @@ therefore looks like the training data (no drift) without shipping the data itse
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 
 from bundle.manifest import MANIFEST, REFERENCE_FILE
+from housing.config import API_KEY_ENV, API_KEY_HEADER
 
 
 def sampler(bundle: dict[str, Any], seed: int = 0):  # noqa: ANN201 - a row factory
@@ -59,10 +61,23 @@ def reference_of(bundle_dir: str | Path) -> dict[str, Any]:
 
 
 class TrafficGenerator:
-    """Send about ``rps`` V1 requests per second through ``url`` in a background thread."""
+    """Send about ``rps`` V1 requests per second through ``url`` in a background thread.
 
-    def __init__(self, url: str, model_name: str, reference: dict[str, Any], rps: float = 50.0, seed: int = 0) -> None:
+    With an API key (``api_key``, else ``HOUSING_API_KEY``) every request carries ``X-API-Key``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        reference: dict[str, Any],
+        rps: float = 50.0,
+        seed: int = 0,
+        api_key: str | None = None,
+    ) -> None:
         self.url = f"{url.rstrip('/')}/v1/models/{model_name}:predict"
+        key = api_key or os.environ.get(API_KEY_ENV)
+        self.headers = {API_KEY_HEADER: key} if key else {}
         self.row = sampler(reference, seed)
         self.rps = rps
         self.codes: Counter = Counter()
@@ -72,7 +87,7 @@ class TrafficGenerator:
 
     def _run(self) -> None:
         period = 1.0 / self.rps if self.rps > 0 else 0.0
-        with httpx.Client(timeout=10.0) as client:
+        with httpx.Client(timeout=10.0, headers=self.headers) as client:
             next_at = time.monotonic()
             while not self._stop.is_set():
                 try:

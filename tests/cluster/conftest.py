@@ -60,6 +60,14 @@ VALUE_SETS: dict[str, list[str]] = {
         "canary.storageUri=s3://models/housing/2",
     ],
     "named-predictor": ["predictor.name=blue", "canary.enabled=true", "canary.storageUri=s3://models/housing/3"],
+    "guarded": [
+        "auth.existingSecret=housing-api-keys",
+        "rateLimit.requestsPerSecond=50",
+        "rateLimit.burst=100",
+        "networkPolicy.monitoring.podLabels.app\\.kubernetes\\.io/name=prometheus",
+        "devStack.mlflow.backend=postgres",
+    ],
+    "network-policy-off": ["networkPolicy.enabled=false"],
     "monitoring-all": [
         "monitoring.serviceMonitor.enabled=true",
         "monitoring.grafanaDashboard.enabled=true",

@@ -390,6 +390,14 @@ BAD_VALUES = {
     "alert-threshold-not-a-number": ["monitoring.prometheusRule.p95Seconds=fast"],
     "alert-bad-duration": ["monitoring.prometheusRule.for=5 minutes"],
     "dashboard-unknown-key": ["monitoring.grafanaDashboard.folder=ML"],
+    "auth-secret-bad-name": ["auth.existingSecret=Bad_Secret"],
+    "rate-limit-negative": ["rateLimit.requestsPerSecond=-1"],
+    "rate-limit-not-a-number": ["rateLimit.requestsPerSecond=lots"],
+    "body-limit-tiny": ["predictor.maxBodyBytes=10"],
+    "monitoring-namespace-bad": ["networkPolicy.monitoring.namespace=Monitoring_NS"],
+    "network-policy-unknown-key": ["networkPolicy.egress=true"],
+    "api-keys-with-two-workers": ["auth.existingSecret=keys", "predictor.workers=2"],
+    "rate-limit-with-two-workers": ["rateLimit.requestsPerSecond=10", "predictor.workers=2"],
 }
 
 
@@ -462,3 +470,104 @@ def test_standard_mode_keeps_the_predictors_own_scrape_port(render):
     assert pod["prometheus.io/port"] == str(_values()["predictor"]["httpPort"])
     knative = _isvc(render(VALUE_SETS["canary-10-serverless"]))
     assert knative["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "true"
+
+
+# -- the guard: API keys, rate limits, network policies ------------------------------------------
+def _args(objects: list[dict]) -> list[str]:
+    return _predictor_container(_isvc(objects)["spec"]["predictor"])["args"]
+
+
+def _flag(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args else None
+
+
+def test_guard_is_off_by_default_but_the_body_limit(render):
+    objects = render()
+    args = _args(objects)
+    assert _flag(args, "--api_keys_file") is None and _flag(args, "--rate_limit") is None
+    assert int(_flag(args, "--max_body_bytes")) == _values()["predictor"]["maxBodyBytes"]
+    predictor = _isvc(objects)["spec"]["predictor"]
+    assert [v["name"] for v in predictor["volumes"]] == ["tmp"]
+
+
+def test_api_keys_secret_is_mounted_whole_and_passed(render):
+    objects = render(VALUE_SETS["guarded"])
+    predictor = _isvc(objects)["spec"]["predictor"]
+    container = _predictor_container(predictor)
+    (volume,) = [v for v in predictor["volumes"] if v["name"] == "api-keys"]
+    assert volume["secret"]["secretName"] == "housing-api-keys"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "api-keys"]
+    assert mount["readOnly"] is True and "subPath" not in mount  # a subPath mount never sees a rotation
+    assert _flag(container["args"], "--api_keys_file") == f"{mount['mountPath']}/api-keys"
+    open_paths = _flag(container["args"], "--open_paths").split(",")
+    probes = {container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")}
+    assert probes <= set(open_paths) and "/metrics" in open_paths
+    assert (_flag(container["args"], "--rate_limit"), _flag(container["args"], "--rate_burst")) == ("50", "100")
+    assert not [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "housing-api-keys"]
+
+
+def _policies(objects: list[dict]) -> dict[str, dict]:
+    return {o["metadata"]["name"].removeprefix(f"{RELEASE}-"): o["spec"] for o in by_kind(objects, "NetworkPolicy")}
+
+
+def _pod_labels(objects: list[dict]) -> list[dict[str, str]]:
+    """Labels of every pod the chart makes (workload templates, the test Pod, the predictor)."""
+    labels = [o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] in ("Deployment", "Job")]
+    labels += [o["metadata"]["labels"] for o in by_kind(objects, "Pod")]
+    labels.append(_isvc(objects)["spec"]["predictor"]["labels"])
+    return labels
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] == "In", expr
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def _components(objects: list[dict], selector: dict) -> set[str]:
+    return {lab.get("app.kubernetes.io/component") for lab in _pod_labels(objects) if _selects(selector, lab)}
+
+
+@pytest.mark.parametrize("name", ["standard", "guarded", "serverless"])
+def test_network_policies_default_deny_and_allow_only_the_named_peers(render, name):
+    objects = render(VALUE_SETS[name] + ["devStack.mlflow.backend=postgres"])
+    policies = _policies(objects)
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    expected_peers = {
+        "minio": {"training", "predictor", "minio-bucket", "mlflow"},
+        "mlflow": {"training", "rollout"},
+        "postgres": {"mlflow"},
+    }
+    for target, peers in expected_peers.items():
+        spec = policies[target]
+        assert _components(objects, spec["podSelector"]) == {target}
+        (rule,) = spec["ingress"]
+        (peer,) = rule["from"]
+        assert set(peer) == {"podSelector"}, "no namespaceSelector: only this namespace"
+        allowed = peers - {"rollout"}  # rollout pods are the user's, not the chart's
+        assert _components(objects, peer["podSelector"]) == allowed, target
+        assert _selects(peer["podSelector"], {**_pod_labels(objects)[0], "app.kubernetes.io/component": "rollout"}) == (
+            "rollout" in peers
+        )
+    predictor = policies["predictor"]
+    assert _components(objects, predictor["podSelector"]) == {"predictor"}
+    (rule,) = predictor["ingress"]
+    gateways, monitoring, test_pod = rule["from"]
+    namespaces = set(gateways["namespaceSelector"]["matchExpressions"][0]["values"])
+    assert {"kserve", "envoy-gateway-system"} <= namespaces
+    assert ("knative-serving" in namespaces) == (name == "serverless")
+    assert monitoring["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    if name == "guarded":
+        assert monitoring["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert _components(objects, test_pod["podSelector"]) == {"test"}
+    assert {p["port"] for p in rule["ports"]} == {config.DEFAULT_HTTP_PORT, config.DEFAULT_GRPC_PORT}
+
+
+def test_network_policies_follow_the_dev_stack_and_can_be_off(render):
+    assert "minio" not in _policies(render(VALUE_SETS["devstack-off"]))
+    assert set(_policies(render(VALUE_SETS["devstack-off"]))) == {"default-deny", "predictor"}
+    assert by_kind(render(VALUE_SETS["network-policy-off"]), "NetworkPolicy") == []

@@ -223,6 +223,22 @@ containers:
       - {{ $v.predictor.grpcPort | quote }}
       - --workers
       - {{ $v.predictor.workers | quote }}
+      - --max_body_bytes
+      - {{ $v.predictor.maxBodyBytes | int64 | quote }}
+      {{- if $v.auth.existingSecret }}
+      - --api_keys_file
+      - {{ printf "%s/%s" (include "housing.apiKeysDir" $root) $v.auth.key | quote }}
+      - --open_paths
+      - {{ join "," $v.auth.openPaths | quote }}
+      {{- end }}
+      {{- if gt (float64 $v.rateLimit.requestsPerSecond) 0.0 }}
+      - --rate_limit
+      - {{ $v.rateLimit.requestsPerSecond | toString | quote }}
+      {{- if gt (float64 $v.rateLimit.burst) 0.0 }}
+      - --rate_burst
+      - {{ $v.rateLimit.burst | toString | quote }}
+      {{- end }}
+      {{- end }}
       {{- range $v.predictor.extraArgs }}
       - {{ . | quote }}
       {{- end }}
@@ -252,10 +268,27 @@ containers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- if $v.auth.existingSecret }}
+      # the whole Secret, not a subPath: the kubelet then updates the file when the Secret changes
+      - name: api-keys
+        mountPath: {{ include "housing.apiKeysDir" $root }}
+        readOnly: true
+      {{- end }}
 volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 256Mi
+  {{- if $v.auth.existingSecret }}
+  - name: api-keys
+    secret:
+      secretName: {{ $v.auth.existingSecret }}
+      defaultMode: 0440
+  {{- end }}
+{{- end }}
+
+{{/* Where the API-key Secret is mounted in the predictor container. */}}
+{{- define "housing.apiKeysDir" -}}
+/etc/housing/auth
 {{- end }}
 
 {{/* Scratch volume + security for the dev-stack and Job pods. */}}
