@@ -162,6 +162,11 @@ ToleranceOpt = typer.Option(
 AllowWorseOpt = typer.Option(
     False, "--allow-worse", help="canary a challenger the quality gate finds worse (recorded in the event log)"
 )
+SkipGateOpt = typer.Option(
+    False,
+    "--skip-quality-gate",
+    help="no offline comparison (e.g. this host cannot read the bundles); recorded in the event log",
+)
 
 
 def _check_lease(be: Any, dry_run: bool) -> None:
@@ -191,6 +196,7 @@ def start(
     manifest: Path = ManifestOpt,
     quality_tolerance: float = ToleranceOpt,
     allow_worse: bool = AllowWorseOpt,
+    skip_quality_gate: bool = SkipGateOpt,
 ) -> None:
     """Deploy the challenger next to the champion with PERCENT % of the traffic.
 
@@ -211,7 +217,10 @@ def start(
         _check_lease(be, dry_run)
         champ, chall = resolve_for(be, champion_uri, challenger_uri)
         if not dry_run:
-            quality_gate(champ, chall, quality_tolerance, allow_worse, typer.echo)
+            if skip_quality_gate:
+                typer.echo("quality gate: skipped (--skip-quality-gate)")
+            else:
+                quality_gate(champ, chall, quality_tolerance, allow_worse, typer.echo)
         be.prepare(champ["uri"], chall["uri"], port=port, sticky=sticky)  # local: champion + challenger at 0 %
         status = be.start(chall["uri"], percent)
         if wait and not dry_run and hasattr(be, "wait_ready"):
@@ -353,6 +362,7 @@ def run(
     manifest: Path = ManifestOpt,
     quality_tolerance: float = ToleranceOpt,
     allow_worse: bool = AllowWorseOpt,
+    skip_quality_gate: bool = SkipGateOpt,
 ) -> None:
     """Walk the steps, judge each from Prometheus, then promote or roll back by itself.
 
@@ -399,6 +409,7 @@ def run(
             ready_timeout=ready_timeout,
             quality_tolerance=quality_tolerance,
             allow_worse=allow_worse,
+            quality_gate=not skip_quality_gate,
         )
         outcome = run_rollout(be, options, typer.echo, show)
         if outcome.registry_pending:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bundle import registry
+from bundle.manifest import BundleError
 from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
 from predictor.series import PREDICTIONS_TOTAL, REQUEST_DURATION, REQUEST_ERRORS_TOTAL
 from rollout.analysis import Analysis, Outcome, Verdict
@@ -133,6 +134,11 @@ def quality_gate(
         chall_dir, chall_digest = _local_copy(chall, stack)
         try:
             result = check(champ_dir, chall_dir, champ_digest, chall_digest, tolerance, allow_worse)
+        except BundleError as exc:  # a bundle that fails verification never reaches a canary
+            reason = f"a bundle fails verification: {exc}"
+            if log is not None:
+                log.write("quality_gate", decision=REFUSED, reason=reason)
+            raise GateRefused(f"quality gate: {reason}") from None
         except SchemaMismatch as exc:
             if log is not None:
                 log.write("quality_gate", decision=REFUSED, reason=str(exc), schema=False)
@@ -263,6 +269,9 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
         done = already_promoted(backend, chall["uri"])
         if done is None and options.quality_gate:  # before anything starts: a refused pair never takes traffic
             quality_gate(champ, chall, options.quality_tolerance, options.allow_worse, echo, log)
+        elif done is None:
+            log.write("quality_gate", decision="skipped", reason="--skip-quality-gate")
+            echo("quality gate: skipped (--skip-quality-gate)")
         if done is not None:  # finish an earlier run's promotion instead of starting a new canary
             echo(f"{chall['uri']} already serves as the champion: finishing the registry step of that promotion")
             pending = registry_promote(chall["version"], echo) if options.registry_sync else None

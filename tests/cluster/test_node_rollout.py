@@ -411,17 +411,28 @@ def rows() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def rollout_env(release: Node, mlflow_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """What ``housing rollout`` runs with: the rollout ServiceAccount's token, the in-cluster MLflow."""
+def rollout_env(release: Node, mlflow_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """What ``housing rollout`` runs with: the rollout ServiceAccount's token, the in-cluster MLflow,
+    and the in-cluster MinIO (the offline quality gate reads both bundles before a canary)."""
+    import base64
+
     home = tmp_path_factory.mktemp("rollout-home")
     kubeconfig = token_kubeconfig(release, f"{RELEASE}-rollout", home / "rollout.kubeconfig")
-    return {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "HOUSING_HOME": str(home),
-        "MLFLOW_TRACKING_URI": mlflow_url,
-        "HOUSING_PROM_SELECTOR": f'namespace="{NS}"',
-    }
+    secret = release.get("secret", f"{RELEASE}-s3", NS)["data"]
+    creds = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    with release.port_forward(NS, f"svc/{RELEASE}-minio", 9000) as port:
+        yield {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "HOUSING_HOME": str(home),
+            "MLFLOW_TRACKING_URI": mlflow_url,
+            "HOUSING_PROM_SELECTOR": f'namespace="{NS}"',
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": creds["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
 
 
 def housing(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -467,8 +478,13 @@ def test_crashing_challenger_is_rolled_back_and_the_champion_answers_everything(
     release: Node, prometheus: NodePrometheus, rollout_env: dict[str, str], mlflow_url: str, rows: list, bundles: dict
 ) -> None:
     version = register(mlflow_url, uri_of(bundles, "crash"))
+    before = release.get("inferenceservice", ISVC, NS)["metadata"]["resourceVersion"]
+    refused = housing(rollout_env, *run_args(prometheus))  # the offline gate reads the bundle first
+    assert refused.returncode == 4 and "fails verification" in refused.stdout + refused.stderr, refused.stdout
+    assert release.get("inferenceservice", ISVC, NS)["metadata"]["resourceVersion"] == before  # nothing deployed
+    # a challenger that crashes for a reason the gate cannot see: the same bundle past the gate
     with SplitTraffic(release, rows) as traffic:
-        result = housing(rollout_env, *run_args(prometheus, "--ready-timeout", "60"))
+        result = housing(rollout_env, *run_args(prometheus, "--ready-timeout", "60", "--skip-quality-gate"))
         time.sleep(2)
     out = result.stdout + result.stderr
     assert result.returncode == 3, out
@@ -490,8 +506,8 @@ def test_shifted_challenger_is_rolled_back_by_its_gates(
     release: Node, prometheus: NodePrometheus, rollout_env: dict[str, str], mlflow_url: str, rows: list, bundles: dict
 ) -> None:
     version = register(mlflow_url, uri_of(bundles, "shifted"))
-    with SplitTraffic(release, rows) as traffic:
-        result = housing(rollout_env, *run_args(prometheus))
+    with SplitTraffic(release, rows) as traffic:  # past the offline gate (it finds +50 % worse): the online gates
+        result = housing(rollout_env, *run_args(prometheus, "--allow-worse"))
         time.sleep(2)
     out = result.stdout + result.stderr
     assert result.returncode == 3, out
