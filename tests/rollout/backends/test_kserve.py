@@ -329,3 +329,18 @@ def test_patch_retries_on_bare_422_only_when_resource_version_moved():
     with pytest.raises(RolloutError, match="patch of ml/housing failed"):
         st.StandardBackend("housing", "ml", api=api).start(CHALLENGER, 10)
     assert api.patches == 1
+
+
+def test_status_written_by_the_v0_20_controller_is_not_judged():
+    """The live object's status (controller-owned) has string URLs the SDK models call objects:
+    a patch built from it must still validate (seen on the node tier)."""
+    live = isvc(name="v1")
+    live["status"] = {
+        "url": "http://housing-canary.example.com",
+        "address": {"url": "http://housing-v1-predictor.canary.svc.cluster.local"},
+        "components": {"predictor": {"url": "http://housing-v1-predictor-canary.example.com"}},
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    assert isvc_errors(live) == []
+    obj = step(live, st.start_ops(live, CHALLENGER, 10))
+    assert obj["spec"]["canary"][0]["trafficPercent"] == 10
