@@ -80,7 +80,7 @@ def test_skaffold_port_forwards_name_rendered_objects(render):
 def test_skaffold_profiles_switch_kserve_mode(render):
     sk = _skaffold()
     profiles = {p["name"]: p for p in sk["profiles"]}
-    assert set(profiles) == {"standard", "serverless"}
+    assert set(profiles) == {"standard", "serverless", "node"}  # node: the single-node tier (podman, no kind)
     (patch,) = [p for p in profiles["serverless"]["patches"] if p["path"].endswith("kserve.deploymentMode")]
     assert patch["op"] == "replace" and patch["value"] == "Knative"
     key = patch["path"].split("/setValues/")[1]

@@ -84,7 +84,7 @@ def test_fake_backend_is_a_backend(tmp_path: Path) -> None:
 def test_everything_started_is_stopped_in_reverse_order_when_the_run_fails(events, tmp_path) -> None:
     with pytest.raises(RuntimeError, match="went away"):
         run_rollout(FakeBackend(events, True, tmp_path), _options(traffic=5.0), events.append, lambda s: None)
-    assert [e for e in events if not e.startswith(("prometheus  ", "event log"))] == [
+    assert [e for e in events if not e.startswith(("prometheus  ", "event log", "quality gate"))] == [
         "prepare /bundles/1 /bundles/2",
         "prometheus up",
         "traffic up",
@@ -105,11 +105,14 @@ def test_cluster_backend_needs_a_prometheus_url_and_starts_nothing_here(events, 
     backend = FakeBackend(events, False, tmp_path)
     with pytest.raises(UsageError, match="--prometheus-url is required"):
         run_rollout(backend, _options(traffic=5.0), events.append, lambda s: None)
-    assert [e for e in events if not e.startswith("event log")] == ["prepare None /bundles/2", "close"]
+    assert [e for e in events if not e.startswith(("event log", "quality gate"))] == [
+        "prepare None /bundles/2",
+        "close",
+    ]
     events.clear()
     with pytest.raises(RuntimeError):
         run_rollout(backend, _options(prometheus_url="http://prom:9090"), events.append, lambda s: None)
-    assert [e for e in events if not e.startswith("event log")] == [
+    assert [e for e in events if not e.startswith(("event log", "quality gate"))] == [
         "prepare None /bundles/2",
         "analysis /bundles/2",
         "close",
