@@ -571,3 +571,11 @@ def test_network_policies_follow_the_dev_stack_and_can_be_off(render):
     assert "minio" not in _policies(render(VALUE_SETS["devstack-off"]))
     assert set(_policies(render(VALUE_SETS["devstack-off"]))) == {"default-deny", "predictor"}
     assert by_kind(render(VALUE_SETS["network-policy-off"]), "NetworkPolicy") == []
+
+
+def test_predictor_keeps_serving_while_it_leaves_the_endpoints(render):
+    """A rolled-back canary's pods stop at once: a preStop sleep lets kube-proxy drop them first."""
+    isvc = _isvc(render(VALUE_SETS["canary-10-standard"]))
+    seconds = _values()["predictor"]["preStopSleepSeconds"]
+    for predictor in (isvc["spec"]["predictor"], isvc["spec"]["canary"][0]["predictor"]):
+        assert _predictor_container(predictor)["lifecycle"]["preStop"]["sleep"]["seconds"] == seconds > 0

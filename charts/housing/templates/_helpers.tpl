@@ -212,6 +212,15 @@ containers:
     # a bundle that fails its digest check exits with one line naming the file: show it in the
     # pod's status (kubectl describe) rather than only in the logs of a restarted container
     terminationMessagePolicy: FallbackToLogsOnError
+    {{- if gt (int $v.predictor.preStopSleepSeconds) 0 }}
+    # keep answering while kube-proxy and gateways drop this pod from their endpoints: a canary's
+    # pods all stop at once when it is rolled back, and without this a few requests reached a
+    # pod that no longer accepted connections (seen on the node tier)
+    lifecycle:
+      preStop:
+        sleep:
+          seconds: {{ $v.predictor.preStopSleepSeconds }}
+    {{- end }}
     args:
       - --model_name
       - {{ $v.model.name | quote }}
