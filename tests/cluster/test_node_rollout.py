@@ -596,8 +596,14 @@ def test_start_waits_for_ready_keeps_capacity_and_promote_keeps_the_canary_pods(
 ) -> None:
     register(mlflow_url, uri_of(bundles, "next"))
     nxt, good, nxt_canary = version_of(bundles, "next"), canary_of(bundles, "good"), canary_of(bundles, "next")
-    stable_before = {p["metadata"]["uid"] for p in predictor_pods(release, f"{ISVC}-{good}-predictor")}
-    assert len(stable_before) == 2
+    pods = poll(  # the promoted Deployment settles at the stable's 2 replicas (its canary size was 2)
+        "2 Ready pods of the promoted stable",
+        lambda: (p := predictor_pods(release, f"{ISVC}-{good}-predictor")) and len(p) == 2 and p,
+        240,
+        2,
+        lambda: release.diagnose(NS),
+    )
+    stable_before = {p["metadata"]["uid"] for p in pods}
     with SplitTraffic(release, rows) as traffic:
         t0 = time.monotonic()
         started = housing(rollout_env, "start", "--percent", "50", "--ready-timeout", "300")
