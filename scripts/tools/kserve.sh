@@ -14,43 +14,15 @@ KSERVE_VERSION="${HOUSING_KSERVE_VERSION:-v0.20.0}"
 COREDNS_VERSION="${HOUSING_COREDNS_VERSION:-v1.15.0}"
 CRICTL_VERSION="${HOUSING_CRICTL_VERSION:-v1.34.0}"
 TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
-GO_PAR="${HOUSING_GO_BUILD_P:-2}"
 
 die() { echo "kserve.sh: $*" >&2; exit 1; }
 log() { echo "kserve.sh: $*" >&2; }
-command -v go >/dev/null || die "the Go toolchain is needed (go not found)"
-mkdir -p "$TOOLS_DIR"
-export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" GOWORK=off
+. "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 
-module_dir() {  # module@version -> its read-only directory in the module cache
-  go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'
-}
-
-# build NAME VERSION MODULE PKG [LDFLAGS]: go build PKG from a writable copy of MODULE@VERSION
-build() {
-  local name="$1" version="$2" module="$3" pkg="$4" ldflags="${5:-}"
-  local stamp="$TOOLS_DIR/.$name-version"
-  if [[ -x "$TOOLS_DIR/$name" && -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
-    log "$name $version already built"; return 0
-  fi
-  log "building $name $version from $module…"
-  local t0=$SECONDS src work
-  src="$(module_dir "$module@$version")"
-  [[ -d "$src" ]] || die "go mod download $module@$version failed"
-  work="$(mktemp -d)"
-  cp -r "$src/." "$work/" && chmod -R u+w "$work"
-  (cd "$work" && GOMAXPROCS="$GO_PAR" nice -n 10 go build -mod=mod -p "$GO_PAR" \
-     -ldflags "-s -w $ldflags" -o "$TOOLS_DIR/$name.tmp" "$pkg")
-  mv -f "$TOOLS_DIR/$name.tmp" "$TOOLS_DIR/$name"
-  rm -rf "$work"
-  echo "$version" > "$stamp"
-  log "$name built in $((SECONDS - t0)) s"
-}
-
-build kserve-manager "$KSERVE_VERSION" github.com/kserve/kserve ./cmd/manager
-build coredns "$COREDNS_VERSION" github.com/coredns/coredns . \
+go_build kserve-manager "$KSERVE_VERSION" github.com/kserve/kserve ./cmd/manager
+go_build coredns "$COREDNS_VERSION" github.com/coredns/coredns . \
   "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
-build crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools ./cmd/crictl \
+go_build crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools ./cmd/crictl \
   "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
 
 # The kserve module tree (CRDs, config/, charts/) for the installer, at the same version, and the

@@ -12,33 +12,11 @@ set -euo pipefail
 
 PROMETHEUS_MODULE_VERSION="${HOUSING_PROMETHEUS_MODULE_VERSION:-v0.316.0}"
 TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
-GO_PAR="${HOUSING_GO_BUILD_P:-2}"
-OUT="$TOOLS_DIR/prometheus-k8s"
-STAMP="$TOOLS_DIR/.prometheus-k8s-version"
 
 die() { echo "prometheus.sh: $*" >&2; exit 1; }
 log() { echo "prometheus.sh: $*" >&2; }
-command -v go >/dev/null || die "the Go toolchain is needed (go not found)"
-mkdir -p "$TOOLS_DIR"
-export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" GOWORK=off
+. "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 
-if [[ -x "$OUT" && -f "$STAMP" && "$(cat "$STAMP")" == "$PROMETHEUS_MODULE_VERSION" ]]; then
-  log "prometheus-k8s $PROMETHEUS_MODULE_VERSION already built"
-else
-  log "building prometheus-k8s $PROMETHEUS_MODULE_VERSION (kubernetes, file, http SD only)…"
-  t0=$SECONDS
-  src="$(go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" \
-    | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
-  [[ -d "$src" ]] || die "go mod download github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION failed"
-  work="$(mktemp -d)"
-  trap 'rm -rf "$work"' EXIT
-  cp -r "$src/." "$work/" && chmod -R u+w "$work"
-  (cd "$work" && GOMAXPROCS="$GO_PAR" nice -n 10 go build -mod=mod -p "$GO_PAR" \
-     -tags "remove_all_sd,enable_kubernetes_sd" -ldflags "-s -w \
-       -X github.com/prometheus/common/version.Version=$PROMETHEUS_MODULE_VERSION" \
-     -o "$OUT.tmp" ./cmd/prometheus)
-  mv -f "$OUT.tmp" "$OUT"
-  echo "$PROMETHEUS_MODULE_VERSION" > "$STAMP"
-  log "prometheus-k8s built in $((SECONDS - t0)) s"
-fi
-"$OUT" --version | sed -n 1p
+go_build prometheus-k8s "$PROMETHEUS_MODULE_VERSION" github.com/prometheus/prometheus ./cmd/prometheus \
+  "-X github.com/prometheus/common/version.Version=$PROMETHEUS_MODULE_VERSION" "remove_all_sd,enable_kubernetes_sd"
+"$TOOLS_DIR/prometheus-k8s" --version | sed -n 1p
