@@ -103,6 +103,36 @@ class Node:
                 return cond.get("status")
         return None
 
+    def restricted_namespace(self, namespace: str) -> None:
+        """Create ``namespace`` enforcing the ``restricted`` Pod Security level."""
+        self.kubectl("create", "namespace", namespace)
+        self.kubectl(
+            "label",
+            "namespace",
+            namespace,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest",
+        )
+
+    def secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded."""
+        import base64
+
+        return {k: base64.b64decode(v).decode() for k, v in self.get("secret", name, namespace)["data"].items()}
+
+    def s3_client(self, namespace: str, secret: str, port: int) -> Any:
+        """boto3 S3 client for a port-forward to an in-cluster MinIO, with the credentials of ``secret``."""
+        import boto3
+
+        creds = self.secret(namespace, secret)
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
+
     def ready_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         pods = self.get("pods", namespace=namespace, selector=selector)["items"]
         return [

@@ -10,7 +10,6 @@ under load, a bundle with a wrong digest).
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -69,14 +68,7 @@ def isvc_ready(node: Node, namespace: str = NS, name: str = ISVC) -> dict[str, A
 @pytest.fixture(scope="module")
 def release(node: Node) -> Iterator[Node]:
     """``helm install`` of the chart with its dev stack into a restricted namespace."""
-    node.kubectl("create", "namespace", NS)
-    node.kubectl(
-        "label",
-        "namespace",
-        NS,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    )
+    node.restricted_namespace(NS)
     node.helm("install", RELEASE, str(CHART), "-n", NS, *install_args(node), "--timeout", "10m")
     try:
         yield node
@@ -113,17 +105,7 @@ def served(trained: Node) -> Node:
 
 
 def s3_client(node: Node, port: int) -> Any:
-    import boto3
-
-    secret = node.get("secret", f"{RELEASE}-s3", NS)["data"]
-    creds = {k: base64.b64decode(v).decode() for k, v in secret.items()}
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-        region_name="us-east-1",
-    )
+    return node.s3_client(NS, f"{RELEASE}-s3", port)
 
 
 def download_bundle(node: Node, prefix: str, dest: Path) -> Path:

@@ -37,14 +37,7 @@ GUARD_VALUES = [
 
 @pytest.fixture(scope="module")
 def guarded(node: Node) -> Iterator[Node]:
-    node.kubectl("create", "namespace", NS)
-    node.kubectl(
-        "label",
-        "namespace",
-        NS,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    )
+    node.restricted_namespace(NS)
     node.kubectl("create", "secret", "generic", SECRET, "-n", NS, "--from-literal=api-keys=node-tier-key")
     args = ["--set", f"devStack.minio.image={node.images['minio']}"]
     for item in GUARD_VALUES:

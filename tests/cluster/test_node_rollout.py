@@ -80,22 +80,6 @@ def canary_of(bundles: dict[str, Path], name: str) -> str:
     return canary_name_for(uri_of(bundles, name))
 
 
-def s3_for(node: Node, port: int) -> Any:
-    import base64
-
-    import boto3
-
-    secret = node.get("secret", f"{RELEASE}-s3", NS)["data"]
-    creds = {k: base64.b64decode(v).decode() for k, v in secret.items()}
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-        region_name="us-east-1",
-    )
-
-
 def upload(node: Node, bundles: dict[str, Path], names: list[str]) -> None:
     """Copy bundles into the in-cluster MinIO under models/housing/<name>/ (the bucket may still be coming)."""
     poll(
@@ -106,7 +90,7 @@ def upload(node: Node, bundles: dict[str, Path], names: list[str]) -> None:
         lambda: node.diagnose(NS),
     )
     with node.port_forward(NS, f"svc/{RELEASE}-minio", 9000) as port:
-        s3 = s3_for(node, port)
+        s3 = node.s3_client(NS, f"{RELEASE}-s3", port)
 
         def bucket_ready() -> bool:
             names_ = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
@@ -125,8 +109,7 @@ def upload(node: Node, bundles: dict[str, Path], names: list[str]) -> None:
 @pytest.fixture(scope="module")
 def release(node: Node, bundles: dict[str, Path]) -> Iterator[Node]:
     """``helm install`` (restricted namespace, 2 predictor replicas) serving the champion bundle."""
-    node.kubectl("create", "namespace", NS)
-    node.kubectl("label", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
+    node.restricted_namespace(NS)
     sets = [
         f"devStack.minio.image={node.images['minio']}",
         "training.enabled=false",
@@ -433,12 +416,9 @@ def rows() -> list[dict[str, Any]]:
 def rollout_env(release: Node, mlflow_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """What ``housing rollout`` runs with: the rollout ServiceAccount's token, the in-cluster MLflow,
     and the in-cluster MinIO (the offline quality gate reads both bundles before a canary)."""
-    import base64
-
     home = tmp_path_factory.mktemp("rollout-home")
     kubeconfig = token_kubeconfig(release, f"{RELEASE}-rollout", home / "rollout.kubeconfig")
-    secret = release.get("secret", f"{RELEASE}-s3", NS)["data"]
-    creds = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    creds = release.secret(NS, f"{RELEASE}-s3")
     with release.port_forward(NS, f"svc/{RELEASE}-minio", 9000) as port:
         yield {
             **os.environ,
