@@ -55,6 +55,9 @@ done
 iptables -D FORWARD -j HOUSING-NODE 2>/dev/null || true
 iptables -F HOUSING-NODE 2>/dev/null || true
 iptables -X HOUSING-NODE 2>/dev/null || true
+iptables -D OUTPUT -j HOUSING-NODE-OUT 2>/dev/null || true
+iptables -F HOUSING-NODE-OUT 2>/dev/null || true
+iptables -X HOUSING-NODE-OUT 2>/dev/null || true
 ip link del "$NODE_BRIDGE" 2>/dev/null || true
 # veths of pods whose sandboxes could not be removed
 for v in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do

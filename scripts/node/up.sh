@@ -44,6 +44,15 @@ sysctl -qw net.ipv4.ip_forward=1
 iptables -N HOUSING-NODE 2>/dev/null || iptables -F HOUSING-NODE
 iptables -A HOUSING-NODE -i "$NODE_BRIDGE" ! -o "$NODE_BRIDGE" -j REJECT
 iptables -C FORWARD -j HOUSING-NODE 2>/dev/null || iptables -I FORWARD 1 -j HOUSING-NODE
+# A Service address kube-proxy has not (or no longer) rewritten — a Service just deleted, as a
+# rolled-back canary's is — must be refused here as on a cluster. Without this the packet takes
+# the machine's default route, and this sandbox's HTTP proxy answers it "404" with an empty body
+# (seen on the node tier). kube-proxy's DNAT (nat OUTPUT) runs before this filter rule, so
+# Services it knows are unaffected.
+iptables -N HOUSING-NODE-OUT 2>/dev/null || iptables -F HOUSING-NODE-OUT
+iptables -A HOUSING-NODE-OUT -d "$SERVICE_CIDR" -p tcp -j REJECT --reject-with tcp-reset
+iptables -A HOUSING-NODE-OUT -d "$SERVICE_CIDR" -j REJECT
+iptables -C OUTPUT -j HOUSING-NODE-OUT 2>/dev/null || iptables -I OUTPUT 1 -j HOUSING-NODE-OUT
 
 # --- PKI: one CA; serving certs for the API server, kubelet, KServe's webhooks; client certs ----
 cert() {  # cert NAME CN [O] [SANs]: a key and a certificate signed by the CA
