@@ -209,8 +209,11 @@ class Analysis:
         current_weight: int | None = None
         while index < len(cfg.steps):
             weight = cfg.steps[index]
-            if current_weight is None and challenger_uri is not None:
-                self.backend.start(challenger_uri, weight)
+            if current_weight is None:
+                if challenger_uri is not None:
+                    self.backend.start(challenger_uri, weight)
+                elif weight != self.backend.status().challenger_percent:  # adopted: it runs already
+                    self.backend.set_weight(weight)
                 not_ready = self._wait_ready()
                 if not_ready is not None:
                     failures += 1
@@ -235,7 +238,7 @@ class Analysis:
             step_start = time.monotonic()
             self._wait_for_traffic(step_start)
             step_window = window_of(time.monotonic() - step_start)
-            baseline_window = window_of(time.monotonic() - started + cfg.settle)
+            baseline_window = window_of(time.monotonic() - started + cfg.elapsed_before + cfg.settle)
             try:
                 values, queries = self.read_values(step_window, baseline_window)
             except PrometheusError as exc:

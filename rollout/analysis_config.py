@@ -41,6 +41,9 @@ class AnalysisConfig:
     max_wait_factor: float = 3.0
     settle: float = 2.0  # seconds to wait after a step for the last scrape to land
     ready_timeout: float = 600.0  # seconds a deployed challenger may take to report Ready
+    #: Seconds the rollout has already been running (a resumed run: since the stopped run took its
+    #: Lease), so the champion's baseline still covers the steps before the stop.
+    elapsed_before: float = 0.0
     thresholds: Thresholds = field(default_factory=Thresholds)
     metrics: MetricNames = field(default_factory=MetricNames)
 

@@ -162,7 +162,10 @@ class RolloutLease:
         }
         if obj is not None:
             body["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"]
-            body["metadata"]["annotations"] = dict((obj["metadata"].get("annotations")) or {})
+            kept = dict((obj["metadata"].get("annotations")) or {})
+            if acquired:  # a new run: the last run's progress is not this one's (acquire() returned it)
+                kept = {k: v for k, v in kept.items() if not k.startswith(PROGRESS_PREFIX)}
+            body["metadata"]["annotations"] = kept
         annotations = body["metadata"].setdefault("annotations", {})
         for key, value in self.progress.items():
             annotations[PROGRESS_PREFIX + key] = value

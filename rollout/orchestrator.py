@@ -18,7 +18,8 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from bundle import registry
@@ -192,11 +193,12 @@ def _traffic(stack: ExitStack, prepared: Prepared, champion_uri: str | None, rps
     return stack.enter_context(TrafficGenerator(prepared.router_url, model, reference_of(champion_uri), rps))
 
 
-def _take_lease(stack: ExitStack, backend: Backend, options: RunOptions, echo: Echo) -> Any:
-    """Hold the InferenceService's rollout Lease for the run (cluster backends; None for local)."""
+def _take_lease(stack: ExitStack, backend: Backend, options: RunOptions, echo: Echo) -> tuple[Any, Any]:
+    """Hold the InferenceService's rollout Lease for the run (cluster backends; None for local), and
+    what the Lease said before (an earlier run's progress), or None."""
     make = getattr(backend, "lease", None)
     if make is None or getattr(backend, "dry_run", False):
-        return None
+        return None, None
     lease = make(max(60, int(options.interval * 3)))
     before = lease.acquire()
     if before is not None and before.holder:  # a run that died without releasing: say where it stopped
@@ -204,7 +206,27 @@ def _take_lease(stack: ExitStack, backend: Backend, options: RunOptions, echo: E
     echo(f"lease       {lease.namespace}/{lease.name} held by {lease.holder}")
     lease.keep_renewed()
     stack.callback(lambda: _release(lease))
-    return lease
+    return lease, before
+
+
+def resume_steps(backend: Backend, challenger_uri: str | None, steps: list[int], before: Any) -> list[int] | None:
+    """The steps left when ``challenger_uri`` already runs as the canary (a run stopped without
+    finishing: killed, or its machine gone), else None.
+
+    The walk goes on from the weight the stopped run was at — read from its Lease's progress, and
+    that step judged again from its start — or from the first step when that weight is unknown or
+    was for another challenger. Its canary is adopted as it is: no pod restarts.
+    """
+    if backend.runs_champion or not challenger_uri:
+        return None
+    if backend.status().challenger != challenger_uri:
+        return None
+    progress = getattr(before, "progress", None) or {}
+    weight = str(progress.get("weight", ""))
+    if progress.get("challenger-uri") == challenger_uri and weight.isdigit():
+        left = [s for s in steps if s >= int(weight)]
+        return left or [steps[-1]]
+    return list(steps)
 
 
 def _release(lease: Any) -> None:
@@ -265,9 +287,16 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
     log = new_log(settings.home, options.name or settings.model_name)
     echo(f"event log   {log.path}")
     with ExitStack() as stack:
-        lease = _take_lease(stack, backend, options, echo)
+        lease, before = _take_lease(stack, backend, options, echo)
         done = already_promoted(backend, chall["uri"])
-        if done is None and options.quality_gate:  # before anything starts: a refused pair never takes traffic
+        resumed = resume_steps(backend, chall["uri"], config.steps, before) if done is None else None
+        if resumed is not None:  # the canary passed (or skipped) the gate when the stopped run started it
+            config.steps = resumed
+            if before is not None and before.acquired is not None:
+                config.elapsed_before = max(0.0, (datetime.now(UTC) - before.acquired).total_seconds())
+            log.write("resume", challenger_uri=chall["uri"], steps=resumed)
+            echo(f"resuming    {chall['uri']} already runs as the canary: steps {','.join(map(str, resumed))}")
+        elif done is None and options.quality_gate:  # before anything starts: a refused pair never takes traffic
             quality_gate(champ, chall, options.quality_tolerance, options.allow_worse, echo, log)
         elif done is None:
             log.write("quality_gate", decision="skipped", reason="--skip-quality-gate")
@@ -280,6 +309,8 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
         if not options.keep:
             stack.callback(backend.close)
         prepared = backend.prepare(champ["uri"], chall["uri"])
+        if resumed is not None:
+            prepared = replace(prepared, challenger_uri=None)  # it runs already: adopt, do not start it
         url = options.prometheus_url or _local_prometheus(stack, prepared, echo)
         generator = None
         if options.traffic > 0 and prepared.router_url:  # synthetic traffic enters through our own router
@@ -299,7 +330,8 @@ def run_rollout(backend: Backend, options: RunOptions, echo: Echo, show: Callabl
         def on_step(progress: dict[str, Any]) -> None:
             if lease is not None:
                 try:
-                    lease.renew(challenger=chall["version"] or chall["uri"], **progress)
+                    who = {"challenger": chall["version"] or chall["uri"], "challenger-uri": chall["uri"]}
+                    lease.renew(**who, **progress)
                 except RolloutError as exc:
                     echo(f"  lease: {exc}")
 

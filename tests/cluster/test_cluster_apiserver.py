@@ -598,6 +598,7 @@ def test_lease_refuses_a_second_run_naming_the_first_and_expires(apiserver, admi
     before = second.acquire()
     assert before is not None and before.holder == "alice@ci:1:aaaaaa" and not before.live()
     assert before.progress == {"step": "1/4", "weight": "10"}  # where the dead run stopped
+    assert second.state().progress == {}  # bob's run shows no step of alice's as its own
     with pytest.raises(RolloutError, match="lost Lease"):
         first.renew()
     second.release(outcome="promoted")
@@ -623,6 +624,37 @@ def test_lease_race_has_one_winner(apiserver, admin):
     with pytest.raises(RolloutError, match="at the same moment"):
         b._write(obj, "b", acquired=True)  # b read the same version before a wrote
     assert a.state().holder == "a"
+
+
+def test_a_stopped_run_is_resumed_from_its_leases_weight(render, admin):
+    """A run killed mid-walk leaves its canary and its Lease's progress: the next run adopts the
+    canary (no second start) and goes on from the weight it was at."""
+    from rollout.lease import RolloutLease
+    from rollout.orchestrator import resume_steps
+
+    name = unique("resume")
+    create(admin, chart_isvc(render, "standard", name))
+    be = standard(admin, name)
+    steps = [20, 50, 100]
+    assert resume_steps(be, CHALLENGER, steps, None) is None  # no canary: a fresh walk
+    be.start(CHALLENGER, 50)
+    dead = RolloutLease(admin, NAMESPACE, name, holder="killed@ci:1:aaaaaa", duration=1)
+    dead.acquire()
+    dead.renew(**{"challenger-uri": CHALLENGER, "step": "2/3", "weight": 50})
+    state = dead.state()
+    assert resume_steps(be, CHALLENGER, steps, state) == [50, 100]
+    assert resume_steps(be, "s3://models/housing/other", steps, state) is None  # another canary runs
+    other = RolloutLease(admin, NAMESPACE, name, holder="x", duration=1)
+    other.progress = {"challenger-uri": "s3://models/housing/other", "weight": "50"}
+    assert resume_steps(be, CHALLENGER, steps, state_with(other)) == steps  # progress of another challenger
+    assert resume_steps(be, CHALLENGER, steps, None) == steps  # no progress known: from the first step
+
+
+def state_with(lease):
+    """A LeaseState carrying ``lease.progress`` (as an earlier run's Lease would)."""
+    from rollout.lease import LeaseState
+
+    return LeaseState(holder=lease.holder, acquired=None, renewed=None, duration=1, progress=dict(lease.progress))
 
 
 def test_chart_rollout_role_may_hold_its_lease_only(apiserver, render, admin):

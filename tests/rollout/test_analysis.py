@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rollout.analysis import Analysis, Decision, decide
 from rollout.analysis_config import AnalysisConfig
 from rollout.backends.base import RolloutError, RolloutStatus
@@ -139,3 +141,26 @@ def test_ready_wait_is_logged_before_the_first_step(tmp_path):
     outcome = Analysis(backend, GivenValues(0.0), cfg, "1", "2", log, sleep=lambda s: None).run("s3://x/2")
     assert outcome.decision == "promoted"
     assert [e["event"] for e in log.read()] == ["start", "ready", "step", "promote"]
+
+
+class RunningCanary(FakeBackend):
+    """A canary a stopped run left at 50 %: it reports its weight and becomes Ready."""
+
+    def status(self):
+        return RolloutStatus("fake", challenger="s3://models/housing/2", challenger_percent=50, champion_percent=50)
+
+    def wait_ready(self, timeout):
+        self.calls.append(("wait_ready",))
+        return self.status()
+
+
+def test_a_resumed_canary_is_adopted_not_started_and_its_baseline_reaches_back(tmp_path):
+    backend, prom = RunningCanary(), GivenValues(0.0)
+    cfg = AnalysisConfig(steps=[50, 100], interval=0, min_requests=10, settle=0, elapsed_before=900)
+    log = EventLog(tmp_path / "rollouts" / "r.jsonl")
+    outcome = Analysis(backend, prom, cfg, "1", "2", log, sleep=lambda s: None).run(None)
+    assert outcome.decision == "promoted"
+    # no start, no write of the weight it already has; Ready checked before the first step counts
+    assert backend.calls == [("wait_ready",), ("weight", 100), ("promote",)]
+    windows = {int(w) for q in prom.seen for w in re.findall(r"\[(\d+)s\]", q)}
+    assert max(windows) >= 900  # the champion's baseline covers the stopped run's steps too
