@@ -61,7 +61,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     champion = train_bundle(tmp_path_factory.getbasetemp(), "ames", "linear")
     tag = uuid.uuid4().hex[:6]
     out = {"champion": champion}
-    for name, shift in (("good", 0.002), ("shifted", 0.5), ("crash", 0.001), ("next", 0.001)):
+    for name, shift in (("good", 0.002), ("shifted", 0.5), ("crash", 0.001), ("next", 0.001), ("again", 0.001)):
         out[name] = derive_bundle(champion, root / name, relative_shift=shift, version=f"{name}-{tag}")
     reference = out["crash"] / "reference.json"  # a byte flipped after the digests were written
     data = reference.read_bytes()
@@ -331,6 +331,7 @@ class SplitTraffic:
         self._services: dict[str, str] = {}
         self._split: tuple[str | None, int] = (None, 0)
         self.rerouted = 0  # canary-bound requests that found no canary endpoint and went to the endpoint Service
+        self.details: list[str] = []  # what each failed answer said, with its time and the split then
 
     def _cluster_ip(self, name: str) -> str | None:
         if name not in self._services:
@@ -388,6 +389,14 @@ class SplitTraffic:
                     time.sleep(self.interval)
                 version = r.json().get("model_version") if r.status_code == 200 else None
                 self.answers.append((target, r.status_code, version))
+                if r.status_code != 200:
+                    self.details.append(
+                        f"{time.strftime('%H:%M:%S')} {target} ({ip}) split={self._split}: "
+                        f"{dict(r.headers)} {r.text[:200]}"
+                    )
+                    if len(self.details) == 1:
+                        snap = self.node.kubectl("get", "svc,endpointslices,pods", "-n", NS, "-o", "wide", check=False)
+                        self.details.append(snap.stdout)
 
     def __enter__(self) -> SplitTraffic:
         self._thread.start()
@@ -495,7 +504,7 @@ def test_crashing_challenger_is_rolled_back_and_the_champion_answers_everything(
         120,
         2,
     )
-    assert len(traffic.answers) > 100 and not traffic.failures, traffic.failures[:10]
+    assert len(traffic.answers) > 100 and not traffic.failures, (traffic.failures[:10], traffic.details[:10])
     assert set(traffic.versions()) == {version_of(bundles, "champion")}
     tags = mlflow_version(mlflow_url, version).tags
     assert tags[TAG_STATUS] == "rejected" and "never became Ready" in tags[TAG_REASON]
@@ -517,7 +526,7 @@ def test_shifted_challenger_is_rolled_back_by_its_gates(
         120,
         2,
     )
-    assert not traffic.failures, traffic.failures[:10]
+    assert not traffic.failures, (traffic.failures[:10], traffic.details[:10])
     served = traffic.versions()
     assert served[version_of(bundles, "shifted")] > 0, served  # the canary did serve before the gates judged it
     assert mlflow_version(mlflow_url, version).tags[TAG_STATUS] == "rejected"
@@ -564,7 +573,7 @@ def test_good_challenger_is_promoted_with_every_gate_read_from_the_pods(
             assert step["values"].get(key) is not None, (key, step["values"])
     spec = release.get("inferenceservice", ISVC, NS)["spec"]
     assert spec["predictor"]["name"] == canary_of(bundles, "good") and "canary" not in spec
-    assert not traffic.failures, traffic.failures[:10]
+    assert not traffic.failures, (traffic.failures[:10], traffic.details[:10])
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_url)
@@ -603,7 +612,8 @@ def test_start_waits_for_ready_keeps_capacity_and_promote_keeps_the_canary_pods(
         poll("answers from the promoted model only", lambda: set(traffic.versions(last=30)) == {nxt}, 120, 1)
         after = {p["metadata"]["uid"] for p in predictor_pods(release, f"{ISVC}-{nxt_canary}-predictor")}
         assert canary_pods <= after  # the canary's pods became the primary without a restart
-    assert not traffic.failures, f"{len(traffic.failures)} of {len(traffic.answers)}: {traffic.failures[:10]}"
+    lost = f"{len(traffic.failures)} of {len(traffic.answers)}: {traffic.failures[:10]} {traffic.details[:10]}"
+    assert not traffic.failures, lost
     isvc = release.get("inferenceservice", ISVC, NS)
     assert isvc["spec"]["predictor"]["name"] == nxt_canary
     assert f"{ISVC}-{nxt_canary}-predictor" in isvc["status"]["address"]["url"]  # KServe's address moved; ours did not
@@ -611,3 +621,61 @@ def test_start_waits_for_ready_keeps_capacity_and_promote_keeps_the_canary_pods(
         f"\nrollout start → canary Ready: {start_seconds:.1f} s; promote: {promote_seconds:.1f} s; "
         f"requests: {len(traffic.answers)}, lost: {len(traffic.failures)}"
     )
+
+
+def lease_progress(node: Node, key: str) -> str:
+    """One progress annotation of the rollout Lease ('' while there is none)."""
+    jsonpath = "{.metadata.annotations.rollout\\.housing\\.dev/" + key + "}"
+    got = node.kubectl("get", "lease", f"{ISVC}-rollout", "-n", NS, "-o", f"jsonpath={jsonpath}", check=False)
+    return got.stdout.strip()
+
+
+def test_a_killed_run_shows_where_it_stopped_and_the_next_run_resumes_it(
+    release: Node, prometheus: NodePrometheus, rollout_env: dict[str, str], mlflow_url: str, rows: list, bundles: dict
+) -> None:
+    register(mlflow_url, uri_of(bundles, "again"))
+    again, stable, canary = version_of(bundles, "again"), canary_of(bundles, "next"), canary_of(bundles, "again")
+    poll(
+        "2 Ready pods of the promoted stable",
+        lambda: len(predictor_pods(release, f"{ISVC}-{stable}-predictor")) == 2,
+        240,
+        2,
+        lambda: release.diagnose(NS),
+    )
+    cmd = [sys.executable, "-m", "housing", "rollout", *run_args(prometheus), "-b", "standard", "--name", ISVC]
+    with SplitTraffic(release, rows) as traffic:
+        proc = subprocess.Popen(
+            [*cmd, "-n", NS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=rollout_env, cwd=REPO
+        )
+
+        def at_second_step() -> bool:
+            at = lease_progress(release, "challenger-uri"), lease_progress(release, "weight")
+            return at == (uri_of(bundles, "again"), "100")
+
+        try:  # killed (no chance to clean up) once it walked on to its second step
+            poll("the run at its second step (100 %)", at_second_step, 600, 1)
+        finally:
+            proc.kill()
+            proc.communicate(timeout=30)
+        canary_pods = {p["metadata"]["uid"] for p in predictor_pods(release, f"{ISVC}-{canary}-predictor")}
+        assert canary_pods
+        shown = housing(rollout_env, "status", timeout=120)
+        assert "held by" in shown.stdout and "weight=100" in shown.stdout and "step=2/2" in shown.stdout, shown.stdout
+        refused = housing(rollout_env, *run_args(prometheus), timeout=120)  # its Lease is not expired yet
+        assert refused.returncode == 1 and "another rollout" in refused.stderr, refused.stdout + refused.stderr
+        poll(
+            "the killed run's Lease to expire",
+            lambda: "expired" in housing(rollout_env, "status", timeout=120).stdout,
+            150,
+            5,
+        )
+        resumed = housing(rollout_env, *run_args(prometheus))
+        out = resumed.stdout + resumed.stderr
+        assert resumed.returncode == 0, out
+        assert "taken over from an expired run" in out and "resuming" in out and "steps 100" in out, out
+        assert "promoted: all steps passed" in out, out
+        poll("answers from the resumed model only", lambda: set(traffic.versions(last=30)) == {again}, 120, 1)
+        after = {p["metadata"]["uid"] for p in predictor_pods(release, f"{ISVC}-{canary}-predictor")}
+        assert canary_pods <= after  # adopted, then promoted: the same pods all along
+    assert not traffic.failures, (traffic.failures[:10], traffic.details[:10])
+    assert release.get("inferenceservice", ISVC, NS)["spec"]["predictor"]["name"] == canary
