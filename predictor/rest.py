@@ -5,6 +5,13 @@ parsed, a body above ``--max_body_bytes`` (413; by ``Content-Length``, or while 
 read), and — when on — a missing/invalid API key (401 with ``WWW-Authenticate``) or a client
 over its rate (429 with ``Retry-After``). With keys and limits off it looks at one header.
 
+:class:`V2BodyMiddleware` makes the body of ``POST /v2/models/{name}/infer`` read the way the
+binary tensor extension defines it: JSON header plus binary tensor data when the request carries
+``Inference-Header-Content-Length``, otherwise JSON whatever its ``Content-Type`` (NVIDIA's
+``tritonclient`` sends none). FastAPI parses a body as JSON only when it is typed
+``application/json`` and hands KServe anything else as bytes, which KServe takes for binary data
+and refuses for want of that header.
+
 :func:`install` also replaces KServe's handlers for client errors (which log each one at ERROR
 with a traceback) by ones that log one WARNING line and count the reason
 (:mod:`predictor.client_errors`). KServe registers its handlers when the server starts
@@ -35,6 +42,9 @@ Send = Callable[[Message], Awaitable[None]]
 CountError = Callable[[str, str], None]
 
 PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+INFERENCE_HEADER = b"inference-header-content-length"
+JSON_TYPE = b"application/json"
+BINARY_TYPE = b"application/octet-stream"
 
 
 class PayloadTooLarge(Exception):
@@ -129,12 +139,46 @@ class GuardMiddleware:
         return wrapped
 
 
+def is_v2_infer(path: str) -> bool:
+    """``/v2/models/{name}/infer`` (and its ``/versions/{v}`` form)."""
+    return path.startswith("/v2/models/") and path.endswith("/infer")
+
+
+def _is_json_type(value: bytes) -> bool:
+    """``application/json`` or ``application/*+json``, parameters aside (what FastAPI parses as JSON)."""
+    media = value.split(b";", 1)[0].strip().lower()
+    return media == JSON_TYPE or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+class V2BodyMiddleware:
+    """V2 infer bodies: binary with ``Inference-Header-Content-Length``, else JSON, whatever the type says."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and is_v2_infer(scope["path"]):
+            content_type = None
+            binary = False
+            for key, value in scope["headers"]:
+                if key == b"content-type":
+                    content_type = value
+                elif key == INFERENCE_HEADER:
+                    binary = True
+            is_json = content_type == JSON_TYPE or (content_type is not None and _is_json_type(content_type))
+            if binary == is_json:  # FastAPI reads a body as JSON exactly when it is typed so: re-type it
+                headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+                headers.append((b"content-type", BINARY_TYPE if binary else JSON_TYPE))
+                scope["headers"] = headers
+        await self.app(scope, receive, send)
+
+
 def _client_error_handler(count_error: CountError) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     """The Starlette exception handler of every client error: log one line, count, answer."""
 
     async def handler(request: Request, exc: Exception) -> JSONResponse:
-        status, reason, detail = _classify(exc)
         path = request.url.path
+        status, reason, detail = _classify(exc, path)
         rid = request_id(request.headers.get(REQUEST_ID_HEADER))
         count_error(protocol_of(path), reason)
         log_client_error(request.method, path, status, reason, rid, detail)
@@ -143,13 +187,16 @@ def _client_error_handler(count_error: CountError) -> Callable[[Request, Excepti
     return handler
 
 
-def _classify(exc: Exception) -> tuple[int, str, str]:
-    """(status, reason, message) of a client error."""
+def _classify(exc: Exception, path: str = "") -> tuple[int, str, str]:
+    """(status, reason, message) of a client error on ``path``."""
     if isinstance(exc.__cause__, PayloadTooLarge):  # FastAPI wraps a failed body read in a 400
         exc = exc.__cause__
     if isinstance(exc, RequestValidationError):
+        errors = exc.errors()
+        if errors and errors[0].get("type") == "json_invalid":
+            return 400, "RequestValidationError", _json_invalid(errors[0], path)
         parts = []
-        for err in exc.errors()[:3]:
+        for err in errors[:3]:
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
         return 400, "RequestValidationError", "; ".join(parts) or "invalid request"
@@ -161,10 +208,22 @@ def _classify(exc: Exception) -> tuple[int, str, str]:
         return 404, "ModelNotFound", str(exc)
     if isinstance(exc, NotImplementedError):
         return 400, "VersionNotSupported", "model_version: this server serves one model version; omit the version"
+    if isinstance(exc, StarletteHTTPException) and isinstance(exc.__cause__, UnicodeDecodeError):
+        return 400, "RequestValidationError", _json_invalid({"ctx": {"error": "not UTF-8 text"}}, path)
     if isinstance(exc, StarletteHTTPException):
         phrase = HTTPStatus(exc.status_code).phrase
         return exc.status_code, phrase.replace(" ", ""), str(exc.detail or phrase)
     return 400, type(exc).__name__, str(exc)
+
+
+def _json_invalid(err: dict[str, Any], path: str) -> str:
+    """The message of a body that is not JSON; on V2 infer, what a binary body lacks."""
+    loc = err.get("loc", ())
+    where = f" at position {loc[1]}" if len(loc) > 1 else ""
+    message = f"body: not valid JSON{where} ({err.get('ctx', {}).get('error', 'decode error')})"
+    if is_v2_infer(path):
+        message += "; a body with binary tensor data needs the Inference-Header-Content-Length header"
+    return message
 
 
 CLIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -177,7 +236,8 @@ CLIENT_ERRORS: tuple[type[Exception], ...] = (
 
 
 def install(app: FastAPI, guard: Guard, count_error: CountError) -> None:
-    """Add the middleware now and our client-error handlers when the app's stack is built."""
+    """Add the middlewares now (the guard outermost) and our client-error handlers when the app's stack is built."""
+    app.add_middleware(V2BodyMiddleware)
     app.add_middleware(GuardMiddleware, guard=guard, count_error=count_error)
     handler = _client_error_handler(count_error)
     build = app.build_middleware_stack
