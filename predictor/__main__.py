@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
         return 2
     server = ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers)
+    from predictor.v2_binary import CheckedDataPlane
+
+    # the servers ModelServer.start builds decode through this: binary V2 bodies are checked first
+    server.dataplane = CheckedDataPlane(server.registered_models)
     _share_kserve_logging()
     _install_guard(model, guard)
     server.start([model])

@@ -1,0 +1,202 @@
+"""predictor.v2_binary: a malformed binary V2 body is a 400 naming the header or field, never a crash in KServe."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferRequest
+
+from predictor.v2_binary import check_binary_request
+
+
+def _bytes_tensor(values: list[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+
+def _request() -> tuple[dict[str, Any], bytes]:
+    """A valid header and binary part: FP64, INT64, BOOL and BYTES inputs of two rows, one input in JSON."""
+    raws = [
+        ("RM", "FP64", np.array([6.5, 7.0]).tobytes()),
+        ("TAX", "INT64", np.array([296, 300], dtype=np.int64).tobytes()),
+        ("CHAS", "BOOL", np.array([True, False]).tobytes()),
+        ("Zone", "BYTES", _bytes_tensor([b"RL", b"RM"])),
+    ]
+    inputs: list[dict[str, Any]] = [
+        {"name": n, "shape": [2], "datatype": dt, "parameters": {"binary_data_size": len(raw)}} for n, dt, raw in raws
+    ]
+    inputs.append({"name": "LSTAT", "shape": [2], "datatype": "FP64", "data": [4.9, 5.1]})
+    header = {"id": "r1", "inputs": inputs, "outputs": [{"name": "predictions", "parameters": {"binary_data": True}}]}
+    return header, b"".join(raw for _, _, raw in raws)
+
+
+def _body(header: dict[str, Any] | bytes, raw: bytes) -> tuple[bytes, str]:
+    js = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return js + raw, str(len(js))
+
+
+def test_a_valid_body_passes_and_kserve_decodes_it() -> None:
+    header, raw = _request()
+    body, length = _body(header, raw)
+    check_binary_request(body, length)
+    request = InferRequest.from_bytes(body, int(length), "housing")
+    decoded = {i.name: i.as_numpy().tolist() for i in request.inputs}
+    assert decoded == {
+        "RM": [6.5, 7.0],
+        "TAX": [296, 300],
+        "CHAS": [True, False],
+        "Zone": ["RL", "RM"],  # KServe hands BYTES on as text
+        "LSTAT": [4.9, 5.1],
+    }
+
+
+def _set(path: tuple[Any, ...], value: Any):
+    def mutate(header: dict[str, Any]) -> None:
+        target = header
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (_set(("inputs",), 5), "inputs: must be a list"),
+        (lambda h: h.pop("inputs"), "inputs: must be a list"),
+        (_set(("inputs", 0), 5), "inputs[0]: must be an object"),
+        (lambda h: h["inputs"][1].pop("name"), "inputs[1].name: must be a string"),
+        (_set(("inputs", 0, "shape"), "2"), "RM.shape: must be a list of non-negative integers"),
+        (_set(("inputs", 0, "shape"), [-2]), "RM.shape"),
+        (_set(("inputs", 0, "datatype"), "FLOAT"), "RM.datatype: unknown datatype 'FLOAT'"),
+        (_set(("inputs", 0, "parameters"), [1]), "RM.parameters: must be an object"),
+        (_set(("inputs", 0, "parameters", "binary_data_size"), "16"), "RM.parameters.binary_data_size: must be"),
+        (_set(("inputs", 0, "parameters", "binary_data_size"), -16), "RM.parameters.binary_data_size: must be"),
+        (_set(("inputs", 0, "parameters", "binary_data_size"), True), "RM.parameters.binary_data_size: must be"),
+        (_set(("inputs", 0, "parameters", "binary_data_size"), 15), "RM.parameters.binary_data_size: 15 bytes"),
+        (_set(("inputs", 1, "shape"), [3]), "TAX.parameters.binary_data_size: 16 bytes, but shape [3] of INT64 is 24"),
+        (_set(("inputs", 0, "parameters"), {}), "RM: neither data nor parameters.binary_data_size"),
+        (_set(("inputs", 3, "shape"), [3]), "Zone: 2 BYTES elements, but its shape holds 3"),
+        (_set(("id",), 7), "id: must be a string"),
+        (_set(("parameters",), []), "parameters: must be an object"),
+        (_set(("outputs",), {}), "outputs: must be a list"),
+        (_set(("outputs", 0), {"parameters": {}}), "outputs[0].name: must be a string"),
+    ],
+)
+def test_malformed_header_names_the_field(mutate, fragment: str) -> None:
+    header, raw = _request()
+    mutate(header)
+    body, length = _body(header, raw)
+    with pytest.raises(InvalidInput) as caught:
+        check_binary_request(body, length)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("length", "fragment"),
+    [
+        (None, "Inference-Header-Content-Length: header missing"),
+        ("abc", "Inference-Header-Content-Length: must be a non-negative integer, got 'abc'"),
+        ("-5", "Inference-Header-Content-Length: must be a non-negative integer"),
+        ("\u00b2", "Inference-Header-Content-Length: must be a non-negative integer"),  # a digit to str.isdigit
+        ("99999", "Inference-Header-Content-Length: 99999 is more than the body's"),
+        ("10", "body: its first 10 bytes (Inference-Header-Content-Length) are not valid JSON"),
+    ],
+)
+def test_bad_length_header_is_named(length: str | None, fragment: str) -> None:
+    header, raw = _request()
+    body, _ = _body(header, raw)
+    with pytest.raises(InvalidInput) as caught:
+        check_binary_request(body, length)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw_edit", "fragment"),
+    [
+        (lambda raw: raw[:-3], "add up to 46 bytes, but 43 follow the JSON header"),
+        (lambda raw: raw + b"x", "add up to 46 bytes, but 47 follow the JSON header"),
+    ],
+)
+def test_binary_part_of_the_wrong_size(raw_edit, fragment: str) -> None:
+    header, raw = _request()
+    body, length = _body(header, raw_edit(raw))
+    with pytest.raises(InvalidInput) as caught:
+        check_binary_request(body, length)
+    assert fragment in str(caught.value)
+
+
+def test_bytes_elements_beyond_their_tensor() -> None:
+    header, raw = _request()
+    zone = _bytes_tensor([b"RL"]) + struct.pack("<I", 1000) + b"RM"  # claims 1000 bytes, has 2
+    body, length = _body(header, raw[: -len(zone)] + zone)
+    with pytest.raises(InvalidInput, match="Zone: BYTES element 1 claims 1000 bytes"):
+        check_binary_request(body, length)
+    cut = _bytes_tensor([b"RL", b""]) + b"\x00\x00"  # 12 bytes like the valid one; the last length cut off
+    body, length = _body(header, raw[: -len(cut)] + cut)
+    with pytest.raises(InvalidInput, match="Zone: BYTES element 2 is cut off"):
+        check_binary_request(body, length)
+    latin = _bytes_tensor([b"RL", b"\xe9"])  # KServe would fail to make text of it: a 500
+    header["inputs"][3]["parameters"]["binary_data_size"] = len(latin)
+    body, length = _body(header, raw[: -len(_bytes_tensor([b"RL", b"RM"]))] + latin)
+    with pytest.raises(InvalidInput, match="Zone: BYTES element 1 is not UTF-8 text"):
+        check_binary_request(body, length)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+_PATHS = [
+    ("inputs",),
+    ("inputs", 0),
+    ("inputs", 2, "name"),
+    ("inputs", 0, "shape"),
+    ("inputs", 1, "datatype"),
+    ("inputs", 3, "datatype"),
+    ("inputs", 0, "parameters"),
+    ("inputs", 3, "parameters", "binary_data_size"),
+    ("inputs", 4, "data"),
+    ("outputs",),
+    ("outputs", 0),
+    ("id",),
+    ("parameters",),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    path=st.sampled_from(_PATHS),
+    value=_JSON | st.integers(0, 64) | st.lists(st.integers(0, 4), max_size=3),
+    zone=st.lists(st.binary(max_size=3), max_size=3),
+    cut=st.integers(-8, 8),
+    length_shift=st.integers(-3, 3),
+)
+def test_whatever_passes_the_check_kserve_decodes(
+    path: tuple[Any, ...], value: Any, zone: list[bytes], cut: int, length_shift: int
+) -> None:
+    """Property: the check raises InvalidInput, or KServe decodes the body with no other error."""
+    header, raw = _request()
+    zone_raw = _bytes_tensor(zone)  # any bytes as the BYTES input's elements
+    raw = raw[: -len(_bytes_tensor([b"RL", b"RM"]))] + zone_raw
+    header["inputs"][3]["parameters"]["binary_data_size"] = len(zone_raw)
+    _set(path, value)(header)
+    raw = raw[:cut] if cut < 0 else raw + b"\x01" * cut
+    body, length = _body(header, raw)
+    length = str(int(length) + length_shift)
+    try:
+        check_binary_request(body, length)
+    except InvalidInput:
+        return
+    try:
+        InferRequest.from_bytes(body, int(length), "housing")
+    except InvalidInput:  # KServe's own 400s (FP16 sent as JSON, …)
+        pass
