@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml $(wildcard setup.py)
 
 install: $(STAMP) ## create .venv and install housing with its dev tools
 
-tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe from source, node images, skaffold + helm 3, Prometheus, wrk, Chromium, MLServer venv, helm, kubectl, checkov)
+tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe from source, node images, skaffold + helm 3, Prometheus, a registry, wrk, Chromium, MLServer venv, helm, kubectl, checkov)
 	bash scripts/tools/minio.sh
 	bash scripts/tools/debian.sh --with-chromium
 	bash scripts/node/deps.sh
@@ -28,6 +28,7 @@ tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe f
 	bash scripts/tools/kserve.sh
 	bash scripts/tools/skaffold.sh
 	bash scripts/tools/prometheus.sh
+	bash scripts/tools/registry.sh
 	bash scripts/tools/checkov.sh --install-only
 	bash scripts/images/build.sh
 

@@ -46,12 +46,6 @@ mkdir -p "$IMAGES_DIR" "$IMAGES_WORK/rootfs" "$IMAGES_WORK/ctx"
 exec 9>"$IMAGES_WORK/build.lock"
 flock -n 9 || { log "another build.sh holds $IMAGES_WORK/build.lock; waiting"; flock 9; }
 TIMINGS="$IMAGES_WORK/timings.log"
-# RUN steps that fetch from PyPI see the host's CA bundle (this network re-signs TLS with its own
-# CA, which Debian's bundle in the images lacks). A build-time mount: the images keep Debian's.
-# HOUSING_BUILD_CA_BUNDLE= (empty) turns it off.
-CA_BUNDLE="${HOUSING_BUILD_CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}"
-BUILD_NET=(--network host)
-[[ -n "$CA_BUNDLE" ]] && BUILD_NET+=(--volume "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")
 
 # --- helpers ---------------------------------------------------------------------------------
 # archive_path NAME REF KEY -> $IMAGES_DIR/<name>_<tag>_<key16>.tar
@@ -244,7 +238,7 @@ project_inputs() {
   cd "$REPO"
   # the sources of the Dockerfile's COPY lines (not --from=…), so a new package counts by itself
   local paths=(Dockerfile .dockerignore)
-  mapfile -t -O 2 paths < <(awk '$1 == "COPY" && $2 !~ /^--/ { for (i = 2; i < NF; i++) { sub(/\*$/, "", $i); print $i } }' Dockerfile)
+  mapfile -t -O 2 paths < <(dockerfile_copy_paths Dockerfile)
   if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     local files
     files="$(git ls-files -co --exclude-standard -- "${paths[@]}" | LC_ALL=C sort -u \

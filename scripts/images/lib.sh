@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034
-# Shared by scripts/images/build.sh and import.sh (sourced, not run).
+# Shared by scripts/images/build.sh, import.sh and skaffold-build.sh (sourced, not run).
 # Paths, the pinned versions and the podman wrapper live here so both scripts agree on them.
 
 CACHE_DIR="${HOUSING_CACHE_DIR:-$HOME/.cache/housing}"
@@ -41,3 +41,16 @@ podman_setup() {
   PODMAN_RUNTIME="${HOUSING_OCI_RUNTIME:-$(command -v runc || echo /usr/sbin/runc)}"
 }
 pm() { podman --runtime "$PODMAN_RUNTIME" "$@"; }
+
+# The build-context paths a Dockerfile COPYs (not COPY --from): what its image is built from.
+dockerfile_copy_paths() {
+  awk '$1 == "COPY" && $2 !~ /^--/ { for (i = 2; i < NF; i++) { sub(/\*$/, "", $i); print $i } }' "$1"
+}
+
+# RUN steps that fetch from PyPI see the host's CA bundle (this network re-signs TLS with its own
+# CA, which Debian's bundle in the images lacks). A build-time mount: the images keep Debian's.
+# HOUSING_BUILD_CA_BUNDLE= (empty) turns it off. Used by build.sh and skaffold-build.sh alike, so
+# their builds of the Dockerfile share podman's layer cache.
+CA_BUNDLE="${HOUSING_BUILD_CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}"
+BUILD_NET=(--network host)
+[[ -n "$CA_BUNDLE" ]] && BUILD_NET+=(--volume "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")

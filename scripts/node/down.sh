@@ -32,6 +32,7 @@ if [[ -S "$CONTAINERD_SOCK" ]] && running containerd; then
   "${crictl[@]}" rmp -f $("${crictl[@]}" pods -q 2>/dev/null) >/dev/null 2>&1 || true
 fi
 stop containerd 15
+stop registry
 # containerd-shim processes are reparented away from containerd's session: end them by socket path.
 pkill -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
 stop kube-scheduler

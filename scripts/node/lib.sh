@@ -20,6 +20,10 @@ KSERVE_NAMESPACE=kserve
 MTU=1400                 # the host's
 KUBECONFIG_ADMIN="$NODE_STATE/admin.kubeconfig"
 CONTAINERD_SOCK="$NODE_STATE/containerd/containerd.sock"
+# The loopback registry containerd pulls from (plain HTTP): where skaffold's node profile pushes
+# (a kind user has `kind load` or a registry container for this). Started only when
+# $TOOLS_DIR/registry exists (scripts/tools/registry.sh).
+REGISTRY_ADDR="${HOUSING_NODE_REGISTRY:-127.0.0.1:5001}"
 
 log() { echo "node: $*" >&2; }
 die() { echo "node: error: $*" >&2; exit 1; }

@@ -162,8 +162,37 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$NODE_STATE/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$NODE_STATE/containerd/certs.d"
+TOML
+# The loopback registry speaks plain HTTP: say so to containerd for that host only.
+mkdir -p "$NODE_STATE/containerd/certs.d/$REGISTRY_ADDR"
+cat > "$NODE_STATE/containerd/certs.d/$REGISTRY_ADDR/hosts.toml" <<TOML
+server = "http://$REGISTRY_ADDR"
+[host."http://$REGISTRY_ADDR"]
+  capabilities = ["pull", "resolve"]
 TOML
 start containerd containerd --config "$NODE_STATE/containerd/config.toml"
+if [[ -x "$TOOLS_DIR/registry" ]]; then
+  mkdir -p "$NODE_STATE/registry"
+  cat > "$NODE_STATE/registry/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $NODE_STATE/registry/data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY_ADDR
+YAML
+  start registry "$TOOLS_DIR/registry" serve "$NODE_STATE/registry/config.yml"
+  wait_for registry 30 bash -c "exec 3<>/dev/tcp/${REGISTRY_ADDR%:*}/${REGISTRY_ADDR##*:}"
+  echo "$REGISTRY_ADDR" > "$NODE_STATE/registry.addr"
+else
+  log "no registry binary ($TOOLS_DIR/registry): skaffold's node profile cannot push (bash scripts/tools/registry.sh)"
+fi
 wait_for containerd 30 ctr -a "$CONTAINERD_SOCK" version
 
 # Images (built by scripts/images/build.sh) go in while the control plane starts.

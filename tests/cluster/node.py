@@ -66,6 +66,12 @@ class Node:
     def kubeconfig(self) -> Path:
         return self.state / "admin.kubeconfig"
 
+    @property
+    def registry(self) -> str | None:
+        """host:port of the node's loopback registry (plain HTTP), None when up.sh started none."""
+        addr = self.state / "registry.addr"
+        return addr.read_text().strip() if addr.is_file() else None
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 

@@ -7,19 +7,19 @@ Docker-compatible API, started here on a socket of our own and stopped afterward
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from testkit.servers import TOOLS_DIR, find_tool
+from testkit.servers import TOOLS_DIR
 
 from .conftest import REPO, by_kind
+from .skaffold_env import skaffold, skaffold_environment
 
 pytestmark = pytest.mark.cluster
 
@@ -27,51 +27,8 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture(scope="module")
 def skaffold_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """skaffold, helm 3 first on PATH, and DOCKER_HOST at a podman API service of this test."""
-    skaffold = find_tool("skaffold", "bash scripts/tools/skaffold.sh")
-    helm3 = TOOLS_DIR / "helm3" / "helm"
-    if not helm3.is_file():
-        find_tool("helm3/helm", "bash scripts/tools/skaffold.sh")
-    podman = shutil.which("podman") or find_tool("podman", "scripts/node/deps.sh")
-    work = tmp_path_factory.mktemp("skaffold")
-    sock = work / "podman.sock"
-    service = subprocess.Popen(
-        [podman, "system", "service", "--time=0", f"unix://{sock}"],
-        stdout=subprocess.DEVNULL,
-        stderr=open(work / "podman.log", "wb"),  # noqa: SIM115 - closed with the process
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not sock.exists():
-            if service.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"podman system service did not start: {(work / 'podman.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield {
-            **os.environ,
-            "PATH": f"{helm3.parent}:{Path(skaffold).parent}:{os.environ['PATH']}",
-            "DOCKER_HOST": f"unix://{sock}",
-            "SKAFFOLD_UPDATE_CHECK": "false",
-            "SKAFFOLD_DISABLE_MONITORING": "true",
-            "HOME": str(work),  # skaffold writes ~/.skaffold; keep it in the test's directory
-        }
-    finally:
-        service.terminate()
-        try:
-            service.wait(15)
-        except subprocess.TimeoutExpired:
-            service.kill()
-            service.wait(5)
-
-
-def skaffold(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [shutil.which("skaffold", path=env["PATH"]) or "skaffold", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=timeout,
-    )
+    with skaffold_environment(tmp_path_factory.mktemp("skaffold")) as env:
+        yield env
 
 
 def test_helm4_is_refused_by_skaffold_and_helm3_is_first_on_its_path(skaffold_env: dict[str, str]) -> None:
@@ -90,8 +47,15 @@ def test_skaffold_diagnose_reads_our_config_through_podman(skaffold_env: dict[st
     result = skaffold(skaffold_env, "diagnose", "-p", "node")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Configuration version: skaffold/v4beta13" in result.stdout
-    assert "Docker artifact: housing" in result.stdout
+    assert "Custom artifact: housing" in result.stdout  # scripts/images/skaffold-build.sh
     assert "Number of artifacts: 1" in result.stdout
+    # what it watches: every file the Dockerfile COPYs, predictor/ included (a source change rebuilds)
+    deps = subprocess.run(
+        ["bash", "scripts/images/skaffold-build.sh", "--deps"], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    files = json.loads(deps.stdout)
+    assert "predictor/rest.py" in files and "Dockerfile" in files and not any(f.startswith("tests/") for f in files)
+    assert f"Dependencies: {len(files)} files" in result.stdout
 
 
 def test_skaffold_render_deploys_the_chart_with_the_built_tag(skaffold_env: dict[str, str], tmp_path: Path) -> None:
