@@ -9,6 +9,8 @@ the header or field, never a 500.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 from tritonclient.utils import InferenceServerException
 
@@ -140,24 +141,52 @@ def test_http_client_error_names_the_feature(served: Served) -> None:
 
 
 # -- gRPC --------------------------------------------------------------------------------------
+#: tritonclient.grpc registers its own copy of the ``inference`` protos in protobuf's default pool,
+#: which KServe's (imported by the other tests of the session) already hold: "duplicate symbol
+#: 'inference.ServerLiveRequest'". So its client runs in a process of its own.
+GRPC_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as tgrpc
+
+target, name, output, columns = json.loads(sys.stdin.read())
+dtypes = {"FP64": np.float64, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32, "BOOL": np.bool_}
+client = tgrpc.InferenceServerClient(target)
+try:
+    meta = client.get_model_metadata(name, as_json=True)
+    inputs = []
+    for spec in meta["inputs"]:
+        values = columns[spec["name"]]
+        if spec["datatype"] == "BYTES":
+            array = np.array([v.encode() for v in values], dtype=np.object_)
+        else:
+            array = np.array(values, dtype=dtypes[spec["datatype"]])
+        tensor = tgrpc.InferInput(spec["name"], [len(values)], spec["datatype"])
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    result = client.infer(name, inputs, outputs=[tgrpc.InferRequestedOutput(output)], request_id="triton-g")
+    print(json.dumps({
+        "live": client.is_server_live(), "ready": client.is_server_ready(), "model_ready": client.is_model_ready(name),
+        "inputs": [i["name"] for i in meta["inputs"]], "id": result.get_response().id,
+        "predictions": result.as_numpy(output).tolist(),
+    }))
+finally:
+    client.close()
+"""
+
+
 def test_grpc_health_metadata_and_infer_equal_our_v2_json(served: Served) -> None:
-    client = tgrpc.InferenceServerClient(served.proc.grpc_target)
-    try:
-        assert client.is_server_live()
-        assert client.is_server_ready()
-        assert client.is_model_ready(NAME)
-        meta = client.get_model_metadata(NAME, as_json=True)
-        assert [i["name"] for i in meta["inputs"]] == served.bundle.schema.names
-        inputs = []
-        for spec in meta["inputs"]:
-            tensor = tgrpc.InferInput(spec["name"], [len(served.frame)], spec["datatype"])
-            tensor.set_data_from_numpy(_column(served.frame, spec["name"], spec["datatype"]))
-            inputs.append(tensor)
-        result = client.infer(NAME, inputs, outputs=[tgrpc.InferRequestedOutput(OUTPUT)], request_id="triton-g")
-    finally:
-        client.close()
-    assert result.get_response().id == "triton-g"
-    assert result.as_numpy(OUTPUT).tolist() == served.expected
+    columns = {c: [v if isinstance(v, int | float) else str(v) for v in served.frame[c].tolist()] for c in served.frame}
+    payload = json.dumps([served.proc.grpc_target, NAME, OUTPUT, columns])
+    run = subprocess.run(
+        [sys.executable, "-c", GRPC_CLIENT], input=payload, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout)
+    assert got["live"] and got["ready"] and got["model_ready"]
+    assert got["inputs"] == served.bundle.schema.names
+    assert got["id"] == "triton-g"
+    assert got["predictions"] == served.expected
 
 
 # -- malformed binary bodies: 400 naming the header or field -----------------------------------
