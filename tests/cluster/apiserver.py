@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from testkit.procs import stop_process
+
 TOOLS_DIR = Path(os.environ.get("HOUSING_TOOLS_DIR", Path.home() / ".cache" / "housing" / "bin"))
 CRD_NAME = "inferenceservices.serving.kserve.io"
 INSTALL_HINT = "bash scripts/tools/kube.sh"
@@ -300,13 +302,7 @@ class ApiServer:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+            stop_process(proc, 15)
         self.procs.clear()
 
     # -- clients ---------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from testkit.procs import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 NODE_SCRIPTS = REPO / "scripts" / "node"
 
@@ -196,12 +198,7 @@ class Node:
                     port = int(match.group(1))
             yield port
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc, 10)
 
 
 def up(state: Path, tools: Path, timeout: float = 900) -> Node:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from testkit.procs import stop_process
 from testkit.servers import TOOLS_DIR, find_tool
 
 from .conftest import REPO
@@ -52,12 +53,7 @@ def skaffold_environment(work: Path) -> Iterator[dict[str, str]]:
             "HOME": str(work),  # skaffold writes ~/.skaffold; keep it in the test's directory
         }
     finally:
-        service.terminate()
-        try:
-            service.wait(15)
-        except subprocess.TimeoutExpired:
-            service.kill()
-            service.wait(5)
+        stop_process(service, 15)
 
 
 def skaffold(

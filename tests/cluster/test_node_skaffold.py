@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from housing.config import DEFAULT_MODEL_NAME
+from testkit.procs import stop_process
 
 from .conftest import REPO, _missing
 from .node import Node, poll
@@ -183,13 +184,7 @@ def test_skaffold_run_then_dev_rebuilds_and_redeploys_a_source_change(
         assert second != first and second.startswith(f"{node.registry}/housing:"), (first, second)
         poll("every predictor pod on the rebuilt image", lambda: ready_on(node, second), 600, 3)
     finally:
-        if dev.poll() is None:
-            dev.send_signal(signal.SIGINT)  # skaffold's own shutdown
-            try:
-                dev.wait(60)
-            except subprocess.TimeoutExpired:
-                dev.kill()
-                dev.wait(10)
+        stop_process(dev, 60, signal.SIGINT)  # SIGINT: skaffold's own shutdown
     print(
         f"\nskaffold run → InferenceService Ready: {run_seconds:.0f} s; "
         f"source change → new pod answers: {dev_seconds:.0f} s"
