@@ -168,13 +168,13 @@ def test_skaffold_run_then_dev_rebuilds_and_redeploys_a_source_change(
         assert dev.poll() is None, log.read_text(errors="replace")[-3000:]
         assert predictor_image(node) == first  # the same sources: skaffold found the image it pushed
         poll("the dev deployment Ready", lambda: ready_on(node, first), 900, 3, lambda: node.diagnose(NS))
-        poll("the chart's Service to answer", lambda: OLD_TEXT in versioned_answer_or_empty(node), 120, 2)
+        poll("the chart's Service to answer", lambda: OLD_TEXT in answer_text(node), 120, 2)
         t1 = time.monotonic()
         rest = source / "predictor/rest.py"
         rest.write_text(rest.read_text().replace(OLD_TEXT, NEW_TEXT))
         poll(
             "the redeployed predictor to answer with the changed source",
-            lambda: NEW_TEXT in versioned_answer_or_empty(node),
+            lambda: NEW_TEXT in answer_text(node),
             1200,
             3,
             lambda: log.read_text(errors="replace")[-3000:] + node.diagnose(NS),
@@ -194,12 +194,11 @@ def test_skaffold_run_then_dev_rebuilds_and_redeploys_a_source_change(
 def answer_or_none(node: Node) -> tuple[int, str] | None:
     try:
         return versioned_answer(node)
-    except Exception:  # noqa: BLE001 - no endpoint yet
+    except Exception:  # noqa: BLE001 - no Service or no endpoint yet: not answered yet
         return None
 
 
-def versioned_answer_or_empty(node: Node) -> str:
-    try:
-        return versioned_answer(node)[1]
-    except Exception:  # noqa: BLE001 - no Service or no pod yet: not answered yet
-        return ""
+def answer_text(node: Node) -> str:
+    """The versioned request's error text, or '' while nothing answers."""
+    answered = answer_or_none(node)
+    return answered[1] if answered else ""
