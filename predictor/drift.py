@@ -83,7 +83,8 @@ class DriftWindow:
             self.X = np.zeros((size, n), dtype=np.float64)
             self.y = np.zeros(size, dtype=np.float64)
         else:
-            buf = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(size + 1, n + 1))
+            mapped = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(size + 1, n + 1))
+            buf = mapped.view(np.ndarray)  # same memory, without np.memmap's per-slice overhead
             self._header, self.X, self.y = buf[0], buf[1:, :n], buf[1:, n]
         self.count = 0
         self.pos = 0
