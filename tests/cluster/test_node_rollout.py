@@ -664,6 +664,8 @@ def test_a_killed_run_shows_where_it_stopped_and_the_next_run_resumes_it(
         assert canary_pods
         shown = housing(rollout_env, "status", timeout=120)
         assert "held by" in shown.stdout and "weight=100" in shown.stdout and "step=2/2" in shown.stdout, shown.stdout
+        lease = json.loads(housing(rollout_env, "status", "--json", timeout=120).stdout)["lease"]
+        assert lease["live"] and lease["progress"]["weight"] == "100" and lease["progress"]["step"] == "2/2", lease
         refused = housing(rollout_env, *run_args(prometheus), timeout=120)  # its Lease is not expired yet
         assert refused.returncode == 1 and "another rollout" in refused.stderr, refused.stdout + refused.stderr
         poll(
