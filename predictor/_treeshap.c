@@ -52,10 +52,11 @@ static void extend(Step *path, int n, double zero, double one, int32_t feat, con
     path[n].zero = zero;
     path[n].one = one;
     path[n].weight = n == 0 ? 1.0 : 0.0;
-    const double share = inv[n + 1];
+    const double one_share = one * inv[n + 1], zero_share = zero * inv[n + 1];
     for (int i = n - 1; i >= 0; i--) {
-        path[i + 1].weight += one * path[i].weight * (i + 1) * share;
-        path[i].weight = zero * path[i].weight * (n - i) * share;
+        const double w = path[i].weight;
+        path[i + 1].weight += one_share * w * (i + 1);
+        path[i].weight = zero_share * w * (n - i);
     }
 }
 
@@ -64,15 +65,15 @@ static void unwind(Step *path, int n, int k, const double *inv) {
     const double one = path[k].one, zero = path[k].zero;
     double next = path[n].weight;
     if (one != 0.0) {
-        const double per_one = 1.0 / one;
+        const double up = (n + 1) / one, down = zero * inv[n + 1];
         for (int i = n - 1; i >= 0; i--) {
-            double kept = path[i].weight;
-            path[i].weight = next * (n + 1) * inv[i + 1] * per_one;
-            next = kept - path[i].weight * zero * (n - i) * inv[n + 1];
+            const double kept = path[i].weight;
+            path[i].weight = next * up * inv[i + 1];
+            next = kept - path[i].weight * down * (n - i);
         }
     } else {
-        const double per_zero = 1.0 / zero;
-        for (int i = n - 1; i >= 0; i--) path[i].weight = path[i].weight * (n + 1) * per_zero * inv[n - i];
+        const double up = (n + 1) / zero;
+        for (int i = n - 1; i >= 0; i--) path[i].weight *= up * inv[n - i];
     }
     for (int i = k; i < n; i++) {
         path[i].feat = path[i + 1].feat;
@@ -81,20 +82,15 @@ static void unwind(Step *path, int n, int k, const double *inv) {
     }
 }
 
-/* the total weight unwind(path, n, k) would leave, without changing the path */
-static double unwound_sum(const Step *path, int n, int k, const double *inv) {
-    const double one = path[k].one, zero = path[k].zero;
+/* the total weight unwind(path, n, k) would leave, for a step x follows (one != 0), without
+ * changing the path */
+static double unwound_sum_hot(const Step *path, int n, int k, const double *inv) {
+    const double up = (n + 1) / path[k].one, down = path[k].zero * inv[n + 1];
     double next = path[n].weight, total = 0.0;
-    if (one != 0.0) {
-        const double per_one = 1.0 / one;
-        for (int i = n - 1; i >= 0; i--) {
-            double w = next * (n + 1) * inv[i + 1] * per_one;
-            total += w;
-            next = path[i].weight - w * zero * (n - i) * inv[n + 1];
-        }
-    } else {
-        const double per_zero = 1.0 / zero;
-        for (int i = n - 1; i >= 0; i--) total += path[i].weight * (n + 1) * per_zero * inv[n - i];
+    for (int i = n - 1; i >= 0; i--) {
+        const double w = next * up * inv[i + 1];
+        total += w;
+        next = path[i].weight - w * down * (n - i);
     }
     return total;
 }
@@ -104,25 +100,26 @@ static double unwound_sum(const Step *path, int n, int k, const double *inv) {
 static void recurse(Tree *t, int32_t id, const Step *parent, int n, double zero, double one, int32_t feat,
                     int levels) {
     Step *path = (Step *)parent + n;
-    memcpy(path, parent, (size_t)n * sizeof(Step));
+    for (int i = 0; i < n; i++) path[i] = parent[i]; /* a few steps: cheaper than calling memcpy */
     extend(path, n, zero, one, feat, t->inv);
     const PNode *nd = t->nodes + id;
     if (packed_is_leaf(t->nodes, id)) {
         const double value = t->leaves[id];
-        /* a step x does not follow (one = 0) unwinds to (1 / zero) * sum_i w_i (n + 1) / (n - i): times
-         * (one - zero) that is -sum_i w_i (n + 1) / (n - i), the same for every such step */
+        /* a step x does not follow (one = 0) unwinds to (n + 1) / zero * sum_i w_i / (n - i): times
+         * (one - zero) that is -(n + 1) * sum_i w_i / (n - i), the same for every such step */
         double cold = 0.0;
         int have_cold = 0;
         for (int i = 1; i <= n; i++) {
             if (path[i].one != 0.0) {
-                t->phi[path[i].feat] += unwound_sum(path, n, i, t->inv) * (path[i].one - path[i].zero) * value;
+                t->phi[path[i].feat] += unwound_sum_hot(path, n, i, t->inv) * (path[i].one - path[i].zero) * value;
                 continue;
             }
             if (!have_cold) {
-                for (int j = n - 1; j >= 0; j--) cold += path[j].weight * (n + 1) * t->inv[n - j];
+                for (int j = n - 1; j >= 0; j--) cold += path[j].weight * t->inv[n - j];
+                cold *= (n + 1) * value;
                 have_cold = 1;
             }
-            t->phi[path[i].feat] -= cold * value;
+            t->phi[path[i].feat] -= cold;
         }
         return;
     }
