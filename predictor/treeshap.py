@@ -10,11 +10,14 @@ every row.
 It runs over the evaluator's packed trees (``fastpath.pack_trees``: the same split rule as
 prediction) plus one cover per node, in the C extension ``predictor._treeshap`` when it was built,
 and in plain Python otherwise (the same numbers, far slower: a fallback for machines without a
-compiler).
+compiler). For shallow trees (XGBoost's depth 4) the C extension does each leaf's share of the
+algorithm ahead of time, once per pattern of the leaf's path features that a row can follow
+(``leaf_tables``), and a row then costs a few comparisons and additions per leaf.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +27,11 @@ import numpy as np
 from predictor.fastpath import PNODE_DTYPE, TreeEnsemble, breadth_first, pack_trees
 
 #: The C extension's interface version this module was written for (``_treeshap.c``: TREESHAP_ABI).
-ABI = 1
+ABI = 2
+#: Leaf tables (``_treeshap.c``: leaf_tables) are built when no leaf's path has more distinct features
+#: than this and they hold at most TABLE_BUDGET values (8 bytes each); deeper ensembles run Algorithm 2.
+MAX_TABLE_FEATURES = 12
+TABLE_BUDGET = 4_000_000
 
 
 def _load_extension() -> Any:
@@ -56,10 +63,14 @@ class TreeShap:
     n_features: int
     scale: float
     bias: float
+    tables: tuple[bytes, ...] | None = None  # leaf_tables' (steps, leafs, feats, table), C only
 
     @classmethod
-    def from_ensemble(cls, ens: TreeEnsemble) -> TreeShap:
-        """Pack ``ens`` with its covers; ValueError when it has none or they cannot weigh a split."""
+    def from_ensemble(cls, ens: TreeEnsemble, tables: bool = True) -> TreeShap:
+        """Pack ``ens`` with its covers; ValueError when it has none or they cannot weigh a split.
+
+        ``tables``: precompute the leaf tables when the trees are shallow enough (C extension only).
+        """
         if ens.cover is None:
             raise ValueError("the model file records no node covers (training weight per node)")
         if not len(ens.roots):
@@ -83,6 +94,9 @@ class TreeShap:
         if _c is not None:  # validated once here (the arrays are read-only), then trusted per call
             row = np.zeros((1, ens.n_features))
             _c.tree_shap(*explainer._arrays, row, np.empty_like(row), ens.n_features, ens.scale, True)
+            if tables:
+                built = _c.leaf_tables(*explainer._arrays, ens.n_features, MAX_TABLE_FEATURES, TABLE_BUDGET)
+                explainer = dataclasses.replace(explainer, tables=built)
         return explainer
 
     @property
@@ -96,7 +110,9 @@ class TreeShap:
             raise ValueError(f"expected a matrix with {self.n_features} columns, got shape {X.shape}")
         out = np.zeros(X.shape, dtype=np.float64)
         if len(self.roots) and X.shape[0]:
-            if _c is not None:
+            if _c is not None and self.tables is not None:
+                _c.tree_shap_tables(self.nodes, *self.tables, X, out, self.n_features, self.scale)
+            elif _c is not None:
                 _c.tree_shap(*self._arrays, X, out, self.n_features, self.scale, False)
             else:
                 for i, x in enumerate(X):

@@ -54,10 +54,10 @@ def boston_xy(boston_forest):
     return bundle.schema.encode_frame(ds.frame[ds.features]), ds.frame[ds.target].to_numpy(dtype=np.float64)
 
 
-def _explainer_of(forest, tmp_path) -> TreeShap:
+def _explainer_of(forest, tmp_path, tables: bool = True) -> TreeShap:
     """A fitted scikit-learn forest → forest.npz (the bundle writer) → packed trees → TreeShap."""
     export_forest(forest, tmp_path / "forest.npz")
-    return TreeShap.from_ensemble(compile_forest(load_forest(tmp_path / "forest.npz")))
+    return TreeShap.from_ensemble(compile_forest(load_forest(tmp_path / "forest.npz")), tables=tables)
 
 
 def test_forest_contributions_equal_shap_tree_explainer(boston_xy, tmp_path):
@@ -67,7 +67,7 @@ def test_forest_contributions_equal_shap_tree_explainer(boston_xy, tmp_path):
     X, y = boston_xy
     forest = RandomForestRegressor(n_estimators=20, max_features=0.5, random_state=0).fit(X, y)  # deep trees
     ours = _explainer_of(forest, tmp_path)
-    assert int(ours.depths.max()) > 10
+    assert int(ours.depths.max()) > 10 and ours.tables is None  # too deep for leaf tables: Algorithm 2
     contribs, bias = ours.contributions(X)
     explainer = shap.TreeExplainer(forest, feature_perturbation="tree_path_dependent")
     theirs = explainer.shap_values(X)
@@ -113,8 +113,11 @@ def test_forest_contributions_equal_the_shapley_definition(boston_xy, tmp_path):
     X, y = boston_xy
     forest = RandomForestRegressor(n_estimators=4, max_depth=5, random_state=1).fit(X, y)
     ours = _explainer_of(forest, tmp_path)
+    assert ours.tables is not None or not treeshap.has_c_extension()
     rows = X[[0, 7, 111, 250, 505]]
     contribs, bias = ours.contributions(rows)
+    recursive = _explainer_of(forest, tmp_path, tables=False)
+    np.testing.assert_allclose(recursive.contributions(rows)[0], contribs, rtol=0, atol=1e-12)
     for r, x in enumerate(rows):
         exact = [_tree_shapley(est.tree_, x) for est in forest.estimators_]
         expected_phi = np.mean([phi for phi, _ in exact], axis=0)
@@ -129,6 +132,17 @@ def test_forest_bundle_contributions_add_up_on_holdout(boston_forest):
     X = _holdout_matrix(bundle)
     contribs, bias = bundle.contributions(X)
     np.testing.assert_allclose(contribs.sum(axis=1) + bias, bundle.predict_model_scale(X), rtol=0, atol=1e-9)
+
+
+def test_leaf_tables_equal_the_recursive_algorithm(ames_xgb):
+    if not treeshap.has_c_extension():
+        pytest.skip("C extension not built")
+    bundle = load_bundle(ames_xgb)
+    assert bundle.explainer.tables is not None  # depth-4 trees: the served path uses the tables
+    X = _holdout_matrix(bundle).copy()
+    X[::5, ::4] = np.nan
+    recursive = TreeShap.from_ensemble(bundle.evaluator, tables=False)
+    np.testing.assert_allclose(bundle.contributions(X)[0], recursive.contributions(X)[0], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("fixture", ["ames_xgb", "boston_forest"])
