@@ -33,7 +33,7 @@ class LoadedBundle:
     evaluator: TreeEnsemble | LinearModel
     reference: dict[str, Any] | None
     transform: str
-    _booster: Any = None  # xgboost.Booster, loaded on first use (agreement checks, never serving)
+    _booster: Any = None  # xgboost.Booster: agreement checks, or a legacy (non-UBJSON) model file
     extra: dict[str, Any] = field(default_factory=dict)
     explainer: TreeShap | None = None  # tree ensembles whose model file records node covers
 
