@@ -29,7 +29,7 @@ COPY predictor ./predictor
 COPY training ./training
 COPY rollout ./rollout
 RUN pip install --no-deps . \
- && cd / && python -c "import predictor._fastpath"  # the compiled evaluator must be installed
+ && cd / && python -c "import predictor._fastpath, predictor._treeshap"  # the compiled evaluator and explainer
 
 # -- runtime: no compiler, non-root, read-only root filesystem friendly --------------------------
 FROM ${BASE_IMAGE} AS runtime

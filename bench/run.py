@@ -203,6 +203,7 @@ def inprocess_phase(bundle_dir: Path, rows: list[dict[str, Any]], batch: list[di
         return statistics.median(samples)
 
     single = per_call(lambda: loaded.predict(decoder.v1(one)))
+    explain = per_call(lambda: loaded.contributions(decoder.v1(one)))
     big = {"instances": batch}
     batch_s = per_call(lambda: loaded.predict(decoder.v1(big)), min_time=1.0)
     pipe = naive_pipeline(bundle_dir)
@@ -210,12 +211,16 @@ def inprocess_phase(bundle_dir: Path, rows: list[dict[str, Any]], batch: list[di
     naive = per_call(lambda: pipe.predict(frame1))
     res.inprocess = {
         "single_row_us": single * 1e6,
+        "explain_single_row_us": explain * 1e6,
         "batch_rows": len(batch),
         "batch_rows_per_s": len(batch) / batch_s,
         "naive_pipeline_single_row_us": naive * 1e6,
         "fast_path_compiled": _compiled(),
     }
-    console.log(f"in-process: single row {single * 1e6:.1f} µs, naive pipeline {naive * 1e6:.0f} µs")
+    console.log(
+        f"in-process: single row {single * 1e6:.1f} µs, explain {explain * 1e6:.1f} µs, "
+        f"naive pipeline {naive * 1e6:.0f} µs"
+    )
 
 
 def _compiled() -> bool:
@@ -334,6 +339,7 @@ def summarise(res: Results, cfg: BenchConfig) -> dict[str, Any]:
         "ours_over_mlserver_v2 >= 20": ratios["ours_over_mlserver_v2"] >= 20,
         "batch_over_inprocess >= 0.5": ratios["batch_over_inprocess"] >= 0.5,
         "single_row_us <= 50": res.inprocess["single_row_us"] <= 50,
+        "explain_single_row_us <= 200": res.inprocess["explain_single_row_us"] <= 200,
         "startup_s <= 3": statistics.median(res.startup_s) <= 3,
         "training_s <= 90": statistics.median(res.training_s) <= 90,
     }
@@ -387,6 +393,8 @@ def write_report(res: Results, cfg: BenchConfig) -> tuple[Path, Path]:
         f"| in-process rows/s ({inp['batch_rows']:,} rows) | {inp['batch_rows_per_s']:,.0f} | |",
         f"| batch ÷ in-process rows/s | {summary['ratios']['batch_over_inprocess']:.2f} | ≥ 0.5 |",
         f"| in-process single row (µs) | {inp['single_row_us']:.1f} | ≤ 50 |",
+        f"| in-process explain, single row: V1 object → TreeSHAP contributions (µs) "
+        f"| {inp['explain_single_row_us']:.1f} | ≤ 200 |",
         f"| naive sklearn Pipeline over pandas, single row (µs) | {inp['naive_pipeline_single_row_us']:,.0f} | |",
         f"| process start to ready (s), median | {statistics.median(res.startup_s):.2f} | ≤ 3 |",
         f"| training ames, 3 candidates × 5-fold CV (s), median | {statistics.median(res.training_s):.1f} | ≤ 90 |",

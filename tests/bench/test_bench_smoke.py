@@ -24,4 +24,5 @@ def test_smoke_run_writes_a_complete_report(tmp_path: Path) -> None:
         assert data["runs"][key][0]["errors"] == 0, key
     assert set(summary["ratios"]) >= {"ours_over_floor_v1", "ours_over_mlserver_v2", "batch_over_inprocess"}
     assert data["inprocess"]["single_row_us"] > 0
+    assert data["inprocess"]["explain_single_row_us"] > 0
     assert "| v1_1row | ours |" in (tmp_path / "benchmarks.md").read_text()
