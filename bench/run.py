@@ -343,6 +343,8 @@ def peers_phase(main: TrainResult, cfg: BenchConfig, workdir: Path, res: Results
             "flavor": flavor,
             "bundle": result.manifest.model_version,
             "compared_with": peers[-1].ours,
+            # the estimator is pickled as training fitted it: its n_jobs also drives sklearn's predict
+            "n_jobs": getattr(result.estimator, "n_jobs", None) if runtime == "sklearnserver" else None,
         }
     return peers
 
@@ -625,7 +627,8 @@ def _peer_notes(res: Results) -> list[str]:
         f"Peers. **{PEER_NAMES['xgbserver']}** and **{PEER_NAMES['sklearnserver']}** "
         f"({kserve_runtimes.KSERVE_VERSION}, from the KServe Go module's `python/` tree, own venv{built}) serve "
         "the same booster (`model.ubj`) and the same fitted random forest (`model.joblib`) as ours (`ours` / "
-        "`ours-forest`, whichever serves that flavor); they receive rows **already encoded** by the bundle's "
+        "`ours-forest`, whichever serves that flavor; the forest pickled as training fitted it, `n_jobs` "
+        f"{res.peers.get('sklearnserver', {}).get('n_jobs')}); they receive rows **already encoded** by the bundle's "
         "schema (a numeric matrix) and answer on the model's log scale, so they skip the feature encoding, the "
         "input checks and the exponential that ours does: the comparison favours them. **MLflow scoring server** "
         "(`mlflow models serve --env-manager local`, one worker) serves the bundle's pyfunc model, as training "
