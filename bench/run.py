@@ -454,6 +454,7 @@ def _measure(
     for check in checks:
         _check_answer(by_label[check.label], check, transform)
     httpx.post(f"{by_label['ours'].base}{v2}", content=bodies["v2_batch"], timeout=60).raise_for_status()
+    plan = [(key, _with_cpu(by_label[key.split(".")[0]], run)) for key, run in plan]
     for _key, run in plan:  # warm-up, discarded
         run(cfg.warmup_seconds)
     for rep in range(cfg.repetitions):
@@ -461,6 +462,21 @@ def _measure(
             result = run(cfg.seconds)
             res.add(key, result)
             console.log(f"round {rep + 1}/{cfg.repetitions} {key}: {result.rps:.0f} req/s p50 {result.p50_ms:.2f} ms")
+
+
+def _with_cpu(
+    server: servers.Server, run: Callable[[float], loadgen.LoadResult]
+) -> Callable[[float], loadgen.LoadResult]:
+    """``run`` that also records the server's CPU per request: robust where wall-clock rates are not (shared cores)."""
+
+    def measured(secs: float) -> loadgen.LoadResult:
+        before = server.cpu_seconds()
+        result = run(secs)
+        if result.requests:
+            result.cpu_ms_per_request = 1000 * (server.cpu_seconds() - before) / result.requests
+        return result
+
+    return measured
 
 
 def _prices(bundle_dir: Path | None, rows: list[dict[str, Any]]) -> list[float]:
@@ -525,6 +541,9 @@ def summarise(res: Results, cfg: BenchConfig) -> dict[str, Any]:
             protocol = load.split("_")[0]
             ratios[f"ours_over_{runtime}_{protocol}"] = ratio(f"{ours}.{load}", f"{runtime}.{load}")
             ratios[f"p99_ours_over_{runtime}_{protocol}"] = ratio(f"{ours}.{load}", f"{runtime}.{load}", "p99_ms")
+            ratios[f"cpu_{runtime}_over_ours_{protocol}"] = ratio(
+                f"{runtime}.{load}", f"{ours}.{load}", "cpu_ms_per_request"
+            )
         goals[f"ours_over_{runtime}_v1 >= 3"] = ratios[f"ours_over_{runtime}_v1"] >= 3
         goals[f"p99_ours_over_{runtime}_v1 < 1"] = ratios[f"p99_ours_over_{runtime}_v1"] < 1
     if "mlflow.invocations_1row" in res.runs:
@@ -556,17 +575,20 @@ def write_report(res: Results, cfg: BenchConfig) -> tuple[Path, Path]:
         f"Measured {res.machine['date']} on {res.machine['cores']} cores ({res.machine['cpu']}), "
         f"Python {res.machine['python']}; load average at start {res.machine['loadavg_at_start'][0]:.2f}. "
         f"{cfg.repetitions} interleaved rounds of {cfg.seconds:g} s per load, {cfg.connections} connections, "
-        "warm-up excluded; medians with [min–max]. Raw figures: `benchmarks.json`. Reproduce: `make bench`.",
+        "warm-up excluded; medians with [min–max]. Server CPU ms/req: user + system CPU of the server's processes "
+        "over a run ÷ its requests, steadier than req/s when the cores are shared. Raw figures: `benchmarks.json`. "
+        "Reproduce: `make bench`.",
         "",
-        "| load | server | req/s | p50 ms | p95 ms | p99 ms |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| load | server | req/s | p50 ms | p95 ms | p99 ms | server CPU ms/req |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key in sorted(res.runs):
         label, load = key.split(".", 1)
         lo, hi = res.spread(key)
         lines.append(
             f"| {load} | {label} | {res.median(key):,.0f} [{lo:,.0f}–{hi:,.0f}] | {res.median(key, 'p50_ms'):.2f} "
-            f"| {res.median(key, 'p95_ms'):.2f} | {res.median(key, 'p99_ms'):.2f} |"
+            f"| {res.median(key, 'p95_ms'):.2f} | {res.median(key, 'p99_ms'):.2f} "
+            f"| {res.median(key, 'cpu_ms_per_request'):.2f} |"
         )
     inp = res.inprocess
     lines += [
@@ -609,6 +631,7 @@ def _peer_figures(res: Results, ratios: dict[str, float]) -> list[str]:
             f"| {ours} ÷ {peer}, V1 one row | {ratios[f'ours_over_{runtime}_v1']:.1f} | ≥ 3 |",
             f"| {ours} ÷ {peer}, V2 one row | {ratios[f'ours_over_{runtime}_v2']:.1f} | |",
             f"| p99 {ours} ÷ p99 {peer}, V1 one row | {ratios[f'p99_ours_over_{runtime}_v1']:.2f} | < 1 |",
+            f"| {peer} CPU ÷ {ours} CPU per request, V1 one row | {ratios[f'cpu_{runtime}_over_ours_v1']:.1f} | |",
         ]
     if "ours_over_mlflow" in ratios:
         lines += [

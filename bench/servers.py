@@ -35,6 +35,10 @@ class Server:
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live process in the server's process group (its own session)."""
+        return group_cpu_seconds(self.proc.pid)
+
     def stop(self) -> None:
         """Terminate the process group and wait."""
         if self.proc.poll() is None:
@@ -44,6 +48,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (utime + stime, /proc) of the live processes whose process group is ``pgid``."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, …, utime (12th), stime (13th)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def wait_ready(server: Server, timeout: float = 120.0) -> float:
