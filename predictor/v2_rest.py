@@ -287,12 +287,15 @@ class V2InferRoute(Route):
     def matches(self, scope: Any) -> tuple[Match, Any]:
         if scope["type"] != "http" or scope["method"] != "POST":
             return Match.NONE, {}
+        match, child_scope = super().matches(scope)  # the path first: every other request stops here
+        if match is not Match.FULL:
+            return Match.NONE, {}
         for key, value in scope["headers"]:
             if key == _BINARY_HEADER or key.startswith(b"ce-"):
                 return Match.NONE, {}
             if key == b"content-type" and value.split(b";", 1)[0].strip().lower() == _CLOUDEVENT_TYPE:
                 return Match.NONE, {}
-        return super().matches(scope)
+        return match, child_scope
 
 
 def install(app: FastAPI, dataplane: DataPlane) -> None:

@@ -6,8 +6,9 @@ Each unpickles KServe's ``RESTServer`` (with its data plane — our
 ``kserve.model_server:app``: a new FastAPI app, without what :func:`install_rest` added to the
 parent's. :class:`RESTWorkers` (put in place of KServe's class, the name ``ModelServer.start``
 builds it from) hands each worker a picklable :class:`WorkerSetup` that, in the worker and before
-its app is built, installs the guard's middleware and our client-error handlers on that app and
-routes ``/metrics`` to the registry merged over processes (:mod:`predictor.multiproc`).
+its app is built, installs the guard's middleware, our client-error handlers and our V2 JSON infer
+route (:mod:`predictor.v2_rest`, given the worker's data plane) on that app and routes ``/metrics``
+to the registry merged over processes (:mod:`predictor.multiproc`).
 """
 
 from __future__ import annotations
