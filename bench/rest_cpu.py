@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
                         (
                             f"{server.label}.{load}",
                             server.proc.pid,
-                            lambda u=url, b=bodies[load], c=conns, s=secs: loadgen.run_wrk(u, b, s, connections=c),
+                            lambda u=url, b=bodies[load], c=conns, s=secs: loadgen.run_wrk(
+                                u, b, s, connections=c, timeout=30
+                            ),
                         )
                     )
             for _, pid, run in plan:  # warm-up, discarded
