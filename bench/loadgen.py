@@ -41,14 +41,28 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(url: str, body: bytes, seconds: float, connections: int = 8, threads: int = 1) -> LoadResult:
-    """POST ``body`` to ``url`` for ``seconds`` with ``connections`` keep-alive connections."""
+def run_wrk(
+    url: str, body: bytes, seconds: float, connections: int = 8, threads: int = 1, timeout: float = 2.0
+) -> LoadResult:
+    """POST ``body`` to ``url`` for ``seconds`` with ``connections`` keep-alive connections.
+
+    A request not answered within ``timeout`` seconds (wrk's default: 2) counts as an error.
+    """
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         fh.write(body)
         body_file = fh.name
     try:
         out = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(LUA), url],
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                f"--timeout={max(1, round(timeout))}s",
+                "-s",
+                str(LUA),
+                url,
+            ],
             capture_output=True,
             text=True,
             env={**os.environ, "WRK_BODY": body_file},

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 from housing.config import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
+    from kserve.protocol.dataplane import DataPlane
+
     from predictor.guard import Guard, GuardConfig
     from predictor.model import HousingModel
 
@@ -149,13 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     from predictor.workers import share_kserve_logging
 
     share_kserve_logging()
-    _install_guard(model, guard)
+    _install_guard(model, guard, server.dataplane)
     server.start([model])
     return 0
 
 
-def _install_guard(model: HousingModel, guard: Guard) -> None:
-    """The REST middleware and handlers (in every REST worker too), and KServe's gRPC server with our interceptors."""
+def _install_guard(model: HousingModel, guard: Guard, dataplane: DataPlane) -> None:
+    """The REST middleware, handlers and V2 JSON infer route (in every REST worker too), and KServe's gRPC
+    server with our interceptors."""
     import functools
 
     from kserve import model_server
@@ -163,7 +166,7 @@ def _install_guard(model: HousingModel, guard: Guard) -> None:
     from predictor.grpc_server import GuardedGRPCServer
     from predictor.workers import RESTWorkers, WorkerSetup, counters, install_rest
 
-    install_rest(model_server.app, model, guard)  # the app of a single-process REST server
+    install_rest(model_server.app, model, guard, dataplane)  # the app of a single-process REST server
     # ModelServer.start builds its servers from these module-level names; with --workers > 1 each
     # spawned REST worker imports a fresh app, so the setup is repeated there
     model_server.RESTServerMultiProcess = functools.partial(RESTWorkers, setup=WorkerSetup(model.name, guard.config))

@@ -6,8 +6,9 @@ Each unpickles KServe's ``RESTServer`` (with its data plane — our
 ``kserve.model_server:app``: a new FastAPI app, without what :func:`install_rest` added to the
 parent's. :class:`RESTWorkers` (put in place of KServe's class, the name ``ModelServer.start``
 builds it from) hands each worker a picklable :class:`WorkerSetup` that, in the worker and before
-its app is built, installs the guard's middleware and our client-error handlers on that app and
-routes ``/metrics`` to the registry merged over processes (:mod:`predictor.multiproc`).
+its app is built, installs the guard's middleware, our client-error handlers and our V2 JSON infer
+route (:mod:`predictor.v2_rest`, given the worker's data plane) on that app and routes ``/metrics``
+to the registry merged over processes (:mod:`predictor.multiproc`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from predictor import multiproc
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.rest.server import RESTServer
 
     from predictor.guard import Guard, GuardConfig
@@ -59,13 +60,14 @@ def counters(model: HousingModel) -> tuple[Callable[[str, str], None], Callable[
     return count_error, count_refused
 
 
-def install_rest(app: FastAPI, model: HousingModel, guard: Guard) -> None:
-    """The guard's middleware and our client-error handlers on ``app``, counted into ``model``."""
-    from predictor import rest
+def install_rest(app: FastAPI, model: HousingModel, guard: Guard, dataplane: DataPlane) -> None:
+    """The guard's middleware, our client-error handlers (counted into ``model``), our V2 JSON infer route."""
+    from predictor import rest, v2_rest
 
     count_error, count_refused = counters(model)
     guard.on_refused = count_refused
     rest.install(app, guard, count_error)
+    v2_rest.install(app, dataplane)
 
 
 async def merged_metrics(request: Request) -> Response:
@@ -83,15 +85,15 @@ class WorkerSetup:
     model_name: str
     guard_config: GuardConfig
 
-    def __call__(self, registry: ModelRepository) -> None:
+    def __call__(self, dataplane: DataPlane) -> None:
         from kserve import model_server
 
         from predictor.guard import Guard
 
         share_kserve_logging()
-        model = registry.get_model(self.model_name)
+        model = dataplane.model_registry.get_model(self.model_name)
         app = model_server.app  # the app this worker's RESTServer.create_application builds on
-        install_rest(app, model, Guard(self.guard_config))
+        install_rest(app, model, Guard(self.guard_config), dataplane)
         # ahead of KServe's /metrics route, which RESTServer adds later: the first match wins
         app.add_api_route("/metrics", merged_metrics, methods=["GET"])
         log.info("REST worker [%d] serving %s with the guard and merged /metrics", os.getpid(), self.model_name)
@@ -109,7 +111,7 @@ class WorkerRESTServer:
         return self.server.config
 
     def run(self, sockets: list[socket] | None = None) -> None:
-        self.setup(self.server.dataplane.model_registry)
+        self.setup(self.server.dataplane)
         self.server.run(sockets)
 
 

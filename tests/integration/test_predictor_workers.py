@@ -164,6 +164,11 @@ def test_guard_and_rest_handling_reach_every_worker(boston_xgb, tmp_path):
             ),
         )
         assert {r.status_code for r in untyped} == {200}, untyped[0].text
+        # predictor.v2_rest: our V2 JSON route in every worker (KServe's says "InferenceRequest.inputs: …; bytes: …")
+        invalid = _fresh_connections(
+            proc.http_url, 20, lambda c: c.post(f"/v2/models/{NAME}/infer", json={"inputs": "nope"}, headers=auth)
+        )
+        assert {r.json()["error"] for r in invalid} == {"inputs: Input should be a valid list"}
         # CheckedDataPlane: a binary body whose header length is nonsense is a 400 naming it
         binary = _fresh_connections(
             proc.http_url,
