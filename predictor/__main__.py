@@ -95,7 +95,7 @@ def guard_config(args: argparse.Namespace) -> GuardConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from kserve import ModelServer
+    from kserve.model_server import ModelServer
 
     from bundle.manifest import MANIFEST, BundleError
     from predictor.model import HousingModel
