@@ -10,19 +10,22 @@ import typer
 
 from bench.loadgen import wrk_available
 
-MODES = ("compare", "soak", "fuzz")
+MODES = ("compare", "start", "soak", "fuzz")
 
 
 def bench(
     mode: str = typer.Option(
         "compare",
         "--mode",
-        help="compare: ours vs the floor and the peers; soak: 80 % of the maximum for --soak-seconds with good and "
-        "bad requests; fuzz: --fuzz-requests generated from the V2 OpenAPI description.",
+        help="compare: ours vs the floor and the peers; start: --start-runs predictor starts (start → Ready, RSS "
+        "after --warmup-requests); soak: 80 % of the maximum for --soak-seconds with good and bad requests; fuzz: "
+        "--fuzz-requests generated from the V2 OpenAPI description.",
     ),
     smoke: bool = typer.Option(False, "--smoke", help="A seconds-long run that only proves the harness works."),
     soak_seconds: float = typer.Option(600.0, "--soak-seconds", help="--mode soak: how long the load is held."),
     fuzz_requests: int = typer.Option(5000, "--fuzz-requests", help="--mode fuzz: how many requests to generate."),
+    start_runs: int = typer.Option(7, "--start-runs", help="Predictor starts timed (medians; compare mode too)."),
+    warmup_requests: int = typer.Option(300, "--warmup-requests", help="Requests before a started predictor's RSS."),
     seconds: float = typer.Option(5.0, help="Length of each load run."),
     repetitions: int = typer.Option(3, help="Interleaved rounds; medians and spread are reported."),
     connections: int = typer.Option(8, help="Concurrent keep-alive connections of the load generator."),
@@ -43,6 +46,8 @@ def bench(
 
       housing bench --smoke          # quick check that every phase still runs
 
+      housing bench --mode start     # 7 predictor starts: start → Ready, RSS after 300 requests; a section
+
       housing bench --mode soak      # 10 minutes at 80 % of the maximum; a section of docs/benchmarks.md
 
       housing bench --mode fuzz      # 5,000 schemathesis requests against the V2 REST API
@@ -55,6 +60,12 @@ def bench(
         result = fuzz_mode(fuzz_requests, out or Path("docs"))
         typer.echo(json.dumps(result, indent=2, default=float))
         raise typer.Exit(1 if result["server_errors"] else 0)
+    if mode == "start":
+        from bench.modes import start_mode
+
+        result = start_mode(1 if smoke else start_runs, 10 if smoke else warmup_requests, out or Path("docs"))
+        typer.echo(json.dumps(result["median"], indent=2))
+        raise typer.Exit(0)
     if not wrk_available():
         typer.echo("error: wrk not found; install it (Debian: apt-get install wrk)", err=True)
         raise typer.Exit(2)
@@ -70,6 +81,7 @@ def bench(
         cfg = BenchConfig.smoke_config(out or Path(tempfile.mkdtemp(prefix="housing-bench-")))
     else:
         cfg = BenchConfig(seconds=seconds, repetitions=repetitions, connections=connections)
+        cfg.start_repetitions, cfg.warmup_requests = start_runs, warmup_requests
         if out:
             cfg.out_dir = out
     cfg.with_mlserver = mlserver

@@ -1,4 +1,4 @@
-"""``housing bench --mode soak`` and ``--mode fuzz``: run, then write their section of benchmarks.md."""
+"""``housing bench --mode start``, ``--mode soak`` and ``--mode fuzz``: run, write their part of benchmarks.md."""
 
 from __future__ import annotations
 
@@ -20,6 +20,19 @@ def soak_mode(seconds: float, out_dir: Path) -> dict[str, Any]:
         res = run_soak(SoakConfig(seconds=seconds, window=min(30.0, seconds / 4)), Path(tmp))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_section(out_dir / "benchmarks.md", "soak", ["## Soak", "", *markdown(res)])
+    return res.to_dict()
+
+
+def start_mode(runs: int, warmup: int, out_dir: Path) -> dict[str, Any]:
+    """``runs`` predictor starts (:mod:`bench.startup`); the figures go to ``out_dir/benchmarks.md``."""
+    from bench.soak import soak_bundle
+    from bench.startup import markdown, measure_starts
+
+    with tempfile.TemporaryDirectory(prefix="housing-start-") as tmp:
+        workdir = Path(tmp)
+        res = measure_starts(soak_bundle(workdir), workdir, runs, warmup)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_section(out_dir / "benchmarks.md", "start", ["## Start-up", "", *markdown(res)])
     return res.to_dict()
 
 

@@ -1,7 +1,7 @@
 """Named sections of docs/benchmarks.md that one bench mode writes and the others keep.
 
-``housing bench`` (the comparison) rewrites the page; ``--mode soak`` and ``--mode fuzz``
-write only their own section, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``.
+``housing bench`` (the comparison) rewrites the page; ``--mode start``, ``--mode soak`` and
+``--mode fuzz`` write only their own section, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ORDER = ("soak", "fuzz")
+ORDER = ("start", "soak", "fuzz")
 
 
 def _pattern(name: str) -> re.Pattern[str]:

@@ -74,14 +74,6 @@ class SoakResult:
         return {**asdict(self), "rss_growth": self.rss_growth}
 
 
-def rss_kb(pid: int) -> int:
-    """Resident set size of a process (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
 def soak_bundle(workdir: Path) -> Path:
     """An ames XGBoost bundle (fast training, no registry)."""
     from training.api import TrainConfig, run_training
@@ -163,7 +155,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, bundle_dir: Path | None = None) -> 
         console.log(f"soak: max {res.max_rps:,.0f} req/s → target {res.target_rps:,.0f} ({grpc_rps:,.0f} over gRPC)")
         delay_ms = max(0.0, cfg.connections / rest_rps * 1000 - 1.0)
         _wrk_mix(url, mix_file, cfg.warmup_seconds, cfg.connections, delay_ms)  # warm every path
-        res.rss_start_kb = rss_kb(server.proc.pid)
+        res.rss_start_kb = servers.rss_kb(server.proc.pid)
         res.loadavg.append(os.getloadavg()[0])
         paths = {}
         for name, data in (("good", good_pb), ("bad", bad_pb)):
@@ -211,7 +203,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, bundle_dir: Path | None = None) -> 
                 grpc_proc.kill()
                 grpc_proc.wait()
         res.grpc = json.loads(out.strip().splitlines()[-1])
-        res.rss_end_kb = rss_kb(server.proc.pid)
+        res.rss_end_kb = servers.rss_kb(server.proc.pid)
         res.loadavg.append(os.getloadavg()[0])
         res.errors_counted = _errors_counted(url)
     finally:

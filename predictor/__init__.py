@@ -17,7 +17,14 @@ Run it with ``python -m predictor`` (KServe's ModelServer flags plus ``--model_d
   :mod:`predictor.series` — the series' names (rollout gates import them).
 * :mod:`predictor.storage` — ``s3://``/``file://``/paths via kserve-storage, ``models:/`` via MLflow.
 * :mod:`predictor.v2_request` — V2 request bodies from ``{feature: value}`` rows (clients, tests).
+* :mod:`predictor.deferred_imports` — what serving never uses (``kserve/__init__`` with the
+  Kubernetes client, KServe's pandas, httpx's CLI) is imported when something uses it; installed
+  here, before any of these modules imports kserve.
 
 The protocol (V1, V2 REST and gRPC, errors, out-of-range flags, explanations) and the metrics
 are described in ``predictor/README.md``.
 """
+
+from predictor.deferred_imports import install as _defer_imports
+
+_defer_imports()

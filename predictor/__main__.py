@@ -12,6 +12,7 @@ ready and its log says why).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -109,8 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     from predictor import multiproc
 
     multiproc.prepare(_workers(argv))  # several processes: one /metrics summed over all of them
-    args = build_parser().parse_args(argv)
-    from kserve import ModelServer
+    # start-up allocates ~10^5 objects that live as long as the process, and little garbage: no
+    # collections until it serves (a tenth of the start's CPU time), and later ones skip them
+    gc.disable()
+    try:
+        return _serve(build_parser().parse_args(argv))
+    finally:
+        gc.enable()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from kserve.model_server import ModelServer
 
     from bundle.manifest import MANIFEST, BundleError
     from predictor.model import HousingModel
@@ -135,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             path, registry_digest = download(storage_uri)
             model_dir = str(path)
             expected = expected or registry_digest
+            gc.collect()  # boto3 / MLflow leave garbage behind
         model = HousingModel(args.model_name, model_dir, expected, args.max_batch_size, args.drift_window)
         model.load()
     except (AuthConfigError, BundleError, StorageError, ValueError, OSError) as exc:
@@ -152,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
     share_kserve_logging()
     _install_guard(model, guard, server.dataplane)
+    gc.freeze()
+    gc.enable()
     server.start([model])
     return 0
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kserve import Model
 from kserve.errors import InvalidInput
+from kserve.model import Model
 from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 

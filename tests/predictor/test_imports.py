@@ -1,4 +1,8 @@
-"""Serving stands on the bundle contract alone: it never imports training, scikit-learn or MLflow."""
+"""Serving stands on the bundle contract alone: it never imports training, scikit-learn or MLflow.
+
+Nor what :mod:`predictor.deferred_imports` defers (pandas, the Kubernetes client); what a
+serving process imports while it answers requests: ``test_deferred_imports.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 #: Everything ``python -m predictor`` loads before it serves (the entry point, the model, storage).
 SERVING_MODULES = ["predictor", "predictor.__main__", "predictor.model", "predictor.storage", "kserve"]
-FORBIDDEN = ("training", "sklearn", "mlflow", "xgboost", "rollout", "bench")
+FORBIDDEN = ("training", "sklearn", "mlflow", "xgboost", "rollout", "bench", "pandas", "kubernetes", "matplotlib")
 
 
 def test_predictor_imports_neither_training_nor_sklearn_nor_mlflow() -> None:

@@ -1,0 +1,212 @@
+"""What serving never uses is imported when something uses it: the predictor starts in half the time.
+
+These imports cost more than half the CPU time of a predictor start, and no request needs them:
+
+* ``kserve/__init__.py`` (which runs before any ``kserve.*`` module) imports the whole package:
+  the Kubernetes client behind ``KServeClient`` with google-auth, jsonschema and
+  kubernetes-validate, and ~100 generated CRD models.
+* ``kserve.protocol.infer_type`` and ``kserve.utils.utils`` ``import pandas as pd`` at their top,
+  for ``InferRequest.as_dataframe`` and the DataFrame branches of KServe's model helpers.
+* ``httpx/__init__.py`` imports its command-line client (click, rich, pygments) when it can.
+* ``fastapi`` defines ~40 pydantic models (32 of them the OpenAPI document's), and pydantic
+  builds each one's validator and serializer as the class is defined.
+
+:func:`install` (run by ``predictor/__init__.py``, so before any predictor module imports kserve;
+it imports nothing itself) defers them, invisibly to code that uses them:
+
+* ``kserve`` is registered as its package module *without* running its ``__init__``, so
+  ``import kserve.model`` loads that module and what it imports. The first time a name that is
+  not a submodule is looked up on the package (``kserve.KServeClient``, ``from kserve import
+  Model``), the real ``__init__`` runs and the name is there.
+* KServe's two pandas users run with a stand-in as ``pandas``: any attribute of it imports the
+  real pandas and returns the real attribute, except ``DataFrame``, which their annotations read
+  while the module runs: calling it builds a real DataFrame, and ``isinstance(x, pd.DataFrame)``
+  holds exactly for real DataFrames (there are none before pandas is imported). Every other
+  ``import pandas`` gets the real module.
+* httpx runs with ``httpx._main`` unimportable, so it takes its own fallback for a missing CLI:
+  ``httpx.main`` (the ``httpx`` command's entry point, never called by a server) says to install
+  ``httpx[cli]``. ``import httpx._main`` itself still works afterwards.
+* the models fastapi defines while it is imported get pydantic's ``defer_build``: each builds
+  its validator when it is first used (``/openapi.json``: the first request for it).
+
+A process that imported kserve, pandas or httpx before ``predictor`` keeps them as they are.
+The module lists are kserve==0.21.0's, httpx 0.28's and fastapi 0.165's;
+``tests/predictor/test_deferred_imports.py`` checks what a serving process imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+#: KServe's modules with ``import pandas as pd`` at the top.
+PANDAS_USERS = ("kserve.protocol.infer_type", "kserve.utils.utils")
+#: httpx's optional command-line client, imported by ``httpx/__init__`` under ``try``.
+HTTPX_CLI = "httpx._main"
+
+
+def _real_pandas() -> types.ModuleType:
+    module = sys.modules.get("pandas")
+    if module is None or isinstance(module, _PandasStandIn):
+        sys.modules.pop("pandas", None)
+        module = importlib.import_module("pandas")
+    return module
+
+
+def _loaded_pandas() -> Any:
+    """The real pandas if something imported it, else None (then no DataFrame exists)."""
+    module = sys.modules.get("pandas")
+    return None if module is None or isinstance(module, _PandasStandIn) else module
+
+
+class _DeferredDataFrame(type):
+    """The metaclass of the stand-in ``DataFrame``: construction and type checks are pandas'."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return _real_pandas().DataFrame(*args, **kwargs)
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        pandas = _loaded_pandas()
+        return pandas is not None and isinstance(obj, pandas.DataFrame)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        pandas = _loaded_pandas()
+        return pandas is not None and issubclass(sub, pandas.DataFrame)
+
+
+class _DataFrame(metaclass=_DeferredDataFrame):
+    """Stands for ``pandas.DataFrame`` in KServe's annotations and ``isinstance`` checks."""
+
+
+class _PandasStandIn(types.ModuleType):
+    """What KServe's ``pd`` names: the real pandas, imported on first use."""
+
+    DataFrame = _DataFrame
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(_real_pandas(), name)
+
+
+@contextmanager
+def _pandas_stand_in() -> Iterator[None]:
+    if "pandas" in sys.modules:
+        yield
+        return
+    sys.modules["pandas"] = _PandasStandIn("pandas")
+    try:
+        yield
+    finally:
+        if isinstance(sys.modules.get("pandas"), _PandasStandIn):
+            del sys.modules["pandas"]
+
+
+@contextmanager
+def _without(name: str) -> Iterator[None]:
+    """``import name`` raises ImportError inside (a ``None`` entry in sys.modules)."""
+    if name in sys.modules:
+        yield
+        return
+    sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get(name, ...) is None:
+            del sys.modules[name]
+
+
+@contextmanager
+def _pydantic_models_deferred() -> Iterator[None]:
+    """Pydantic models defined inside build their validators on first use (``defer_build``)."""
+    from pydantic import BaseModel
+
+    config = BaseModel.model_config  # every model's config starts from a copy of this one
+    if "defer_build" in config:
+        yield
+        return
+    config["defer_build"] = True
+    try:
+        yield
+    finally:
+        config.pop("defer_build", None)
+
+
+#: Module → what surrounds its execution when it is first imported.
+RUN_WITH: dict[str, Callable[[], AbstractContextManager[None]]] = {
+    **{name: _pandas_stand_in for name in PANDAS_USERS},
+    "httpx": lambda: _without(HTTPX_CLI),
+    "fastapi": _pydantic_models_deferred,
+}
+
+
+class _Surrounded:
+    """A module's own loader, its execution inside ``RUN_WITH[name]``."""
+
+    def __init__(self, loader: Any, around: Callable[[], AbstractContextManager[None]]) -> None:
+        self.loader = loader
+        self.around = around
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        with self.around():
+            self.loader.exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_filename, ... (tracebacks, inspect)
+        return getattr(self.loader, name)
+
+
+class _Finder:
+    """Finds the modules of :data:`RUN_WITH` as the path finder does, with their surroundings."""
+
+    @staticmethod
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        around = RUN_WITH.get(fullname)
+        if around is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Surrounded(spec.loader, around)
+        return spec
+
+
+def _package_without_init(name: str) -> types.ModuleType | None:
+    """Register package ``name`` in sys.modules without running its ``__init__`` (it runs on demand)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return None
+    package = importlib.util.module_from_spec(spec)
+    completed = False
+
+    def __getattr__(attr: str) -> Any:  # PEP 562: only names the package does not have (yet)
+        nonlocal completed
+        if attr.startswith("__") and attr != "__all__":
+            raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+        if importlib.util.find_spec(f"{name}.{attr}") is not None:  # `from kserve import errors`
+            return importlib.import_module(f"{name}.{attr}")
+        if not completed:
+            completed = True
+            spec.loader.exec_module(package)  # the real __init__: KServeClient, the CRD models, ...
+            if attr in package.__dict__:
+                return package.__dict__[attr]
+        raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+
+    package.__getattr__ = __getattr__  # type: ignore[method-assign]
+    sys.modules[name] = package
+    return package
+
+
+def install() -> None:
+    """Defer ``kserve/__init__``, KServe's pandas and httpx's CLI (imports nothing itself)."""
+    if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
+    if "kserve" not in sys.modules:
+        _package_without_init("kserve")
