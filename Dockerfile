@@ -26,18 +26,21 @@ WORKDIR /src
 
 # -- training-build: every dependency of the project, then the code -------------------------------
 FROM build-base AS training-build
-# dependencies first (cached while only the code changes)
-COPY pyproject.toml setup.py README.md* ./
+# dependencies first (cached while only the code changes); README.md is a stub here: pyproject's
+# `readme` is read at install, and the real one would reinstall every dependency on a docs edit
+COPY pyproject.toml setup.py ./
 RUN mkdir -p housing bundle predictor training rollout \
- && touch housing/__init__.py bundle/__init__.py predictor/__init__.py training/__init__.py rollout/__init__.py \
+ && touch README.md housing/__init__.py bundle/__init__.py predictor/__init__.py training/__init__.py rollout/__init__.py \
  && pip install . && pip uninstall -y housing
+COPY pyproject.toml setup.py README.md* ./
 COPY housing ./housing
 COPY bundle ./bundle
 COPY predictor ./predictor
 COPY training ./training
 COPY rollout ./rollout
-RUN pip install --no-deps . \
- && cd / && python -c "import predictor._fastpath, training, rollout"  # the compiled evaluator must be installed
+# the code in /opt/app, apart from the dependencies' venv: a code change is one small image layer
+RUN pip install --no-deps --no-compile --target /opt/app . \
+ && cd / && PYTHONPATH=/opt/app python -c "import predictor._fastpath, predictor._treeshap, training, rollout"
 
 # -- serving-build: the predictor's pinned packages without their dependencies, then its code -----
 FROM build-base AS serving-build
@@ -53,12 +56,13 @@ COPY housing ./housing
 COPY bundle ./bundle
 COPY predictor ./predictor
 # only housing, bundle and predictor are in this context; the `housing` CLI needs training's packages
-RUN pip install --no-deps . && rm /opt/venv/bin/housing \
- && cd / && python -c "import predictor._fastpath"  # the compiled evaluator must be installed
+RUN pip install --no-deps --no-compile --target /opt/app . && rm -r /opt/app/bin \
+ && cd / && PYTHONPATH=/opt/app python -c "import predictor._fastpath, predictor._treeshap"
 
 # -- runtime-base: no compiler, non-root, read-only root filesystem friendly -----------------------
 FROM ${BASE_IMAGE} AS runtime-base
-ENV PATH=/opt/venv/bin:$PATH \
+ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
@@ -73,6 +77,7 @@ LABEL org.opencontainers.image.title="housing-training" \
       org.opencontainers.image.description="Training, rollouts and the housing CLI for housing-price models"
 ENV MPLCONFIGDIR=/tmp/matplotlib
 COPY --from=training-build /opt/venv /opt/venv
+COPY --from=training-build /opt/app /opt/app
 USER 10001:10001
 ENTRYPOINT ["housing"]
 CMD ["--help"]
@@ -82,6 +87,7 @@ FROM runtime-base AS serving
 LABEL org.opencontainers.image.title="housing-serving" \
       org.opencontainers.image.description="KServe predictor for housing-price models"
 COPY --from=serving-build /opt/venv /opt/venv
+COPY --from=serving-build /opt/app /opt/app
 USER 10001:10001
 EXPOSE 8080 8081
 ENTRYPOINT ["python", "-m", "predictor"]

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml $(wildcard setup.py)
 
 install: $(STAMP) ## create .venv and install housing with its dev tools
 
-tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe from source, node images, skaffold + helm 3, Prometheus, a registry, wrk, Chromium, MLServer venv, helm, kubectl, checkov)
+tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe from source, node images, skaffold + helm 3, Prometheus, a registry, wrk, Chromium, MLServer venv, KServe runtimes venv, helm, kubectl, checkov)
 	bash scripts/tools/minio.sh
 	bash scripts/tools/debian.sh --with-chromium
 	bash scripts/node/deps.sh
@@ -26,6 +26,7 @@ tools: install ## build/install what the tests use (MinIO, Kubernetes + KServe f
 	bash scripts/tools/helm.sh
 	bash scripts/tools/kube.sh
 	bash scripts/tools/kserve.sh
+	$(PY) -c "from bench.kserve_runtimes import ensure_venv; print(ensure_venv())"
 	bash scripts/tools/skaffold.sh
 	bash scripts/tools/prometheus.sh
 	bash scripts/tools/registry.sh
@@ -50,7 +51,7 @@ unit: install ## fast tests only (no servers)
 test: install tools lint ## everything: unit, integration (real MinIO/MLflow/Prometheus/predictor), cluster (helm)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: install ## benchmarks: ours vs the KServe floor vs MLServer; writes docs/benchmarks.md
+bench: install ## benchmarks: ours vs the KServe floor, KServe's xgbserver/sklearnserver, MLflow, MLServer; writes docs/benchmarks.md
 	$(VENV)/bin/housing bench
 
 clean: ## remove the embedded state (.housing) and caches

@@ -1,4 +1,4 @@
-"""``housing bench``: the benchmark run (ours vs the KServe floor vs MLServer)."""
+"""``housing bench``: the benchmark run (ours vs the KServe floor, KServe's runtimes, MLflow and MLServer)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def bench(
     mode: str = typer.Option(
         "compare",
         "--mode",
-        help="compare: ours vs the floor vs MLServer; soak: 80 % of the maximum for --soak-seconds with good and "
+        help="compare: ours vs the floor and the peers; soak: 80 % of the maximum for --soak-seconds with good and "
         "bad requests; fuzz: --fuzz-requests generated from the V2 OpenAPI description.",
     ),
     smoke: bool = typer.Option(False, "--smoke", help="A seconds-long run that only proves the harness works."),
@@ -28,8 +28,14 @@ def bench(
     connections: int = typer.Option(8, help="Concurrent keep-alive connections of the load generator."),
     out: Path = typer.Option(None, help="Where benchmarks.md/.json go (default docs/, smoke: a temp dir)."),
     mlserver: bool = typer.Option(True, help="Include Seldon MLServer (installs its own virtualenv on first use)."),
+    kserve_runtimes: bool = typer.Option(
+        True,
+        help="Include KServe's xgbserver and sklearnserver (build their own virtualenv on first use, "
+        "from the KServe Go module; --smoke skips them when that fails).",
+    ),
+    mlflow: bool = typer.Option(True, help="Include MLflow's scoring server (mlflow models serve)."),
 ) -> None:
-    """Measure the predictor against the KServe floor and MLServer, in-process, start-up and training.
+    """Measure the predictor against the KServe floor and the peers, in-process, start-up and training.
 
     Examples:
 
@@ -67,5 +73,7 @@ def bench(
         if out:
             cfg.out_dir = out
     cfg.with_mlserver = mlserver
+    cfg.with_kserve_runtimes = kserve_runtimes
+    cfg.with_mlflow = mlflow
     summary = run(cfg)
     typer.echo(json.dumps(summary, indent=2, default=float))

@@ -29,6 +29,7 @@ class LoadResult:
     p99_ms: float
     requests: int
     errors: int
+    cpu_ms_per_request: float = float("nan")  # the server's CPU time over the run ÷ requests (set by the caller)
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict for the JSON report."""

@@ -1,9 +1,10 @@
-"""In-process predictor figures: single-row and 10k-row prediction (medians of repetitions).
+"""In-process predictor figures: single-row and 10k-row prediction, single-row explain (medians).
 
     python bench/predictor_bench.py [--bundle DIR] [--dataset ames] [--rows 10000] [--repeats 7]
 
 Without ``--bundle`` it trains a fast ames XGBoost bundle into a temporary directory first.
-Prints medians; asserts nothing (the figure we hold ourselves to: single row ≤ 50 µs).
+Prints medians; asserts nothing (the figures we hold ourselves to: single row ≤ 50 µs, explain of
+one row ≤ 200 µs).
 """
 
 from __future__ import annotations
@@ -115,8 +116,17 @@ def main(argv: list[str] | None = None) -> None:
         "single row: HousingModel.__call__ (KServe model path, metrics)",
         per_call(lambda: loop.run_until_complete(model(one, headers={})), r),
     )
+    add("single row: explain, encoded row (TreeSHAP contributions)", per_call(lambda: bundle.contributions(X1), r))
+    add(
+        "single row: HousingModel.explain (V1 object → contributions)",
+        per_call(lambda: model.explain(one), r),
+    )
     if bundle.flavor == "xgboost":
         booster = bundle.booster
+        add(
+            "single row: booster pred_contribs (reference)",
+            per_call(lambda: booster.predict(xgboost.DMatrix(X1), pred_contribs=True), r),
+        )
         add("single row: booster.inplace_predict (reference)", per_call(lambda: booster.inplace_predict(X1), r))
         add(
             "single row: booster.predict(DMatrix) (reference)",

@@ -1,4 +1,4 @@
-"""Start the three servers the benchmark compares, each as its own process on free ports."""
+"""Start the servers the benchmark compares (ours, the floor, the peers), each as its own process on free ports."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench import mlserver
+from bench import kserve_runtimes, mlflow_serve, mlserver
 from housing.net import free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ class Server:
     http_port: int
     grpc_port: int
     model_name: str
+    ready_path: str = ""  # default: the V2 model-ready endpoint
 
     @property
     def base(self) -> str:
@@ -32,6 +34,10 @@ class Server:
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live process in the server's process group (its own session)."""
+        return group_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         """Terminate the process group and wait."""
@@ -44,9 +50,25 @@ class Server:
                 self.proc.wait(5)
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (utime + stime, /proc) of the live processes whose process group is ``pgid``."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, …, utime (12th), stime (13th)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def wait_ready(server: Server, timeout: float = 120.0) -> float:
-    """Block until the V2 model-ready endpoint answers 200; returns seconds waited."""
-    return wait_http(f"{server.base}/v2/models/{server.model_name}/ready", timeout, server.proc, server.label)
+    """Block until the model-ready endpoint answers 200; returns seconds waited."""
+    path = server.ready_path or f"/v2/models/{server.model_name}/ready"
+    return wait_http(f"{server.base}{path}", timeout, server.proc, server.label)
 
 
 def _spawn(label: str, args: list[str], model_name: str, http: int, grpc: int, log: Path) -> Server:
@@ -56,12 +78,14 @@ def _spawn(label: str, args: list[str], model_name: str, http: int, grpc: int, l
     return Server(label, proc, http, grpc, model_name)
 
 
-def start_ours(bundle_dir: Path, model_name: str, workdir: Path, extra: list[str] | None = None) -> Server:
+def start_ours(
+    bundle_dir: Path, model_name: str, workdir: Path, extra: list[str] | None = None, label: str = "ours"
+) -> Server:
     """``python -m predictor`` serving the bundle (``extra``: more predictor flags)."""
     http, grpc = free_port(), free_port()
     args = [sys.executable, "-m", "predictor", "--model_name", model_name, "--model_dir", str(bundle_dir)]
     args += ["--http_port", str(http), "--grpc_port", str(grpc), "--enable_latency_logging", "false", *(extra or [])]
-    return _spawn("ours", args, model_name, http, grpc, workdir / "ours.log")
+    return _spawn(label, args, model_name, http, grpc, workdir / f"{label}.log")
 
 
 def start_floor(model_name: str, workdir: Path) -> Server:
@@ -78,3 +102,18 @@ def start_mlserver(bundle_dir: Path, model_name: str, workdir: Path) -> Server:
     model_dir = mlserver.prepare_model_dir(bundle_dir, workdir / "mlserver", model_name, http, grpc)
     proc = mlserver.start(model_dir, workdir / "mlserver.log")
     return Server("mlserver", proc, http, grpc, model_name)
+
+
+def start_kserve_runtime(runtime: str, model_dir: Path, model_name: str, workdir: Path) -> Server:
+    """KServe's own ``xgbserver`` or ``sklearnserver`` (own venv, see :mod:`bench.kserve_runtimes`)."""
+    http, grpc = free_port(), free_port()
+    proc = kserve_runtimes.start(runtime, model_dir, model_name, http, grpc, workdir / f"{runtime}.log")
+    return Server(runtime, proc, http, grpc, model_name)
+
+
+def start_mlflow(bundle_dir: Path, model_name: str, workdir: Path, example: list[dict[str, Any]]) -> Server:
+    """MLflow's scoring server on the bundle's pyfunc model (see :mod:`bench.mlflow_serve`)."""
+    port = free_port()
+    model = mlflow_serve.model_dir(bundle_dir, workdir / "mlflow-model", example)
+    proc = mlflow_serve.start(model, port, workdir / "mlflow.log")
+    return Server("mlflow", proc, port, 0, model_name, ready_path="/ping")

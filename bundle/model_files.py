@@ -21,6 +21,9 @@ scikit-learn nor xgboost. Formats:
     ``left``      int32      global id of the left child (``-1`` for a leaf)
     ``right``     int32      global id of the right child (``-1`` for a leaf)
     ``value``     float64    node mean of the target (the prediction at a leaf)
+    ``cover``     float64    training weight that reached the node (``weighted_n_node_samples``:
+                             bootstrap draws × sample weights); TreeSHAP's node weights.
+                             Optional: bundles written before it have none (readers must cope)
     ``roots``     int64      global id of each tree's root node (``len == n_trees``)
     ``n_trees``   int64      scalar, number of trees
     ``n_features`` int64     scalar, width of the input row
@@ -51,7 +54,7 @@ LEAF = -2
 
 def export_forest(forest: Any, path: Path) -> dict[str, Any]:
     """Write a fitted RandomForestRegressor (single output) as ``forest.npz``."""
-    features, thresholds, lefts, rights, values, roots = [], [], [], [], [], []
+    features, thresholds, lefts, rights, values, covers, roots = [], [], [], [], [], [], []
     offset = 0
     for est in forest.estimators_:
         tree = est.tree_
@@ -65,6 +68,7 @@ def export_forest(forest: Any, path: Path) -> dict[str, Any]:
         lefts.append(np.where(leaf, -1, left + offset).astype(np.int32))
         rights.append(np.where(leaf, -1, right + offset).astype(np.int32))
         values.append(tree.value.reshape(n, -1)[:, 0].astype(np.float64))
+        covers.append(np.asarray(tree.weighted_n_node_samples, dtype=np.float64))
         offset += n
     arrays = {
         "feature": np.concatenate(features),
@@ -72,6 +76,7 @@ def export_forest(forest: Any, path: Path) -> dict[str, Any]:
         "left": np.concatenate(lefts),
         "right": np.concatenate(rights),
         "value": np.concatenate(values),
+        "cover": np.concatenate(covers),
         "roots": np.asarray(roots, dtype=np.int64),
         "n_trees": np.asarray(len(roots), dtype=np.int64),
         "n_features": np.asarray(forest.n_features_in_, dtype=np.int64),

@@ -97,7 +97,20 @@ def guard_config(args: argparse.Namespace) -> GuardConfig:
     )
 
 
+def _workers(argv: list[str] | None) -> int:
+    """``--workers`` alone, read before anything imports prometheus_client (KServe does)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--workers", type=int, default=1)
+    try:
+        return pre.parse_known_args(argv)[0].workers
+    except SystemExit:  # a bad value: the full parser says so
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    from predictor import multiproc
+
+    multiproc.prepare(_workers(argv))  # several processes: one /metrics summed over all of them
     args = build_parser().parse_args(argv)
     from kserve import ModelServer
 
@@ -115,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         from predictor.guard import Guard
 
         guard = Guard(guard_config(args))
-        if guard.active and args.workers > 1:  # KServe spawns fresh REST workers: the guard would be missing
-            raise ValueError("--api_keys_file/--rate_limit need --workers 1 (scale with replicas instead)")
+        if guard.buckets is not None and args.workers > 1:
+            raise ValueError(
+                "--rate_limit needs --workers 1: each REST worker would keep its own token buckets, "
+                "so a client could get up to --workers times the rate (scale with replicas instead)"
+            )
         if storage_uri:
             path, registry_digest = download(storage_uri)
             model_dir = str(path)
@@ -131,45 +147,31 @@ def main(argv: list[str] | None = None) -> int:
     server = ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers)
     from predictor.v2_binary import CheckedDataPlane
 
-    # the servers ModelServer.start builds decode through this: binary V2 bodies are checked first
+    # binary V2 bodies are checked before they are decoded, in every server ModelServer.start
+    # builds (REST workers too: KServe pickles the data plane into them)
     server.dataplane = CheckedDataPlane(server.registered_models)
-    _share_kserve_logging()
+    from predictor.workers import share_kserve_logging
+
+    share_kserve_logging()
     _install_guard(model, guard)
     server.start([model])
     return 0
 
 
-def _share_kserve_logging() -> None:
-    """Our logger writes through KServe's handlers (same format, stderr)."""
-    kserve_logger = logging.getLogger("kserve")
-    ours = logging.getLogger("predictor")
-    if kserve_logger.handlers and not ours.handlers:
-        ours.handlers = list(kserve_logger.handlers)
-        ours.setLevel(logging.INFO)
-        ours.propagate = False
-
-
 def _install_guard(model: HousingModel, guard: Guard) -> None:
-    """The REST middleware and handlers, and KServe's gRPC server with our interceptors."""
+    """The REST middleware and handlers (in every REST worker too), and KServe's gRPC server with our interceptors."""
     import functools
 
     from kserve import model_server
 
-    from predictor import rest
     from predictor.grpc_server import GuardedGRPCServer
+    from predictor.workers import RESTWorkers, WorkerSetup, counters, install_rest
 
-    def count_error(protocol: str, reason: str) -> None:
-        if model.metrics is not None:
-            model.metrics.error(protocol, reason)
-
-    def count_refused(protocol: str, reason: str) -> None:
-        if model.metrics is not None:
-            model.metrics.refuse(protocol, reason)
-
-    guard.on_refused = count_refused
-    rest.install(model_server.app, guard, count_error)
-    # ModelServer.start builds its gRPC server from this module-level name
-    model_server.GRPCServer = functools.partial(GuardedGRPCServer, guard=guard, count_error=count_error)
+    install_rest(model_server.app, model, guard)  # the app of a single-process REST server
+    # ModelServer.start builds its servers from these module-level names; with --workers > 1 each
+    # spawned REST worker imports a fresh app, so the setup is repeated there
+    model_server.RESTServerMultiProcess = functools.partial(RESTWorkers, setup=WorkerSetup(model.name, guard.config))
+    model_server.GRPCServer = functools.partial(GuardedGRPCServer, guard=guard, count_error=counters(model)[0])
     if guard.active:
         log = logging.getLogger("predictor")
         log.info(

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_packed.h"
+
 typedef struct {
     int32_t left;
     int32_t right;
@@ -93,44 +95,12 @@ static PyObject *eval_trees(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* eval_packed: the same sums as eval_trees over a layout made for speed (see fastpath.py: _pack).
- *   pnodes: PNode[] (16 bytes), each tree breadth-first so right == left + 1; a split sends x left when
- *     (float)x <= thr (thr rounded so that this equals XGBoost's `x < split` / scikit-learn's `x <= thr`),
- *     NaN goes left iff dl; a leaf loops on itself (thr = +inf, dl = 1), so every tree is walked a fixed
- *     `depth` steps without a data-dependent branch, and several walks overlap in the CPU.
+/* eval_packed: the same sums as eval_trees over a layout made for speed (fastpath.py: pack_trees; the
+ *   layout and its walk are in _packed.h): a leaf loops on itself, so every tree is walked a fixed
+ *   `depth` steps without a data-dependent branch, and several walks overlap in the CPU.
  *   leaves: float64 leaf value per packed node; roots, depths: int32 per tree.
  *   exp_out: write exp(prediction) (a log-target model's price) instead of the prediction.
  * Small requests keep the GIL: releasing and re-taking it costs more than the walk. */
-typedef struct {
-    float thr;
-    int32_t left;
-    int32_t feat;
-    int32_t dl;
-} PNode;
-
-#define WALK(id, x)                                                                 \
-    do {                                                                            \
-        const PNode *nd_ = nodes + (id);                                            \
-        float fv_ = (float)(x)[nd_->feat];                                          \
-        int gl_ = (fv_ <= nd_->thr) | ((fv_ != fv_) & nd_->dl);                     \
-        (id) = nd_->left + 1 - gl_;                                                 \
-    } while (0)
-
-static int packed_valid(const PNode *nodes, Py_ssize_t n_nodes, const int32_t *roots, const int32_t *depths,
-                        Py_ssize_t n_trees, Py_ssize_t n_cols) {
-    /* every walk stays inside the array: a split's children exist; a node that can only go left
-     * (thr = +inf, dl = 1) may point at itself */
-    for (Py_ssize_t i = 0; i < n_nodes; i++) {
-        const PNode *nd = nodes + i;
-        if (nd->feat < 0 || nd->feat >= n_cols || nd->left < 0 || nd->left >= n_nodes) return 0;
-        int absorbing = nd->left == i && isinf(nd->thr) && nd->thr > 0 && nd->dl == 1;
-        if (!absorbing && (Py_ssize_t)nd->left + 1 >= n_nodes) return 0;
-    }
-    for (Py_ssize_t t = 0; t < n_trees; t++)
-        if (roots[t] < 0 || roots[t] >= n_nodes || depths[t] < 0 || depths[t] > 4096) return 0;
-    return 1;
-}
-
 static PyObject *eval_packed(PyObject *self, PyObject *args) {
     Py_buffer nodes_b, leaves_b, roots_b, depths_b, x_b, out_b;
     Py_ssize_t n_cols;

@@ -5,12 +5,19 @@ time :class:`DriftCollector` scores each feature (and the predictions) with a sa
 corrected PSI and exports ``housing_drift_psi`` by ``feature`` (``feature="__prediction__"`` for
 the predictions), ``housing_drift_score`` (the largest feature PSI) and
 ``housing_drift_window_rows``. Nothing is computed per request.
+
+With several processes (``--workers`` > 1, :mod:`predictor.multiproc`) each window lives in a
+file of the shared metrics directory and a scrape scores the union of every live process's
+window: a PSI is not additive, so per-process gauges could not be merged into one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,14 +52,40 @@ def psi_from_counts(expected: np.ndarray, counts: np.ndarray) -> float:
     return max(raw - max(occupied - 1, 0) / m, 0.0)
 
 
-class DriftWindow:
-    """A ring buffer of the last ``size`` served rows (encoded) and predictions."""
+def window_path(directory: Path, labels: tuple[str, str], pid: int | None = None) -> Path:
+    """The file of one process's window for one (model_name, model_version)."""
+    key = hashlib.sha256("\0".join(labels).encode()).hexdigest()[:16]
+    return directory / f"drift_{key}_{os.getpid() if pid is None else pid}.npy"
 
-    def __init__(self, schema: FeatureSchema, reference: dict[str, Any] | None, size: int = 2000) -> None:
+
+def remove_windows_of(directory: Path, pid: int) -> None:
+    """Drop a dead process's windows (its rows are no longer recent traffic)."""
+    for path in directory.glob(f"drift_*_{pid}.npy"):
+        path.unlink(missing_ok=True)
+
+
+class DriftWindow:
+    """A ring buffer of the last ``size`` served rows (encoded) and predictions.
+
+    With ``path`` the buffer is a memory-mapped ``.npy`` file (row 0 holds the row count) that
+    other processes read with :func:`read_window`.
+    """
+
+    def __init__(
+        self, schema: FeatureSchema, reference: dict[str, Any] | None, size: int = 2000, path: Path | None = None
+    ) -> None:
         self.size = size
         self.schema = schema
-        self.X = np.zeros((size, len(schema.features)), dtype=np.float64)
-        self.y = np.zeros(size, dtype=np.float64)
+        n = len(schema.features)
+        self.path = path
+        self._header: np.ndarray | None = None
+        if path is None:
+            self.X = np.zeros((size, n), dtype=np.float64)
+            self.y = np.zeros(size, dtype=np.float64)
+        else:
+            mapped = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(size + 1, n + 1))
+            buf = mapped.view(np.ndarray)  # same memory, without np.memmap's per-slice overhead
+            self._header, self.X, self.y = buf[0], buf[1:, :n], buf[1:, n]
         self.count = 0
         self.pos = 0
         self.lock = threading.Lock()
@@ -92,15 +125,35 @@ class DriftWindow:
                 self.y[: n - k] = y[k:]
             self.pos = end % self.size
             self.count = min(self.count + n, self.size)
+            if self._header is not None:
+                self._header[0] = self.count  # after the rows: a reader never counts unwritten ones
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the rows (encoded) and predictions in the window."""
+        with self.lock:
+            m = self.count
+            return self.X[:m].copy(), self.y[:m].copy()
 
     def scores(self, min_rows: int = DRIFT_MIN_ROWS) -> dict[str, float]:
         """Bias-corrected PSI per feature (and of the predictions); empty below ``min_rows``."""
-        with self.lock:
-            m = self.count
-            if m < min_rows:
-                return {}
-            X = self.X[:m].copy()
-            y = self.y[:m].copy()
+        return self.score_rows(*self.rows(), min_rows)
+
+    def shared_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of every process's window for these labels (this one's alone without a file)."""
+        if self.path is None:
+            return self.rows()
+        prefix = self.path.name.rsplit("_", 1)[0]
+        parts = [read_window(p, len(self.schema.features)) for p in sorted(self.path.parent.glob(prefix + "_*.npy"))]
+        parts = [part for part in parts if part is not None]
+        if not parts:
+            return self.rows()
+        return np.concatenate([X for X, _ in parts]), np.concatenate([y for _, y in parts])
+
+    def score_rows(self, X: np.ndarray, y: np.ndarray, min_rows: int = DRIFT_MIN_ROWS) -> dict[str, float]:
+        """Bias-corrected PSI per feature (and of the predictions) of ``X``/``y``; empty below ``min_rows``."""
+        m = len(y)
+        if m < min_rows:
+            return {}
         out: dict[str, float] = {}
         for name, j, spec, props in self._bins:
             col = X[:, j]
@@ -117,6 +170,18 @@ class DriftWindow:
             counts = np.bincount(np.searchsorted(edges, y, side="left"), minlength=len(props))
             out[PREDICTION_FEATURE] = psi_from_counts(props, counts)
         return out
+
+
+def read_window(path: Path, n_features: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows and predictions of a window file another process writes (None if gone or foreign)."""
+    try:
+        buf = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):  # removed (process gone) or not fully created yet
+        return None
+    if buf.ndim != 2 or buf.shape[1] != n_features + 1:
+        return None
+    m = min(int(buf[0, 0]), buf.shape[0] - 1)
+    return np.array(buf[1 : 1 + m, :n_features]), np.array(buf[1 : 1 + m, n_features])
 
 
 class DriftCollector:
@@ -139,8 +204,9 @@ class DriftCollector:
         if self.before_collect is not None:
             self.before_collect()
         for (name, version), window in list(self.windows.items()):
-            scores = window.scores()
-            window_rows.add_metric([name, version], window.count)
+            X, y = window.shared_rows()
+            scores = window.score_rows(X, y)
+            window_rows.add_metric([name, version], len(y))
             for feat, value in scores.items():
                 feature.add_metric([name, version, feat], value)
             feats = [v for k, v in scores.items() if k != PREDICTION_FEATURE]

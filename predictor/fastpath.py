@@ -58,7 +58,12 @@ def has_c_extension() -> bool:
 
 @dataclass
 class TreeEnsemble:
-    """Packed trees: ``nodes`` (NODE_DTYPE), ``roots`` (int64), how to compare and combine."""
+    """Packed trees: ``nodes`` (NODE_DTYPE), ``roots`` (int64), how to compare and combine.
+
+    ``cover``: the training weight that reached each node (float64, node order; XGBoost's
+    ``sum_hessian``, scikit-learn's ``weighted_n_node_samples``), or None when the model file has
+    none; TreeSHAP (``predictor/treeshap.py``) needs it.
+    """
 
     nodes: np.ndarray
     roots: np.ndarray
@@ -66,6 +71,7 @@ class TreeEnsemble:
     mode: int  # XGBOOST or SKLEARN
     scale: float  # 1.0 (sum) or 1/n_trees (mean)
     base: float
+    cover: np.ndarray | None = None
     _packed: tuple[np.ndarray, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +80,10 @@ class TreeEnsemble:
             self.nodes = self.nodes.astype(NODE_DTYPE)
         self.nodes = np.ascontiguousarray(self.nodes)
         self.roots = np.ascontiguousarray(self.roots, dtype=np.int64)
+        if self.cover is not None:
+            self.cover = np.ascontiguousarray(self.cover, dtype=np.float64)
+            if self.cover.shape != (len(self.nodes),):
+                raise ValueError(f"cover: expected one value per node ({len(self.nodes)}), got {self.cover.shape}")
         if _c is not None and len(self.roots) and self.n_features > 0:
             self._packed = pack_trees(self.nodes, self.roots, self.mode)
             out = np.empty(1, dtype=np.float64)
@@ -146,13 +156,12 @@ class TreeEnsemble:
         return paths
 
 
-def pack_trees(nodes: np.ndarray, roots: np.ndarray, mode: int) -> tuple[np.ndarray, ...]:
-    """NODE_DTYPE trees → (PNODE_DTYPE nodes, float64 leaves, int32 roots, int32 depths) for ``eval_packed``.
+def breadth_first(nodes: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The packed order of NODE_DTYPE trees: (node ids in packed order, packed roots, depths).
 
-    Each tree is renumbered breadth-first (children adjacent). Thresholds become float32 ``T`` with
-    ``f <= T`` ⇔ the original comparison for every float32 ``f``: XGBoost's ``f < thr`` (T: the largest
-    float32 below thr), scikit-learn's ``f <= thr`` (T: the largest float32 not above thr); NaN when no
-    float32 qualifies (always right). Leaves: ``thr = +inf``, ``dl = 1``, ``left`` = themselves.
+    Each tree is contiguous and breadth-first, a split's children adjacent (left, right); a tree's
+    depth is the number of splits on its longest root-to-leaf path. Raises ValueError for a child
+    out of range, shared or in a cycle.
     """
     left = nodes["left"].astype(np.int64)
     right = nodes["right"].astype(np.int64)
@@ -181,6 +190,19 @@ def pack_trees(nodes: np.ndarray, roots: np.ndarray, mode: int) -> tuple[np.ndar
     if len(np.unique(order_a)) != len(order_a):
         raise ValueError("malformed trees: a node is shared between parents")
     new_roots = np.searchsorted(np.sort(np.concatenate(trees)), np.arange(n_trees))
+    return order_a, new_roots, depths
+
+
+def pack_trees(nodes: np.ndarray, roots: np.ndarray, mode: int) -> tuple[np.ndarray, ...]:
+    """NODE_DTYPE trees → (PNODE_DTYPE nodes, float64 leaves, int32 roots, int32 depths) for ``eval_packed``.
+
+    Each tree is renumbered breadth-first (children adjacent, see :func:`breadth_first`). Thresholds
+    become float32 ``T`` with ``f <= T`` ⇔ the original comparison for every float32 ``f``: XGBoost's
+    ``f < thr`` (T: the largest float32 below thr), scikit-learn's ``f <= thr`` (T: the largest float32
+    not above thr); NaN when no float32 qualifies (always right). Leaves: ``thr = +inf``, ``dl = 1``,
+    ``left`` = themselves.
+    """
+    order_a, new_roots, depths = breadth_first(nodes, roots)
     inv = np.empty(len(nodes), dtype=np.int64)
     inv[order_a] = np.arange(len(order_a))
     src = nodes[order_a]
@@ -266,7 +288,8 @@ def compile_xgboost_model(model: dict[str, Any]) -> TreeEnsemble:
     cond32 = cond.astype(np.float32).astype(np.float64)
     nodes["thr"] = cond32
     nodes["leaf"] = np.where(leaf_mask, cond32, 0.0)
-    return TreeEnsemble(nodes, np.asarray(roots, dtype=np.int64), n_features, XGBOOST, 1.0, base)
+    cover = column("sum_hessian", np.float64) if all("sum_hessian" in tree for tree in trees) else None
+    return TreeEnsemble(nodes, np.asarray(roots, dtype=np.int64), n_features, XGBOOST, 1.0, base, cover)
 
 
 def compile_forest(arrays: dict[str, np.ndarray]) -> TreeEnsemble:
@@ -278,10 +301,11 @@ def compile_forest(arrays: dict[str, np.ndarray]) -> TreeEnsemble:
     nodes["left"] = arrays["left"]
     nodes["right"] = arrays["right"]
     nodes["thr"] = arrays["threshold"]
-    nodes["leaf"] = arrays["value"]  # node means: also used for path explanations
+    nodes["leaf"] = arrays["value"]  # node means: also used by the path attribution of cover-less bundles
     roots = np.asarray(arrays["roots"], dtype=np.int64)
     n_features = int(arrays["n_features"])
-    return TreeEnsemble(nodes, roots, n_features, SKLEARN, 1.0 / max(len(roots), 1), 0.0)
+    cover = arrays.get("cover")  # absent in bundles written before TreeSHAP explanations
+    return TreeEnsemble(nodes, roots, n_features, SKLEARN, 1.0 / max(len(roots), 1), 0.0, cover)
 
 
 @dataclass

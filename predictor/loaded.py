@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,10 @@ from bundle.manifest import REFERENCE_FILE, Manifest, bundle_digest, load_manife
 from bundle.model_files import load_forest, load_linear, load_xgboost, predict_forest
 from bundle.schema import FeatureSchema
 from predictor.fastpath import LinearModel, TreeEnsemble, compile_forest, compile_xgboost, compile_xgboost_model
+from predictor.treeshap import TreeShap
 
 TRANSFORMS = ("log", "none")
+log = logging.getLogger("predictor")
 
 
 @dataclass
@@ -30,12 +33,13 @@ class LoadedBundle:
     evaluator: TreeEnsemble | LinearModel
     reference: dict[str, Any] | None
     transform: str
-    _booster: Any = None  # xgboost.Booster, loaded on first use (explain, agreement checks)
+    _booster: Any = None  # xgboost.Booster: agreement checks, or a legacy (non-UBJSON) model file
     extra: dict[str, Any] = field(default_factory=dict)
+    explainer: TreeShap | None = None  # tree ensembles whose model file records node covers
 
     @property
     def booster(self) -> Any:
-        """The XGBoost Booster (imported lazily: start-up does not need xgboost)."""
+        """The XGBoost Booster, for checks against the library (imported lazily: serving never needs it)."""
         if self._booster is None and self.flavor == "xgboost":
             import xgboost
 
@@ -80,18 +84,22 @@ class LoadedBundle:
         return self.evaluator.predict(X)
 
     def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature contributions (n, F) and bias (n,) on the model's scale; they sum to it."""
-        X = np.asarray(X, dtype=np.float64)
-        if self.flavor == "xgboost":
-            import xgboost
+        """Per-feature contributions (n, F) and bias (n,) on the model's scale; they sum to it.
 
-            contribs = self.booster.predict(xgboost.DMatrix(X), pred_contribs=True)
-            return contribs[:, :-1].astype(np.float64), contribs[:, -1].astype(np.float64)
+        Tree ensembles: path-dependent TreeSHAP over the packed trees (``predictor/treeshap.py``),
+        the numbers of XGBoost's ``pred_contribs`` and shap's TreeExplainer. Linear: ``coef × x``.
+        A forest bundle written before node covers were recorded: path attribution from node means.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        if self.explainer is not None:
+            return self.explainer.contributions(X)
         if self.flavor == "linear":
             model = self.evaluator
             assert isinstance(model, LinearModel)
             return X * model.coef, np.full(X.shape[0], model.intercept)
-        # forest: Saabas path attribution from node means
+        if self.flavor != "random_forest":
+            raise RuntimeError(f"{self.manifest.model_file}: no node covers recorded, so no TreeSHAP explanation")
+        # forest without covers: Saabas path attribution from node means
         ens = self.evaluator
         assert isinstance(ens, TreeEnsemble)
         values, feats = ens.nodes["leaf"], ens.nodes["feat"]
@@ -103,6 +111,16 @@ class LoadedBundle:
                 for parent, child in zip(path[:-1], path[1:], strict=True):
                     out[i, feats[parent]] += values[child] - values[parent]
         return out * ens.scale, bias * ens.scale
+
+
+def _explainer(evaluator: TreeEnsemble | LinearModel, model_file: str) -> TreeShap | None:
+    if not isinstance(evaluator, TreeEnsemble):
+        return None
+    try:
+        return TreeShap.from_ensemble(evaluator)
+    except ValueError as exc:  # prediction does not need covers: serve, explain the old way (or refuse)
+        log.warning("%s: no TreeSHAP explanations (%s)", model_file, exc)
+        return None
 
 
 def load_bundle(directory: Path | str, expected_digest: str | None = None) -> LoadedBundle:
@@ -136,4 +154,5 @@ def load_bundle(directory: Path | str, expected_digest: str | None = None) -> Lo
     reference = None
     if (directory / REFERENCE_FILE).is_file() and REFERENCE_FILE in manifest.files:
         reference = json.loads((directory / REFERENCE_FILE).read_text())
-    return LoadedBundle(directory, manifest, digest, schema, evaluator, reference, transform, booster)
+    explainer = _explainer(evaluator, manifest.model_file)
+    return LoadedBundle(directory, manifest, digest, schema, evaluator, reference, transform, booster, {}, explainer)

@@ -20,21 +20,28 @@ Small requests are recorded in bulk: ``observe`` queues them and the queue is ap
 series every ``FLUSH_EVERY`` requests and whenever the registry is collected (a collector
 registered ahead of our series flushes first), so every scrape sees every request answered
 before it. Per request that is one append instead of a dozen lock/ufunc round trips.
+
+With several processes (``--workers`` > 1, :mod:`predictor.multiproc`) nothing is queued — a
+scrape answered by one worker cannot flush another's queue — and every series, our numpy
+histograms included, is written to the shared per-pid files the scrape merges.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import weakref
 from collections import deque
 from typing import Any
 
 import numpy as np
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge, values
 from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from bundle.schema import FeatureSchema
-from predictor.drift import DriftWindow, drift_collector
+from predictor import multiproc
+from predictor.drift import DriftWindow, drift_collector, window_path
 from predictor.series import (
     DIGEST,
     FEATURE,
@@ -111,17 +118,55 @@ class CountedHistogram:
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.bounds = np.asarray([*buckets, np.inf], dtype=np.float64)
+        self._bound_list = self.bounds.tolist()
         self.counts = np.zeros(len(self.bounds), dtype=np.int64)
         self.sum = 0.0
         self.lock = threading.Lock()
+        self._shared: tuple[list[Any], Any] | None = None
+
+    def share(self, name: str, doc: str, labelnames: tuple[str, ...], labelvalues: tuple[str, ...]) -> None:
+        """Also write the counts to prometheus_client's per-process files (multiprocess mode only).
+
+        Each bucket is one non-cumulative ``_bucket`` value with its ``le`` label and the sum one
+        ``_sum`` value, the layout prometheus_client's own histograms use, so
+        ``MultiProcessCollector`` adds them up over processes and derives ``_count``.
+        """
+        if not getattr(values.ValueClass, "_multiprocess", False):
+            return
+        le_names = (*labelnames, "le")
+        buckets = [
+            values.ValueClass("histogram", name, name + "_bucket", le_names, (*labelvalues, floatToGoString(b)), doc)
+            for b in self.bounds
+        ]
+        total = values.ValueClass("histogram", name, name + "_sum", labelnames, labelvalues, doc)
+        self._shared = (buckets, total)
 
     def observe(self, prices: np.ndarray) -> None:
         """Count every value of ``prices`` (upper bounds inclusive, as Prometheus buckets are)."""
         idx = np.searchsorted(self.bounds, prices, side="left")
-        counts = np.bincount(idx, minlength=len(self.bounds))
+        counts = np.bincount(idx, minlength=len(self.bounds))[: len(self.bounds)]
+        total = float(prices.sum())
         with self.lock:
-            self.counts += counts[: len(self.bounds)]
-            self.sum += float(prices.sum())
+            self.counts += counts
+            self.sum += total
+        if self._shared is not None:
+            buckets, shared_sum = self._shared
+            for i in np.flatnonzero(counts).tolist():
+                buckets[i].inc(float(counts[i]))
+            shared_sum.inc(total)
+
+    def observe_one(self, value: float) -> None:
+        """Count one value: :meth:`observe` without numpy's per-call cost (one request, one row)."""
+        i = bisect.bisect_left(self._bound_list, value) if value == value else len(self._bound_list)  # NaN: no bucket
+        with self.lock:
+            if i < len(self._bound_list):
+                self.counts[i] += 1
+            self.sum += value
+        if self._shared is not None:
+            buckets, shared_sum = self._shared
+            if i < len(buckets):
+                buckets[i].inc(1.0)
+            shared_sum.inc(value)
 
     def snapshot(self) -> tuple[list[tuple[str, float]], float]:
         """Cumulative ``(le, count)`` pairs and the sum, for a HistogramMetricFamily."""
@@ -148,6 +193,15 @@ class Histograms:
             buckets, total = hist.snapshot()
             family.add_metric(list(labels), buckets, total)
         yield family
+
+
+def _histogram(collector: Histograms, labels: tuple[str, ...], buckets: tuple[float, ...]) -> CountedHistogram:
+    """The collector's histogram for ``labels``, created (and shared across processes) once."""
+    hist = collector.histograms.get(labels)
+    if hist is None:
+        hist = collector.histograms[labels] = CountedHistogram(buckets)
+        hist.share(collector.name, collector.doc, collector.labels, labels)
+    return hist
 
 
 def _histogram_collector(name: str, doc: str, labels: tuple[str, ...]) -> Histograms:
@@ -190,11 +244,9 @@ class ModelMetrics:
         predictions = _metric(Counter, PREDICTIONS, "Rows predicted", (*LABELS, PROTOCOL))
         self.predictions = {p: predictions.labels(name, version, p) for p in ("v1", "v2", "grpc", "explain")}
         # this version's own buckets; a re-created model keeps counting into the same series
-        self.values = price_histograms().histograms.setdefault(self.labels, CountedHistogram(_buckets(reference)))
-        durations = duration_histograms().histograms
-        self.durations = {
-            p: durations.setdefault((name, version, p), CountedHistogram(DURATION_BUCKETS)) for p in self.predictions
-        }
+        self.values = _histogram(price_histograms(), self.labels, _buckets(reference))
+        durations = duration_histograms()
+        self.durations = {p: _histogram(durations, (name, version, p), DURATION_BUCKETS) for p in self.predictions}
         oor = _metric(Counter, OUT_OF_RANGE, "Values outside the training range", (*LABELS, FEATURE))
         self.oor = [oor.labels(name, version, f) for f in schema.names]
         self.oor_rows = _metric(Counter, OUT_OF_RANGE_ROWS, "Rows with at least one out-of-range value", LABELS).labels(
@@ -202,10 +254,15 @@ class ModelMetrics:
         )
         self.errors = _metric(Counter, REQUEST_ERRORS, "Rejected requests", (*LABELS, PROTOCOL, REASON))
         self.refused = _metric(Counter, REQUESTS_REFUSED, "Requests refused by the guard", (*LABELS, PROTOCOL, REASON))
-        info = _metric(Gauge, MODEL_INFO, "The served bundle", (*LABELS, FLAVOR, DIGEST))
+        # several processes each set 1: max, not the default per-pid series or a sum
+        info = _metric(Gauge, MODEL_INFO, "The served bundle", (*LABELS, FLAVOR, DIGEST), multiprocess_mode="max")
         info.labels(name, version, flavor, digest).set(1)
-        self.window = DriftWindow(schema, reference, window)
+        shared = multiproc.directory()
+        path = None if shared is None else window_path(shared, self.labels)
+        self.window = DriftWindow(schema, reference, window, path)
         drift_collector().windows[self.labels] = self.window
+        #: apply each request at once: with several processes no scrape could flush the queue
+        self.immediate = shared is not None
         self._queue: deque[_Observation] = deque()
         self._flush_lock = threading.Lock()
         flusher().models.add(self)
@@ -214,7 +271,7 @@ class ModelMetrics:
         self, protocol: str, X: np.ndarray, prices: np.ndarray, oor_mask: np.ndarray | None, seconds: float = 0.0
     ) -> None:
         """Count one answered request that took ``seconds`` (X, prices and the mask must not change afterwards)."""
-        if len(prices) > QUEUE_MAX_ROWS:
+        if self.immediate or len(prices) > QUEUE_MAX_ROWS:
             with self._flush_lock:
                 self._apply(self._drain())  # keep the drift window in arrival order
                 self._apply([(protocol, X, prices, oor_mask, seconds)])
@@ -242,6 +299,9 @@ class ModelMetrics:
     def _apply(self, items: list[_Observation]) -> None:
         if not items:
             return
+        if len(items) == 1 and len(items[0][2]) == 1:
+            self._apply_one(*items[0])
+            return
         rows: dict[str, int] = {}
         seconds: dict[str, list[float]] = {}
         for protocol, _, prices, _, took in items:
@@ -263,6 +323,19 @@ class ModelMetrics:
             for j in np.flatnonzero(oor_mask.any(axis=0)):
                 self.oor[j].inc(int(oor_mask[:, j].sum()))
             self.oor_rows.inc(int(oor_mask.any(axis=1).sum()))
+        self.window.add(X, prices)
+
+    def _apply_one(
+        self, protocol: str, X: np.ndarray, prices: np.ndarray, oor_mask: np.ndarray | None, seconds: float
+    ) -> None:
+        """One request of one row (the common case when applied per request): no numpy per series."""
+        self.predictions.get(protocol, self.predictions["v1"]).inc(1)
+        self.durations.get(protocol, self.durations["v1"]).observe_one(seconds)
+        self.values.observe_one(float(prices[0]))
+        if oor_mask is not None and oor_mask.any():
+            for j in np.flatnonzero(oor_mask[0]).tolist():
+                self.oor[j].inc(1)
+            self.oor_rows.inc(1)
         self.window.add(X, prices)
 
     def error(self, protocol: str, reason: str) -> None:

@@ -261,9 +261,15 @@ def status(
 
     def once() -> None:
         be = make_backend(backend, _name(name), namespace)
-        show(be.status(), as_json)
-        if hasattr(be, "lease") and not as_json:
-            state = be.lease().state()
+        state = be.lease().state() if hasattr(be, "lease") else None
+        if as_json:
+            data = be.status().to_dict()
+            if hasattr(be, "lease"):  # the rollout run's Lease: who holds it, until when, its progress
+                data["lease"] = None if state is None else state.to_dict()
+            typer.echo(json.dumps(data, indent=2, default=str))
+            return
+        show(be.status())
+        if hasattr(be, "lease"):
             typer.echo(f"rollout     {'no run yet' if state is None else state.describe()}")
 
     _run(once)

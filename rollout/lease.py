@@ -77,6 +77,18 @@ class LeaseState:
         """Held, and renewed within its duration."""
         return bool(self.holder) and self.expires is not None and self.expires > (now or _now())
 
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        """The Lease for ``status --json``: holder, times (RFC 3339), live, progress."""
+        return {
+            "holder": self.holder,
+            "live": self.live(now),
+            "acquired": self.acquired.isoformat() if self.acquired else None,
+            "renewed": self.renewed.isoformat() if self.renewed else None,
+            "expires": self.expires.isoformat() if self.expires else None,
+            "duration_seconds": self.duration,
+            "progress": dict(self.progress),
+        }
+
     def describe(self, now: datetime | None = None) -> str:
         now = now or _now()
         where = ", ".join(f"{k}={v}" for k, v in sorted(self.progress.items()))

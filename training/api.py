@@ -52,6 +52,9 @@ class TrainResult:
     aliases: list[str] = field(default_factory=list)
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
+    # the fitted winner (scikit-learn/xgboost object), in memory only: the bundle never holds a pickle;
+    # the benchmark hands it to the peers that need one (KServe's sklearnserver)
+    estimator: Any = field(default=None, repr=False)
 
 
 def run_training(cfg: TrainConfig) -> TrainResult:  # pragma: no cover - replaced by the implementation

@@ -513,6 +513,7 @@ def publish_and_register(
         digest=digest,
         manifest=manifest,
         leaderboard=manifest.params["leaderboard"],
+        estimator=selection.model,
     )
     plots_dir = staging.parent / f"{staging.name}-plots"
     try:

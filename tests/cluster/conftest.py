@@ -67,6 +67,8 @@ VALUE_SETS: dict[str, list[str]] = {
         "networkPolicy.monitoring.podLabels.app\\.kubernetes\\.io/name=prometheus",
         "devStack.mlflow.backend=postgres",
     ],
+    # API keys work with several REST workers (each worker gets the guard); rate limits do not
+    "api-keys-two-workers": ["auth.existingSecret=housing-api-keys", "predictor.workers=2"],
     "network-policy-off": ["networkPolicy.enabled=false"],
     "monitoring-all": [
         "monitoring.serviceMonitor.enabled=true",

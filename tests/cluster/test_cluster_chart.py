@@ -454,7 +454,6 @@ BAD_VALUES = {
     "body-limit-tiny": ["predictor.maxBodyBytes=10"],
     "monitoring-namespace-bad": ["networkPolicy.monitoring.namespace=Monitoring_NS"],
     "network-policy-unknown-key": ["networkPolicy.egress=true"],
-    "api-keys-with-two-workers": ["auth.existingSecret=keys", "predictor.workers=2"],
     "rate-limit-with-two-workers": ["rateLimit.requestsPerSecond=10", "predictor.workers=2"],
 }
 

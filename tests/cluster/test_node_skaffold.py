@@ -13,7 +13,6 @@ rebuilt and pushed as well.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -37,15 +36,6 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.node,
     pytest.mark.timeout(3000),
-    # Opt-in until it has passed end to end here: its run → delete → dev → rebuild steps ran on
-    # the node, but the run that would have seen the redeployed pod answer hit the kubelet's
-    # disk-pressure eviction (each push stored the then single 1.3 GB image again in the registry
-    # and in containerd) on a machine whose disk was 95 % full. Since the split a push stores the
-    # ~0.4 GB serving image and the training image.
-    pytest.mark.skipif(
-        os.environ.get("HOUSING_NODE_SKAFFOLD") != "1",
-        reason="opt-in (HOUSING_NODE_SKAFFOLD=1): not yet seen passing end to end, needs ~6 GB free disk",
-    ),
 ]
 
 CONFIG = yaml.safe_load((REPO / "skaffold.yaml").read_text())

@@ -162,9 +162,10 @@ def test_a_key_file_without_keys_refuses_to_start(boston_xgb, tmp_path):
     assert "exited with 2" in str(info.value) and "no API key" in str(info.value)
 
 
-def test_guard_with_several_rest_workers_refuses_to_start(boston_xgb, keyfile):
+def test_rate_limit_with_several_rest_workers_refuses_to_start(boston_xgb, keyfile):
+    """Keys work with workers (tests/integration/test_predictor_workers.py); per-worker buckets would not."""
     with pytest.raises(RuntimeError) as info:
-        start_predictor(boston_xgb, NAME, ["--api_keys_file", str(keyfile), "--workers", "2"])
+        start_predictor(boston_xgb, NAME, ["--api_keys_file", str(keyfile), "--rate_limit", "5", "--workers", "2"])
     assert "exited with 2" in str(info.value) and "--workers 1" in str(info.value)
 
 

@@ -184,9 +184,10 @@ def test_out_of_range_is_served_flagged_and_counted(boston):
         ({"instances": [[1, 2]]}, "expected 13"),
     ],
 )
-def test_v1_client_errors_are_400(boston, body, fragment):
+@pytest.mark.parametrize("verb", ["predict", "explain"])
+def test_v1_client_errors_are_400(boston, body, fragment, verb):
     _, client, _ = boston
-    r = client.post(f"/v1/models/{NAME}:predict", json=body)
+    r = client.post(f"/v1/models/{NAME}:{verb}", json=body)
     assert r.status_code == 400, r.text
     assert fragment in r.json()["error"]
 

@@ -224,11 +224,5 @@ def test_explain_linear_matches_the_in_process_model(serve, ames_linear: Path) -
     _explain_matches(serve(ames_linear, "ames"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # the answer is a 500 naming xgboost
-    reason="explain of an XGBoost bundle still imports xgboost (predictor/loaded.py), which the serving "
-    "image leaves out; the C TreeSHAP replacing it makes this pass (then drop this mark)",
-)
 def test_explain_xgboost_matches_the_in_process_model(ames: Served) -> None:
     _explain_matches(ames)

@@ -25,3 +25,24 @@ def test_predictor_imports_neither_training_nor_sklearn_nor_mlflow() -> None:
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "predictor" in loaded and "bundle" in loaded
     assert sorted(loaded.intersection(FORBIDDEN)) == []
+
+
+def test_explaining_imports_neither_xgboost_nor_sklearn(ames_xgb) -> None:
+    """``:explain`` of an XGBoost bundle runs TreeSHAP over our own packed trees, not the library's."""
+    from testkit.holdout import holdout, records
+
+    test, features = holdout("ames")
+    rows = json.dumps(records(test[features].iloc[:2]))
+    code = (
+        "import json, sys\n"
+        "from predictor.model import HousingModel\n"
+        f"model = HousingModel('housing', {str(ames_xgb)!r})\n"
+        "model.load()\n"
+        f"out = model.explain({{'instances': json.loads({rows!r})}})\n"
+        "print(json.dumps([len(out['explanations']), sorted({m.split('.')[0] for m in sys.modules})]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    n, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert n == 2
+    assert sorted(set(loaded).intersection(FORBIDDEN)) == []

@@ -92,3 +92,17 @@ def test_request_seconds_are_a_histogram_per_version_and_protocol(boston_xgb):
     assert sample("_bucket", protocol="v2", le="0.1") == 3 and sample("_bucket", protocol="v2", le="0.25") == 4
     assert sample("_count", protocol="grpc") == 1 and sample("_bucket", protocol="grpc", le="0.025") == 1
     assert sample("_count", "d2", protocol="v2") == 1 and sample("_bucket", "d2", protocol="v2", le="5.0") == 0
+
+
+def test_one_value_is_counted_as_a_batch_of_one_would_be():
+    """``observe_one`` (the per-request path with several workers) agrees with ``observe``."""
+    from predictor.metrics import CountedHistogram
+
+    bounds = (0.001, 0.01, 0.1, 1.0)
+    values = [0.0, 0.001, 0.0011, 0.01, 0.5, 1.0, 3.0, float("inf"), float("nan")]
+    batch, ones = CountedHistogram(bounds), CountedHistogram(bounds)
+    batch.observe(np.asarray(values))
+    for v in values:
+        ones.observe_one(v)
+    assert ones.counts.tolist() == batch.counts.tolist()
+    assert np.isnan(ones.sum) and np.isnan(batch.sum)
