@@ -1,16 +1,21 @@
 # syntax=docker/dockerfile:1.7
-# One image for the housing predictor (default), training and rollouts.
-#   predictor (KServe custom container): the ENTRYPOINT; KServe appends --model_name/--model_dir/… as args
-#   training Job:   command: ["python", "-m", "training"]
-#   rollouts:       command: ["housing", "rollout", …]
+# Two images from one file:
+#   --target serving   (the default, the last stage): the KServe predictor alone, `python -m predictor`
+#                      as the ENTRYPOINT (KServe appends --model_name/--model_dir/… as args). Its
+#                      packages are requirements/serving.txt only, installed without dependencies:
+#                      no training libraries, no Kubernetes client, no MLflow.
+#   --target training  everything else: `python -m training` (the training Job), `housing rollout …`,
+#                      `mlflow server` and boto3 (the chart's dev-stack MLflow and bucket Job); the
+#                      `housing` CLI is its ENTRYPOINT.
+# Both run as UID 10001 and work with a read-only root filesystem (only /tmp writable).
 
 ARG PYTHON_VERSION=3.11
-# The base of both stages: the official image by default; the local test cluster passes its own
+# The base of every stage: the official image by default; the local test cluster passes its own
 # (scripts/images/build.sh: --build-arg BASE_IMAGE=localhost/housing-base:bookworm-py311).
 ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim
 
-# -- build: compile the predictor's C fast path and install everything into a venv ------------
-FROM ${BASE_IMAGE} AS build
+# -- build-base: a compiler for the predictor's C fast path ----------------------------------------
+FROM ${BASE_IMAGE} AS build-base
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
@@ -18,33 +23,71 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# dependencies first (cached while only the code changes)
-COPY pyproject.toml setup.py README.md* ./
+
+# -- training-build: every dependency of the project, then the code -------------------------------
+FROM build-base AS training-build
+# dependencies first (cached while only the code changes); README.md is a stub here: pyproject's
+# `readme` is read at install, and the real one would reinstall every dependency on a docs edit
+COPY pyproject.toml setup.py ./
 RUN mkdir -p housing bundle predictor training rollout \
- && touch housing/__init__.py bundle/__init__.py predictor/__init__.py training/__init__.py rollout/__init__.py \
+ && touch README.md housing/__init__.py bundle/__init__.py predictor/__init__.py training/__init__.py rollout/__init__.py \
  && pip install . && pip uninstall -y housing
+COPY pyproject.toml setup.py README.md* ./
 COPY housing ./housing
 COPY bundle ./bundle
 COPY predictor ./predictor
 COPY training ./training
 COPY rollout ./rollout
-RUN pip install --no-deps . \
- && cd / && python -c "import predictor._fastpath, predictor._treeshap"  # the compiled evaluator and explainer
+# the code in /opt/app, apart from the dependencies' venv: a code change is one small image layer
+RUN pip install --no-deps --no-compile --target /opt/app . \
+ && cd / && PYTHONPATH=/opt/app python -c "import predictor._fastpath, predictor._treeshap, training, rollout"
 
-# -- runtime: no compiler, non-root, read-only root filesystem friendly --------------------------
-FROM ${BASE_IMAGE} AS runtime
-LABEL org.opencontainers.image.title="housing" \
-      org.opencontainers.image.description="KServe predictor, training and rollouts for housing-price models"
-ENV PATH=/opt/venv/bin:$PATH \
+# -- serving-build: the predictor's pinned packages without their dependencies, then its code -----
+FROM build-base AS serving-build
+COPY requirements/serving.txt ./requirements/serving.txt
+# `pip check` may only miss what requirements/serving.txt names on its `# omit:` lines
+RUN pip install --no-deps -r requirements/serving.txt \
+ && omitted="$(sed -n 's/^# omit: \([^ ]*\).*/\1/p' requirements/serving.txt | paste -sd'|')" \
+ && { pip check > /tmp/pip-check.txt || true; } \
+ && if grep -v -E "requires (${omitted}), which is not installed\.$" /tmp/pip-check.txt; then \
+      echo "serving: pip check found more than requirements/serving.txt omits (above)" >&2; exit 1; fi
+COPY pyproject.toml setup.py README.md* ./
+COPY housing ./housing
+COPY bundle ./bundle
+COPY predictor ./predictor
+# only housing, bundle and predictor are in this context; the `housing` CLI needs training's packages
+RUN pip install --no-deps --no-compile --target /opt/app . && rm -r /opt/app/bin \
+ && cd / && PYTHONPATH=/opt/app python -c "import predictor._fastpath, predictor._treeshap"
+
+# -- runtime-base: no compiler, non-root, read-only root filesystem friendly -----------------------
+FROM ${BASE_IMAGE} AS runtime-base
+ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
-    HOUSING_HOME=/tmp/housing \
-    MPLCONFIGDIR=/tmp/matplotlib
+    HOUSING_HOME=/tmp/housing
 RUN groupadd --system --gid 10001 housing \
  && useradd --system --uid 10001 --gid housing --home-dir /tmp --shell /usr/sbin/nologin housing
-COPY --from=build /opt/venv /opt/venv
 WORKDIR /tmp
+
+# -- training: the training Job, rollouts, the dev stack's MLflow ----------------------------------
+FROM runtime-base AS training
+LABEL org.opencontainers.image.title="housing-training" \
+      org.opencontainers.image.description="Training, rollouts and the housing CLI for housing-price models"
+ENV MPLCONFIGDIR=/tmp/matplotlib
+COPY --from=training-build /opt/venv /opt/venv
+COPY --from=training-build /opt/app /opt/app
+USER 10001:10001
+ENTRYPOINT ["housing"]
+CMD ["--help"]
+
+# -- serving: the KServe predictor (the default target) -------------------------------------------
+FROM runtime-base AS serving
+LABEL org.opencontainers.image.title="housing-serving" \
+      org.opencontainers.image.description="KServe predictor for housing-price models"
+COPY --from=serving-build /opt/venv /opt/venv
+COPY --from=serving-build /opt/app /opt/app
 USER 10001:10001
 EXPOSE 8080 8081
 ENTRYPOINT ["python", "-m", "predictor"]

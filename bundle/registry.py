@@ -12,7 +12,8 @@ aliases carry the champion/challenger lifecycle:
   digest, alias ``challenger``, and ``champion`` only when the model has none. Nothing else here
   moves ``champion`` except promote.
 - resolve: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → bundle URI + digest (the
-  predictor), or the versions behind every alias (rollouts).
+  predictor; over MLflow's REST API for an http(s) tracking URI, so serving needs no ``mlflow``),
+  or the versions behind every alias (rollouts).
 - promote: ``challenger`` → ``champion``; the old champion → ``previous``; the challenger alias is
   removed; the version is tagged ``rollout_status=promoted``.
 - reject: ``champion`` is untouched; the challenger version is tagged ``rollout_status=rejected``
@@ -146,25 +147,64 @@ def resolve(model: str, tracking_uri: str | None = None) -> dict[str, VersionInf
 
 
 def resolve_uri(uri: str, tracking_uri: str | None = None) -> Resolved:
-    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → the registered bundle URI + digest."""
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` → the registered bundle URI + digest.
+
+    An ``http(s)://`` tracking URI is asked through MLflow's REST API (:func:`_rest_version`: the
+    serving image has no ``mlflow`` package); any other (the embedded sqlite store) through MLflow.
+    """
     spec = uri[len(MODELS_SCHEME) :]
+    if "@" in spec:
+        name, alias = spec.split("@", 1)
+        path, params = "registered-models/alias", {"name": name, "alias": alias}
+    elif "/" in spec:
+        name, version = spec.split("/", 1)
+        path, params = "model-versions/get", {"name": name, "version": version}
+    else:
+        raise RegistryError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    tracking = tracking_uri or load_settings().tracking_uri
     try:
-        if "@" in spec:
-            name, alias = spec.split("@", 1)
-            mv = client(tracking_uri).get_model_version_by_alias(name, alias)
-        elif "/" in spec:
-            name, version = spec.split("/", 1)
-            mv = client(tracking_uri).get_model_version(name, version)
+        if tracking.startswith(("http://", "https://")):
+            info = _rest_version(tracking, path, params)
+        elif "alias" in params:
+            info = _version_info(client(tracking).get_model_version_by_alias(name, params["alias"]))
         else:
-            raise RegistryError(f"{uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-    except RegistryError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - MlflowException, connection errors
+            info = _version_info(client(tracking).get_model_version(name, params["version"]))
+    except Exception as exc:  # noqa: BLE001 - MlflowException, HTTP and connection errors
         raise RegistryError(f"{uri}: cannot resolve through MLflow ({short_error(exc)})") from exc
-    info = _version_info(mv)
     if not info.bundle_uri:
         raise RegistryError(f"{uri}: model version {info.version} has no {TAG_BUNDLE_URI!r} tag")
     return Resolved(info.bundle_uri, info.digest, uri)
+
+
+def _rest_version(tracking_uri: str, path: str, params: dict[str, str]) -> VersionInfo:
+    """One model version from MLflow's REST API (``GET /api/2.0/mlflow/<path>``), with MLflow's
+    client settings: ``MLFLOW_TRACKING_TOKEN`` or ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``,
+    ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``,
+    ``MLFLOW_HTTP_REQUEST_TIMEOUT``. Raises ``RuntimeError`` with MLflow's error code and message."""
+    import httpx
+
+    env = os.environ.get
+    headers = {"Authorization": f"Bearer {env('MLFLOW_TRACKING_TOKEN')}"} if env("MLFLOW_TRACKING_TOKEN") else {}
+    user, password = env("MLFLOW_TRACKING_USERNAME"), env("MLFLOW_TRACKING_PASSWORD")
+    verify: bool | str = env("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
+    if (env("MLFLOW_TRACKING_INSECURE_TLS") or "").lower() in ("1", "true"):
+        verify = False
+    with httpx.Client(
+        auth=(user, password) if user and password else None,
+        timeout=float(env("MLFLOW_HTTP_REQUEST_TIMEOUT") or 20),
+        transport=httpx.HTTPTransport(retries=2, verify=verify),  # connection failures only
+    ) as http:
+        r = http.get(f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}", params=params, headers=headers)
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if r.status_code != 200 or "model_version" not in body:
+        detail = ": ".join(str(body[k]) for k in ("error_code", "message") if k in body) or r.text[:200]
+        raise RuntimeError(f"HTTP {r.status_code} from {r.request.url.copy_with(query=None)}: {detail}")
+    mv = body["model_version"]
+    tags = {t["key"]: t["value"] for t in mv.get("tags", [])}
+    return VersionInfo(str(mv["version"]), tags.get(TAG_BUNDLE_URI), tags.get(TAG_BUNDLE_DIGEST), tags)
 
 
 def champion(model: str, tracking_uri: str | None = None) -> VersionInfo | None:

@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from housing.config import DEFAULT_MODEL_NAME
+from predictor.kserve_import import without_kubernetes_client
+
+# before anything imports kserve: the serving image has no kubernetes package
+without_kubernetes_client()
 
 if TYPE_CHECKING:
     from kserve.protocol.dataplane import DataPlane

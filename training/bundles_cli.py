@@ -16,7 +16,7 @@ EXIT_ERROR = 2
 
 app = typer.Typer(
     name="bundles",
-    help="The bundle store (HOUSING_BUNDLE_ROOT: s3://bucket[/prefix] or a directory).",
+    help="The bundle store (HOUSING_BUNDLE_ROOT: s3://bucket, s3://bucket/prefix or a directory).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -4,7 +4,9 @@
 # 1.6) loads under its exact reference:
 #   base                 localhost/housing-base:bookworm-py311   debootstrap minbase + Debian's python3,
 #                                                                 our stand-in for python:3.11-slim
-#   project              docker.io/library/housing:<chart appVersion>   the repo's Dockerfile on that base
+#   serving              docker.io/library/housing-serving:<chart appVersion>    the repo's Dockerfile,
+#                                                                 --target serving, on that base
+#   training             docker.io/library/housing-training:<chart appVersion>   --target training
 #   storage-initializer  localhost/kserve-storage-initializer:v0.20.0   KServe's, rebuilt on that base
 #   minio                localhost/housing-minio:<date>-<commit>  FROM scratch + $TOOLS_DIR/minio
 #   pause                localhost/pause:3.10                    FROM scratch + $TOOLS_DIR/pause
@@ -12,10 +14,11 @@
 # Usage: scripts/images/build.sh [--check] [IMAGE...]     (IMAGE: the names above; default all)
 #   --check  run the smoke checks even for images whose archive is already up to date
 # Prints "<reference> <archive>" per image on stdout (also kept in $CACHE/images/images.txt);
-# logs go to stderr. Idempotent: an archive is named by a hash of its inputs (Containerfile text,
-# the files copied in, pinned versions, the base's hash) and an image is rebuilt only when that
-# hash has no archive yet. The minio and pause binaries come from scripts/tools/*.sh; this script
-# waits for them (HOUSING_IMAGES_WAIT_SECONDS, default 1200) but never builds them.
+# logs go to stderr, ending with each image's ID (config digest) and size. Idempotent: an archive
+# is named by a hash of its inputs (Containerfile text, the files copied in, pinned versions, the
+# base's hash) and an image is rebuilt only when that hash has no archive yet. The minio and
+# pause binaries come from scripts/tools/*.sh; this script waits for them
+# (HOUSING_IMAGES_WAIT_SECONDS, default 1200) but never builds them.
 # Env: HOUSING_CACHE_DIR, HOUSING_TOOLS_DIR, HOUSING_DEBIAN_MIRROR, HOUSING_BASE_EPOCH.
 set -euo pipefail
 
@@ -25,14 +28,14 @@ REPO="$(cd "$HERE/../.." && pwd)"
 source "$HERE/lib.sh"
 
 WAIT_SECONDS="${HOUSING_IMAGES_WAIT_SECONDS:-1200}"
-ALL_IMAGES=(base project storage-initializer minio pause)
+ALL_IMAGES=(base serving training storage-initializer minio pause)
 CHECK=0
 want=()
 for a in "$@"; do
   case "$a" in
     --check) CHECK=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    base|project|storage-initializer|minio|pause) want+=("$a") ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    base|serving|training|storage-initializer|minio|pause) want+=("$a") ;;
     *) die "unknown argument: $a (images: ${ALL_IMAGES[*]})" ;;
   esac
 done
@@ -226,19 +229,21 @@ build_base() {
   result base "$ref" "$archive"
 }
 
-# --- 2. the project image from the repo's Dockerfile -------------------------------------------
+# --- 2. the project images: the Dockerfile's serving and training targets -----------------------
 chart_app_version() {
   sed -n -E 's/^appVersion:[[:space:]]*"?([^"[:space:]]+)"?.*/\1/p' "$REPO/charts/housing/Chart.yaml" | sed -n 1p
 }
 
-# What the project image is built from, by content: git's blob hash of every tracked or untracked
-# (not ignored) file under the Dockerfile's inputs, taken from the work tree. For a clean tree this
-# is the blob column of `git ls-files -s`; uncommitted edits count, and committing them does not.
-project_inputs() {
+# What a target is built from, by content: git's blob hash of every tracked or untracked (not
+# ignored) file under the inputs of that target's stages, taken from the work tree. For a clean
+# tree this is the blob column of `git ls-files -s`; uncommitted edits count, committing them does
+# not. The Dockerfile itself counts whole for both.
+project_inputs() { # TARGET
   cd "$REPO"
-  # the sources of the Dockerfile's COPY lines (not --from=…), so a new package counts by itself
+  # the sources of the target's COPY lines (not --from=…), so a new package counts by itself
   local paths=(Dockerfile .dockerignore)
-  mapfile -t -O 2 paths < <(dockerfile_copy_paths Dockerfile)
+  mapfile -t -O 2 paths < <(dockerfile_copy_paths Dockerfile "$1")
+  ((${#paths[@]} > 2)) || die "Dockerfile: no COPY for target $1"
   if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     local files
     files="$(git ls-files -co --exclude-standard -- "${paths[@]}" | LC_ALL=C sort -u \
@@ -251,41 +256,66 @@ project_inputs() {
   fi
 }
 
-check_project() {
-  local ref="$1"
-  log "project: check --help as uid $IMAGE_UID, read-only, no network"
-  pm run --rm --network none --user "$IMAGE_UID:$IMAGE_UID" --read-only --tmpfs /tmp "$ref" --help >/dev/null \
-    || die "project: '$ref --help' failed"
-  log "project: check imports (predictor._fastpath, training, mlflow, boto3) and no compiler"
-  pm run --rm --network none --user "$IMAGE_UID:$IMAGE_UID" --read-only --tmpfs /tmp --entrypoint python "$ref" -c '
-import shutil, sys
-import predictor._fastpath, training, mlflow, boto3
+# The images run as the chart runs them: uid 10001, read-only root, only /tmp writable; no network.
+CHECKED=(--rm --network none --user "$IMAGE_UID:$IMAGE_UID" --read-only --tmpfs /tmp)
+NO_COMPILER='import shutil
 cc = [c for c in ("gcc", "cc", "x86_64-linux-gnu-gcc", "clang") if shutil.which(c)]
-assert not cc, f"compiler in the runtime image: {cc}"
-print("imports ok,", sys.executable, sys.version.split()[0])' >&2 || die "project: import check failed"
+assert not cc, f"compiler in the runtime image: {cc}"'
+
+check_serving() {
+  local ref="$1" out rc=0
+  log "serving: check --help as uid $IMAGE_UID, read-only, no network"
+  pm run "${CHECKED[@]}" "$ref" --help >/dev/null || die "serving: '$ref --help' failed"
+  # the whole start-up import chain (kserve without the kubernetes client), up to the bundle check
+  out="$(pm run "${CHECKED[@]}" "$ref" --model_dir /nonexistent 2>&1)" || rc=$?
+  [[ $rc -eq 2 && "$out" == *"refusing to serve"*"bundle.json"* ]] \
+    || die "serving: without a bundle it should refuse to serve (exit 2), got $rc: ${out: -600}"
+  log "serving: check imports (predictor._fastpath, kserve_storage, boto3), no training libraries, no compiler"
+  pm run "${CHECKED[@]}" --entrypoint python "$ref" -c "
+import importlib.util, sys
+import predictor._fastpath, boto3, kserve_storage
+$NO_COMPILER
+present = [m for m in ('training', 'rollout', 'sklearn', 'xgboost', 'mlflow', 'kubernetes', 'optuna',
+                       'matplotlib', 'pyarrow', 'scipy') if importlib.util.find_spec(m)]
+assert not present, f'not for the serving image: {present}'
+print('imports ok,', sys.executable, sys.version.split()[0])" >&2 || die "serving: import check failed"
 }
 
-build_project() {
-  local ref key archive t0=$SECONDS
-  ref="docker.io/library/housing:$(chart_app_version)"
+check_training() {
+  local ref="$1"
+  log "training: check the housing CLI as uid $IMAGE_UID, read-only, no network"
+  pm run "${CHECKED[@]}" "$ref" --help >/dev/null || die "training: '$ref --help' failed"
+  log "training: check imports (predictor._fastpath, training, rollout, mlflow, boto3), mlflow CLI, no compiler"
+  pm run "${CHECKED[@]}" --entrypoint python "$ref" -c "
+import shutil, sys
+import predictor._fastpath, training, rollout, mlflow, boto3
+$NO_COMPILER
+assert shutil.which('mlflow'), 'no mlflow CLI (the dev-stack MLflow runs it)'
+print('imports ok,', sys.executable, sys.version.split()[0])" >&2 || die "training: import check failed"
+}
+
+build_project() { # TARGET
+  local target="$1" name ref key archive t0=$SECONDS
+  name="$(project_image_name "$target")"
+  ref="docker.io/library/$name:$(chart_app_version)"
   [[ "$ref" != *: ]] || die "no appVersion in charts/housing/Chart.yaml"
-  key="$( { echo "base=$(base_key) ref=$ref"; project_inputs; } | sha256_stdin)"
-  archive="$(archive_path housing "$ref" "$key")"
+  key="$( { echo "base=$(base_key) ref=$ref target=$target"; project_inputs "$target"; } | sha256_stdin)"
+  archive="$(archive_path "$name" "$ref" "$key")"
   if [[ -f "$archive" ]]; then
     ensure_loaded "$ref" "$key" "$archive"
-    ((CHECK)) && check_project "$ref"
-    log "project: $ref up to date ($archive)"
-    result project "$ref" "$archive"; return
+    ((CHECK)) && "check_$target" "$ref"
+    log "$target: $ref up to date ($archive)"
+    result "$target" "$ref" "$archive"; return
   fi
-  grep -q '^FROM \${BASE_IMAGE} AS runtime' "$REPO/Dockerfile" \
-    || die "Dockerfile has no 'FROM \${BASE_IMAGE} AS runtime' (the base image is passed as --build-arg BASE_IMAGE)"
-  log "project: podman build $ref (FROM $BASE_REF; pip from PyPI)"
-  pm build "${BUILD_NET[@]}" --pull=never --layers -f "$REPO/Dockerfile" \
+  grep -q "^FROM \${BASE_IMAGE} AS runtime-base" "$REPO/Dockerfile" \
+    || die "Dockerfile has no 'FROM \${BASE_IMAGE} AS runtime-base' (the base image is passed as --build-arg BASE_IMAGE)"
+  log "$target: podman build --target $target $ref (FROM $BASE_REF; pip from PyPI)"
+  pm build "${BUILD_NET[@]}" --pull=never --layers -f "$REPO/Dockerfile" --target "$target" \
     --build-arg "BASE_IMAGE=$BASE_REF" --label "io.housing.inputs=$key" -t "$ref" "$REPO" >&2
-  timing project build $((SECONDS - t0))
-  check_project "$ref"
-  save_archive housing "$ref" "$archive"
-  result project "$ref" "$archive"
+  timing "$target" build $((SECONDS - t0))
+  "check_$target" "$ref"
+  save_archive "$name" "$ref" "$archive"
+  result "$target" "$ref" "$archive"
 }
 
 # --- 3. KServe's storage-initializer at v0.20.0 --------------------------------------------------
@@ -489,13 +519,14 @@ build_pause() {
 # --- main --------------------------------------------------------------------------------------
 # emit NAME: print "<reference> <archive>" and record it in the index (one line per repository,
 # lines whose archive is gone dropped) as soon as that image is ready.
+# Lines of retired images are dropped too, so import.sh no longer loads them into the node.
 emit() {
   local line="${RESULT_REF[$1]} ${RESULT_ARCHIVE[$1]}" repo="${RESULT_REF[$1]%:*}" r a
   echo "$line"
   {
     if [[ -f "$IMAGES_INDEX" ]]; then
       while read -r r a; do
-        [[ -n "$r" && "$r" != "$repo:"* && -f "$a" ]] && echo "$r $a"
+        [[ -n "$r" && "$r" != "$repo:"* && -f "$a" ]] && ! retired "$r" && echo "$r $a"
       done < "$IMAGES_INDEX"
     fi
     echo "$line"
@@ -503,11 +534,32 @@ emit() {
   mv -f "$IMAGES_INDEX.tmp" "$IMAGES_INDEX"
 }
 
-# project and storage-initializer are built FROM the base: it is always made ready first.
+# The one project image before the serving/training split (docker.io/library/housing:<version>):
+# its archives go once its successors are built (podman's store is left alone).
+RETIRED_REPOS=(docker.io/library/housing)
+retired() { local r; for r in "${RETIRED_REPOS[@]}"; do [[ "$1" == "$r:"* ]] && return 0; done; return 1; }
+drop_retired_archives() {
+  local old
+  for old in "$IMAGES_DIR"/housing_*.tar; do
+    [[ -e "$old" ]] && { log "removing $old (the project image before the serving/training split)"; rm -f "$old"; }
+  done
+  return 0
+}
+
+# serving, training and storage-initializer are built FROM the base: it is always made ready first.
 needs_base=0
-for n in base project storage-initializer; do wanted "$n" && needs_base=1; done
+for n in base "${PROJECT_TARGETS[@]}" storage-initializer; do wanted "$n" && needs_base=1; done
 if ((needs_base)); then build_base; if wanted base; then emit base; fi; fi
-if wanted project; then build_project; emit project; fi
+for t in "${PROJECT_TARGETS[@]}"; do if wanted "$t"; then build_project "$t"; emit "$t"; fi; done
+if wanted serving && wanted training; then drop_retired_archives; fi
 if wanted storage-initializer; then build_storage_initializer; emit storage-initializer; fi
 if wanted minio; then build_minio; emit minio; fi
 if wanted pause; then build_pause; emit pause; fi
+
+# what was built or found: image ID (the config digest import.sh compares) and size, per image
+for n in "${ALL_IMAGES[@]}"; do
+  [[ -n "${RESULT_REF[$n]:-}" ]] || continue
+  pm image inspect --format "{{.Id}} {{.Size}}" "${RESULT_REF[$n]}" \
+    | { read -r id size; log "$(printf '%-46s sha256:%s %4d MB (%d bytes)' "${RESULT_REF[$n]}" "$id" \
+                                 $((size / 1000000)) "$size")"; }
+done

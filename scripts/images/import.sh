@@ -4,6 +4,8 @@
 # Usage: scripts/images/import.sh <containerd socket> [LIST]
 #   LIST: lines "<reference> <archive>" as build.sh prints them; default the index build.sh keeps
 #   ($HOUSING_CACHE_DIR/images/images.txt), "-" for stdin, e.g. build.sh | import.sh SOCK -
+# Every line is imported: the node tier's images are build.sh's (the serving and the training image
+# of the project, storage-initializer, MinIO, pause; build.sh drops retired ones from its index).
 # An image already present under its reference with the same image (config) digest is skipped.
 # Prints "imported|skip <reference> <config digest>" per image on stdout; logs on stderr.
 set -euo pipefail

@@ -42,9 +42,35 @@ podman_setup() {
 }
 pm() { podman --runtime "$PODMAN_RUNTIME" "$@"; }
 
+# The project's images: the Dockerfile's targets, and the reference each is built and imported as
+# (docker.io/library/<name>:<chart appVersion>, what the chart's default values name).
+PROJECT_TARGETS=(serving training)
+project_image_name() { echo "housing-$1"; }
+
 # The build-context paths a Dockerfile COPYs (not COPY --from): what its image is built from.
-dockerfile_copy_paths() {
-  awk '$1 == "COPY" && $2 !~ /^--/ { for (i = 2; i < NF; i++) { sub(/\*$/, "", $i); print $i } }' "$1"
+# With a TARGET, only the COPYs of that stage and of the stages it is built from (FROM <stage>,
+# COPY --from=<stage>), so that a change only the other target copies leaves its inputs alone.
+dockerfile_copy_paths() { # DOCKERFILE [TARGET]
+  awk -v target="${2:-}" '
+    $1 == "FROM" { stage = (tolower($3) == "as") ? $4 : "#" NR; from[stage] = $2; next }
+    $1 == "COPY" && $2 ~ /^--from=/ { f = $2; sub(/^--from=/, "", f); from[stage] = from[stage] " " f; next }
+    $1 == "COPY" && $2 !~ /^--/ {
+      for (i = 2; i < NF; i++) { p = $i; sub(/\*$/, "", p); copies[stage] = copies[stage] " " p }
+    }
+    END {
+      if (target == "") { for (s in copies) want[s] = 1 }
+      else {
+        if (!(target in from)) { print "dockerfile_copy_paths: no stage " target > "/dev/stderr"; exit 1 }
+        todo[target] = 1
+        while (length(todo)) {
+          for (s in todo) break
+          delete todo[s]; want[s] = 1
+          n = split(from[s], parents, " ")
+          for (i = 1; i <= n; i++) if ((parents[i] in from) && !(parents[i] in want)) todo[parents[i]] = 1
+        }
+      }
+      for (s in want) { n = split(copies[s], ps, " "); for (i = 1; i <= n; i++) print ps[i] }
+    }' "$1" | LC_ALL=C sort -u
 }
 
 # RUN steps that fetch from PyPI see the host's CA bundle (this network re-signs TLS with its own

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end on a kind cluster: cluster up, build + load the image, helm install (dev stack on),
+# End-to-end on a kind cluster: cluster up, build + load the two images, helm install (dev stack on),
 # training Job, InferenceService ready, V1 and V2 requests through the gateway, a canary step,
 # helm test. Needs docker (with a running daemon) and kind; without them it SKIPS (exit 0)
 # and says why. Set HOUSING_E2E_REQUIRED=1 to fail instead of skip.
@@ -15,19 +15,22 @@ if reason="$(docker_and_kind_missing_reason)"; then
 fi
 
 MODE="${HOUSING_KSERVE_MODE:-Standard}"
-IMAGE="housing:e2e"
+SERVING_IMAGE="housing-serving:e2e"     # the Dockerfile's serving target: the InferenceService
+TRAINING_IMAGE="housing-training:e2e"   # its training target: the training Job, the dev stack
 CHART="${REPO_ROOT}/charts/housing"
 MODEL="$(sed -n 's/^  name: \([a-z0-9-]*\)$/\1/p' "${CHART}/values.yaml" | sed -n 1p)"
 
 bash "${REPO_ROOT}/scripts/kind/cluster-up.sh" $([[ "$MODE" == "Knative" ]] && echo --serverless)
 
-log "building ${IMAGE} and loading it into kind"
-docker build -t "${IMAGE}" "${REPO_ROOT}"
-kind load docker-image "${IMAGE}" --name "${CLUSTER_NAME}"
+log "building ${SERVING_IMAGE} and ${TRAINING_IMAGE} and loading them into kind"
+docker build --target serving -t "${SERVING_IMAGE}" "${REPO_ROOT}"
+docker build --target training -t "${TRAINING_IMAGE}" "${REPO_ROOT}"
+kind load docker-image "${SERVING_IMAGE}" "${TRAINING_IMAGE}" --name "${CLUSTER_NAME}"
 
 log "helm install ${RELEASE} (mode ${MODE})"
 h upgrade --install "${RELEASE}" "${CHART}" -n "${NAMESPACE}" --create-namespace \
-  --set image.repository=housing --set image.tag=e2e --set image.pullPolicy=Never \
+  --set image.repository=housing-serving --set image.tag=e2e --set image.pullPolicy=Never \
+  --set training.image.repository=housing-training --set training.image.tag=e2e \
   --set kserve.deploymentMode="${MODE}" --set training.args='{--dataset,ames,--fast}'
 
 log "waiting for the training Job"

@@ -228,7 +228,12 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     refs = [line.split()[0] for line in images.stdout.splitlines() if line.strip()]
     state = tmp_path_factory.mktemp("node")
     handle = up(state, TOOLS_DIR)
-    marks = {"minio": "/housing-minio:", "housing": "/library/housing:", "storage-initializer": "storage-initializer:"}
+    marks = {
+        "minio": "/housing-minio:",
+        "serving": "/library/housing-serving:",
+        "training": "/library/housing-training:",
+        "storage-initializer": "storage-initializer:",
+    }
     handle.images = {name: ref for ref in refs for name, mark in marks.items() if mark in ref}
     try:
         yield handle

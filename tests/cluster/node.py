@@ -62,7 +62,7 @@ class Node:
 
     state: Path
     tools: Path
-    images: dict[str, str] = field(default_factory=dict)  # "minio" | "housing" | … -> image reference
+    images: dict[str, str] = field(default_factory=dict)  # "minio" | "serving" | "training" | … -> reference
 
     @property
     def kubeconfig(self) -> Path:

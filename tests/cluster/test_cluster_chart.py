@@ -104,6 +104,61 @@ def _env(container: dict) -> dict:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
+def _container_images(objects: list[dict]) -> dict[tuple[str, str], str]:
+    """(object name, container name) -> image, for every container and init container."""
+    images = {}
+    for obj in objects:
+        spec = obj.get("spec", {})
+        if obj["kind"] == "InferenceService":
+            pods = [spec["predictor"]] + [c["predictor"] for c in spec.get("canary", [])]
+        elif obj["kind"] in ("Job", "Deployment"):
+            pods = [spec["template"]["spec"]]
+        elif obj["kind"] == "Pod":
+            pods = [spec]
+        else:
+            continue
+        for pod in pods:
+            for container in pod.get("initContainers", []) + pod["containers"]:
+                images[(obj["metadata"]["name"], container["name"])] = container["image"]
+    return images
+
+
+def test_serving_and_training_images_each_run_their_workloads(render):
+    """The serving image runs the predictor pods (their wait-for-bundle init container too) and
+    helm test; the training image the training Job, the dev-stack MLflow and the bucket Job."""
+    digest = "0" * 64
+    images = _container_images(
+        render(
+            [
+                "image.repository=registry.example:5000/housing-serving",
+                "image.tag=1.2",
+                "training.image.repository=registry.example:5000/housing-training",
+                f"training.image.tag=1.3@sha256:{digest}",
+                "canary.enabled=true",
+                "canary.storageUri=s3://models/housing/2",
+            ]
+        )
+    )
+    serving = {k for k, v in images.items() if v == "registry.example:5000/housing-serving:1.2"}
+    training = {k for k, v in images.items() if v == f"registry.example:5000/housing-training:1.3@sha256:{digest}"}
+    assert serving == {
+        (RELEASE, "wait-for-bundle"),
+        (RELEASE, "kserve-container"),  # the champion and the canary entry, same key
+        (f"{RELEASE}-test-v1", "v1-predict"),
+    }
+    assert training == {
+        (f"{RELEASE}-train-r1", "wait-for-services"),
+        (f"{RELEASE}-train-r1", "training"),
+        (f"{RELEASE}-mlflow", "mlflow"),
+        (f"{RELEASE}-minio-bucket-r1", "bucket"),
+    }
+    others = {v for k, v in images.items() if k not in serving | training}
+    assert others == {_values()["devStack"]["minio"]["image"]}
+    defaults = _container_images(render())
+    assert defaults[(RELEASE, "kserve-container")] == "housing-serving:0.1.0"
+    assert defaults[(f"{RELEASE}-train-r1", "training")] == "housing-training:0.1.0"
+
+
 def test_knative_predictor_has_one_port_and_no_init_container(render):
     """Knative allows one container port and (by default) no init containers."""
     predictor = _isvc(render(["kserve.deploymentMode=Knative"]))["spec"]["predictor"]
@@ -122,7 +177,7 @@ def test_isvc_standard_defaults(render):
     assert predictor["serviceAccountName"] == RELEASE
     assert predictor["minReplicas"] == 1 and predictor["maxReplicas"] >= 1
     container = _predictor_container(predictor)
-    assert container["image"] == "housing:0.1.0"
+    assert container["image"] == "housing-serving:0.1.0"
     assert container["command"] == ["python", "-m", "predictor"]
     args = container["args"]
     assert args[:8] == [
@@ -384,6 +439,9 @@ BAD_VALUES = {
     "bad-mlflow-backend": ["devStack.mlflow.backend=mysql"],
     "no-endpoint-without-minio": ["devStack.minio.enabled=false"],
     "bad-pull-policy": ["image.pullPolicy=Sometimes"],
+    "training-image-tag-bad": ["training.image.tag=latest@sha256:short"],
+    "training-image-empty-repository": ["training.image.repository="],
+    "training-image-unknown-key": ["training.image.pullPolicy=Always"],
     "quantity-not-string": ["predictor.resources.limits.cpu=2"],
     "bad-bucket": ["s3.bucket=Models_Bucket"],
     "alert-error-rate-over-1": ["monitoring.prometheusRule.errorRate=2"],

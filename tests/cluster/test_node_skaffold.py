@@ -1,11 +1,14 @@
-"""The skaffold loop users run on kind, run on the node: ``skaffold run`` builds the image (the
-podman CLI, scripts/images/skaffold-build.sh), pushes it to the node's loopback registry, deploys
-the chart and the InferenceService turns Ready on that image; then ``skaffold dev`` sees a source
-change under ``predictor/``, rebuilds, redeploys, and the new pod answers with the changed code.
+"""The skaffold loop users run on kind, run on the node: ``skaffold run`` builds the two images
+(the Dockerfile's serving and training targets, by the podman CLI: scripts/images/skaffold-build.sh),
+pushes them to the node's loopback registry, deploys the chart and the InferenceService turns Ready
+on the serving image; then ``skaffold dev`` sees a source change under ``predictor/``, rebuilds,
+redeploys, and the new pod answers with the changed code.
 
 skaffold works in a copy of the repository's tracked files, so the source change never touches
 the checkout. The image build shares podman's layer cache with scripts/images/build.sh (the same
 Dockerfile, base and build settings), so only the layers after ``COPY predictor`` are rebuilt.
+The training image copies ``predictor/`` too (``housing serve``, the MLflow pyfunc), so it is
+rebuilt and pushed as well.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ def test_skaffold_run_then_dev_rebuilds_and_redeploys_a_source_change(
     run = skaffold(env, "run", *flags(node), "--status-check=true", cwd=source, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     first = predictor_image(node)
-    assert first.startswith(f"{node.registry}/housing:"), first  # built here, pushed, pulled by containerd
+    assert first.startswith(f"{node.registry}/housing-serving:"), first  # built here, pushed, pulled by containerd
     poll(
         "the InferenceService Ready on the pushed image",
         lambda: ready_on(node, first),
@@ -172,7 +175,7 @@ def test_skaffold_run_then_dev_rebuilds_and_redeploys_a_source_change(
         )
         dev_seconds = time.monotonic() - t1
         second = predictor_image(node)
-        assert second != first and second.startswith(f"{node.registry}/housing:"), (first, second)
+        assert second != first and second.startswith(f"{node.registry}/housing-serving:"), (first, second)
         poll("every predictor pod on the rebuilt image", lambda: ready_on(node, second), 600, 3)
     finally:
         stop_process(dev, 60, signal.SIGINT)  # SIGINT: skaffold's own shutdown

@@ -47,15 +47,27 @@ def test_skaffold_diagnose_reads_our_config_through_podman(skaffold_env: dict[st
     result = skaffold(skaffold_env, "diagnose", "-p", "node")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Configuration version: skaffold/v4beta13" in result.stdout
-    assert "Custom artifact: housing" in result.stdout  # scripts/images/skaffold-build.sh
-    assert "Number of artifacts: 1" in result.stdout
-    # what it watches: every file the Dockerfile COPYs, predictor/ included (a source change rebuilds)
-    deps = subprocess.run(
-        ["bash", "scripts/images/skaffold-build.sh", "--deps"], capture_output=True, text=True, cwd=REPO, check=True
-    )
-    files = json.loads(deps.stdout)
-    assert "predictor/rest.py" in files and "Dockerfile" in files and not any(f.startswith("tests/") for f in files)
-    assert f"Dependencies: {len(files)} files" in result.stdout
+    assert "Custom artifact: housing-serving" in result.stdout  # scripts/images/skaffold-build.sh serving
+    assert "Custom artifact: housing-training" in result.stdout
+    assert "Number of artifacts: 2" in result.stdout
+    # what each watches: the files its Dockerfile target COPYs, predictor/ in both (a source change
+    # rebuilds); training's code only in the training image, the serving pins only in the serving one
+    files = {}
+    for target in ("serving", "training"):
+        deps = subprocess.run(
+            ["bash", "scripts/images/skaffold-build.sh", "--deps", target],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=True,
+        )
+        files[target] = json.loads(deps.stdout)
+        assert "predictor/rest.py" in files[target] and "Dockerfile" in files[target]
+        assert not any(f.startswith("tests/") for f in files[target])
+        assert f"Dependencies: {len(files[target])} files" in result.stdout
+    assert "requirements/serving.txt" in files["serving"] and "requirements/serving.txt" not in files["training"]
+    assert any(f.startswith("training/") for f in files["training"])
+    assert not any(f.startswith(("training/", "rollout/")) for f in files["serving"])
 
 
 def test_skaffold_render_deploys_the_chart_with_the_built_tag(skaffold_env: dict[str, str], tmp_path: Path) -> None:
@@ -67,7 +79,10 @@ def test_skaffold_render_deploys_the_chart_with_the_built_tag(skaffold_env: dict
     objects = [o for o in yaml.safe_load_all(out.read_text()) if o]
     (isvc,) = by_kind(objects, "InferenceService")
     image = isvc["spec"]["predictor"]["containers"][0]["image"]
-    assert image.startswith("housing:") and image != "housing:latest", image  # skaffold's inputDigest tag
+    assert image.startswith("housing-serving:") and image != "housing-serving:latest", image  # inputDigest tag
+    (job,) = [j for j in by_kind(objects, "Job") if "-train-" in j["metadata"]["name"]]
+    training = job["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert training.startswith("housing-training:") and training != "housing-training:latest", training
     assert isvc["metadata"]["namespace"] == "housing"
     names = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
     assert "housing-inference" in names  # the port-forward target of skaffold.yaml

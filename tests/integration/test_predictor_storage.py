@@ -130,3 +130,57 @@ def test_housing_serve_runs_the_predictor(boston_xgb):
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_models_uri_over_mlflow_rest_matches_the_mlflow_client(mlflow_server, boston_xgb, monkeypatch):
+    """An http(s) tracking URI is read through MLflow's REST API (the serving image has no mlflow)."""
+    import sys
+
+    from mlflow import MlflowClient
+
+    from bundle.registry import RegistryError, resolve_uri
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    name = "rest-lookup"
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    digest = bundle_digest(boston_xgb)
+    # a server refuses a local source without a run; the bundle_uri tag is what the lookup reads
+    mv = client.create_model_version(
+        name, source="s3://models/rest-lookup/1", tags={TAG_BUNDLE_URI: str(boston_xgb), TAG_BUNDLE_DIGEST: digest}
+    )
+    client.set_registered_model_alias(name, ALIAS_CHAMPION, mv.version)
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # the REST path must not need the package
+    by_alias = resolve_uri(f"models:/{name}@{ALIAS_CHAMPION}", tracking_uri=mlflow_server.uri)
+    by_version = resolve_uri(f"models:/{name}/{mv.version}", tracking_uri=mlflow_server.uri + "/")
+    assert (by_alias.uri, by_alias.digest) == (by_version.uri, by_version.digest) == (str(boston_xgb), digest)
+    with pytest.raises(
+        RegistryError, match=r"models:/rest-lookup@nope: cannot resolve .*HTTP 400 .*alias nope not found"
+    ):
+        resolve_uri(f"models:/{name}@nope", tracking_uri=mlflow_server.uri)
+    with pytest.raises(RegistryError, match="expected models:/NAME@ALIAS or models:/NAME/VERSION"):
+        resolve_uri(f"models:/{name}", tracking_uri=mlflow_server.uri)
+
+
+def test_models_uri_served_through_mlflow_rest(mlflow_server, boston_xgb, tmp_path):
+    """The predictor process resolves models:/ against a real MLflow server."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    name = "rest-served"
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    mv = client.create_model_version(
+        name, source="s3://models/rest-served/1", tags={TAG_BUNDLE_URI: str(boston_xgb), TAG_BUNDLE_DIGEST: "f" * 64}
+    )
+    client.set_registered_model_alias(name, "pinned-wrong", mv.version)
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.uri, "HOUSING_HOME": str(tmp_path / "home")}
+    # the digest recorded in the registry pins the bundle: it came back over REST
+    with pytest.raises(RuntimeError, match="does not match the pinned"):
+        start_predictor(f"models:/{name}@pinned-wrong", NAME, env=env)
+    client.set_model_version_tag(name, mv.version, TAG_BUNDLE_DIGEST, bundle_digest(boston_xgb))
+    proc = start_predictor(f"models:/{name}@pinned-wrong", NAME, env=env)
+    try:
+        assert 20 < _predict(proc) < 35
+    finally:
+        proc.stop()

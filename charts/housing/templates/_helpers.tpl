@@ -34,8 +34,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: housing
 {{- end }}
 
+{{/* The serving image: the predictor pods and the helm test Pod. */}}
 {{- define "housing.image" -}}
 {{- printf "%s:%s" .Values.image.repository (toString (default .Chart.AppVersion .Values.image.tag)) }}
+{{- end }}
+
+{{/* The training image: the training Job, the dev stack's MLflow and bucket Job. */}}
+{{- define "housing.trainingImage" -}}
+{{- printf "%s:%s" .Values.training.image.repository (toString (default .Chart.AppVersion .Values.training.image.tag)) }}
 {{- end }}
 
 {{/* ServiceAccount the predictor (and its storage-initializer) and the training Job run as. */}}
