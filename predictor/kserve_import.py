@@ -26,7 +26,9 @@ class KServeClient:
 
 def without_kubernetes_client() -> bool:
     """Make ``import kserve`` work without ``kubernetes``; True when the placeholder was registered."""
-    if CLIENT_MODULE in sys.modules or "kserve" in sys.modules or importlib.util.find_spec("kubernetes"):
+    # "kserve" may be in sys.modules already as predictor.deferred_imports' package whose __init__
+    # has not run: the placeholder still stands in for the client when that __init__ runs later
+    if CLIENT_MODULE in sys.modules or importlib.util.find_spec("kubernetes"):
         return False
     placeholder = types.ModuleType(CLIENT_MODULE, __doc__)
     placeholder.KServeClient = KServeClient  # type: ignore[attr-defined]
