@@ -373,6 +373,8 @@ def load_phase(
     assert bundle_dir is not None
     running = [servers.start_ours(bundle_dir, name, workdir), servers.start_floor(name, workdir)]
     try:
+        # the same predictor with two REST worker processes (one /metrics summed over them)
+        running.append(servers.start_ours(bundle_dir, name, workdir, ["--workers", "2"], label=WORKERS_LABEL))
         if cfg.with_mlserver:
             running.append(servers.start_mlserver(bundle_dir, name, workdir))
         if cfg.with_mlflow:
@@ -421,6 +423,8 @@ def _measure(
         url = f"{by_label[label].base}{path}"
         return lambda secs: loadgen.run_wrk(url, body, secs, connections=conns, timeout=timeout)
 
+    checks.append(Check(WORKERS_LABEL, v1, bodies["v1_1row"], price))
+    plan.append((f"{WORKERS_LABEL}.v1_1row", rest(WORKERS_LABEL, v1, bodies["v1_1row"])))
     for label in ("ours", "floor"):
         plan.append((f"{label}.v1_1row", rest(label, v1, bodies["v1_1row"])))
         plan.append((f"{label}.v2_1row", rest(label, v2, bodies["v2_1row"])))
@@ -530,6 +534,7 @@ def summarise(res: Results, cfg: BenchConfig) -> dict[str, Any]:
         "ours_over_floor_grpc": ratio("ours.grpc_1row", "floor.grpc_1row"),
         "ours_over_mlserver_v2": ratio("ours.v2_1row", "mlserver.v2_1row") if cfg.with_mlserver else float("nan"),
         "batch_over_inprocess": ours_batch_rows / res.inprocess["batch_rows_per_s"],
+        "workers2_over_workers1_v1": ratio(f"{WORKERS_LABEL}.v1_1row", "ours.v1_1row"),
     }
     goals = {
         "ours_over_floor_v1 >= 0.7": ratios["ours_over_floor_v1"] >= 0.7,
@@ -540,6 +545,7 @@ def summarise(res: Results, cfg: BenchConfig) -> dict[str, Any]:
         "startup_s <= 1": statistics.median(res.startup_s) <= 1,
         "rss_warm_mib <= 150": res.startup["median"]["rss_warm_mib"] <= 150,
         "training_s <= 90": statistics.median(res.training_s) <= 90,
+        "workers2_over_workers1_v1 >= 1.6": ratios["workers2_over_workers1_v1"] >= 1.6,
     }
     for runtime in KSERVE_RUNTIMES:
         ours = res.peers.get(runtime, {}).get("compared_with")
@@ -609,6 +615,8 @@ def write_report(res: Results, cfg: BenchConfig) -> tuple[Path, Path]:
         f"| ours ÷ floor, V2 one row | {summary['ratios']['ours_over_floor_v2']:.2f} | |",
         f"| ours ÷ floor, V2 gRPC one row | {summary['ratios']['ours_over_floor_grpc']:.2f} | |",
         f"| ours ÷ MLServer, V2 one row | {summary['ratios']['ours_over_mlserver_v2']:.1f} | ≥ 20 |",
+        f"| ours `--workers 2` ÷ ours `--workers 1`, V1 one row ({res.machine['cores']} cores) "
+        f"| {summary['ratios']['workers2_over_workers1_v1']:.2f} | ≥ 1.6 |",
         f"| V2 {cfg.batch_rows:,}-row batch, rows/s | {summary['batch_rows_per_s']:,.0f} | |",
         f"| in-process rows/s ({inp['batch_rows']:,} rows) | {inp['batch_rows_per_s']:,.0f} | |",
         f"| batch ÷ in-process rows/s | {summary['ratios']['batch_over_inprocess']:.2f} | ≥ 0.5 |",
@@ -629,6 +637,9 @@ def write_report(res: Results, cfg: BenchConfig) -> tuple[Path, Path]:
     md_path.write_text(keep_sections(md_path, "\n".join(lines)))
     return json_path, md_path
 
+
+#: our predictor started with ``--workers 2`` in the same rounds as the one-worker ``ours``
+WORKERS_LABEL = "ours-workers2"
 
 PEER_NAMES = {"xgbserver": "KServe xgbserver", "sklearnserver": "KServe sklearnserver"}
 

@@ -29,6 +29,8 @@ def test_smoke_run_writes_a_complete_report(tmp_path: Path) -> None:
         assert data["runs"][key][0]["requests"] > 0, key
         assert data["runs"][key][0]["errors"] == 0, key
     assert set(summary["ratios"]) >= {"ours_over_floor_v1", "ours_over_mlserver_v2", "batch_over_inprocess"}
+    assert summary["ratios"]["workers2_over_workers1_v1"] > 0  # ours with --workers 2 answered in the same rounds
+    assert data["runs"]["ours-workers2.v1_1row"][0]["errors"] == 0
     assert set(summary["ratios"]) >= {"ours_over_mlflow", *(f"ours_over_{r}_v1" for r in runtimes)}
     assert data["runs"]["ours.v1_1row"][0]["cpu_ms_per_request"] > 0
     assert data["inprocess"]["single_row_us"] > 0

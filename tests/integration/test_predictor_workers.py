@@ -3,8 +3,6 @@ gRPC parent), the guard and our REST handling in every worker, the metrics direc
 
 from __future__ import annotations
 
-import os
-import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -200,28 +198,3 @@ def test_rate_limit_with_several_workers_refuses_to_start(boston_xgb):
     with pytest.raises(RuntimeError) as info:
         start_predictor(boston_xgb, NAME, ["--rate_limit", "10", "--workers", "2"])
     assert "exited with 2" in str(info.value) and "--workers 1" in str(info.value)
-
-
-@pytest.mark.skipif(not os.environ.get("HOUSING_WORKERS_BENCH"), reason="set HOUSING_WORKERS_BENCH=1 to measure")
-def test_print_requests_per_second_one_vs_two_workers(boston_xgb):
-    """Prints (asserts nothing): one-row V1 req/s with 1 and 2 workers, medians of several wrk runs."""
-    import json
-
-    from bench.loadgen import run_wrk, wrk_available
-
-    if not wrk_available():
-        pytest.skip("wrk not installed")
-    runs, seconds = int(os.environ.get("HOUSING_WORKERS_BENCH_RUNS", "5")), 5.0
-    body = json.dumps({"instances": [SEED]}).encode()
-    medians = {}
-    for workers in (1, 2):
-        proc = start_predictor(boston_xgb, NAME, ["--workers", str(workers)])
-        try:
-            url = f"{proc.http_url}/v1/models/{NAME}:predict"
-            run_wrk(url, body, 2.0)  # warm-up
-            rates = [run_wrk(url, body, seconds).rps for _ in range(runs)]
-        finally:
-            proc.stop()
-        medians[workers] = statistics.median(rates)
-        print(f"\nworkers={workers}: req/s {[round(r) for r in rates]} median {medians[workers]:.0f}")
-    print(f"ratio 2 workers / 1 worker: {medians[2] / medians[1]:.2f} ({os.cpu_count()} cores)")
