@@ -81,7 +81,11 @@ class ServerProcess:
                 cwd=self.workdir,
                 start_new_session=True,
             )
-        wait_http(self.health_url(), timeout=timeout, proc=self.proc, log=self.log)
+        try:
+            wait_http(self.health_url(), timeout=timeout, proc=self.proc, log=self.log)
+        except BaseException:  # not healthy in time: a fixture that fails here never reaches its stop()
+            self.stop()
+            raise
 
     @property
     def running(self) -> bool:
