@@ -24,20 +24,12 @@ from bench import loadgen, servers
 from bench.run import holdout_rows, v1_body, v2_columns
 from housing.config import DEFAULT_MODEL_NAME
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
 
 def measure(pid: int, run: Callable[[], loadgen.LoadResult]) -> dict[str, float]:
     """One load run: req/s, p50, and server CPU-ms per request."""
-    before = cpu_seconds(pid)
+    before = servers.cpu_seconds(pid)
     result = run()
-    used = cpu_seconds(pid) - before
+    used = servers.cpu_seconds(pid) - before
     ok = max(result.requests - result.errors, 1)
     return {"rps": result.rps, "p50_ms": result.p50_ms, "cpu_ms": used / ok * 1e3, "requests": result.requests}
 

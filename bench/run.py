@@ -28,7 +28,7 @@ from rich.console import Console
 from bench import kserve_runtimes, loadgen, mlflow_serve, servers
 from bench.sections import keep_sections
 from housing.config import DEFAULT_MODEL_NAME
-from training.api import TrainResult
+from training.api import TrainConfig, TrainResult
 
 console = Console(stderr=True)
 REPO = Path(__file__).resolve().parents[1]
@@ -161,23 +161,29 @@ def holdout_rows(bundle_dir: Path, n: int) -> list[dict[str, Any]]:
 
 
 # -- phases ---------------------------------------------------------------------------------
+def ames_config(cfg: BenchConfig, workdir: Path, candidates: tuple[str, ...], **more: Any) -> TrainConfig:
+    """The benchmark's ames training: no registration, bundles under ``workdir``, fast in a smoke run."""
+    return TrainConfig(
+        dataset="ames",
+        register=False,
+        bundle_root=str(workdir / "bundles"),
+        fast=cfg.smoke,
+        progress=False,
+        candidates=candidates,
+        **more,
+    )
+
+
 def train_phase(cfg: BenchConfig, workdir: Path, res: Results) -> TrainResult:
     """Train ames (3 candidates, 5-fold CV) ``train_repetitions`` times; returns the last result."""
-    from training.api import TrainConfig, run_training
+    from training.api import run_training
 
     result: TrainResult | None = None
     for i in range(cfg.train_repetitions):
         console.log(f"training ames ({i + 1}/{cfg.train_repetitions})")
         start = time.perf_counter()
         result = run_training(
-            TrainConfig(
-                dataset="ames",
-                register=False,
-                bundle_root=str(workdir / "bundles"),
-                fast=cfg.smoke,
-                progress=False,
-                candidates=("xgboost",) if cfg.smoke else ("linear", "random_forest", "xgboost"),
-            )
+            ames_config(cfg, workdir, ("xgboost",) if cfg.smoke else ("linear", "random_forest", "xgboost"))
         )
         res.training_s.append(time.perf_counter() - start)
         res.training_metrics = result.manifest.metrics
@@ -192,7 +198,7 @@ OURS_FOR = {"xgboost": "ours-xgboost", "random_forest": "ours-forest"}
 
 def flavor_results(cfg: BenchConfig, workdir: Path, main: TrainResult) -> dict[str, TrainResult]:
     """A trained result per flavor a KServe runtime serves: the benchmark's own when it has that flavor."""
-    from training.api import TrainConfig, run_training
+    from training.api import run_training
 
     out: dict[str, TrainResult] = {}
     for flavor in KSERVE_RUNTIMES.values():
@@ -200,17 +206,8 @@ def flavor_results(cfg: BenchConfig, workdir: Path, main: TrainResult) -> dict[s
             out[flavor] = main
             continue
         console.log(f"training an ames {flavor} for its KServe runtime")
-        out[flavor] = run_training(
-            TrainConfig(
-                dataset="ames",
-                register=False,
-                bundle_root=str(workdir / "bundles"),
-                fast=cfg.smoke,
-                progress=False,
-                candidates=(flavor,),
-                cv_folds=2,  # one candidate: CV only scores it; the refit on all training rows is the model
-            )
-        )
+        # one candidate: CV only scores it; the refit on all training rows is the model
+        out[flavor] = run_training(ames_config(cfg, workdir, (flavor,), cv_folds=2))
     return out
 
 

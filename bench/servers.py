@@ -50,6 +50,15 @@ class Server:
                 self.proc.wait(5)
 
 
+def _stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc ``stat`` file after the command name: state, ppid, pgrp, …, utime (12th), stime (13th)."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu_ticks(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds (utime + stime, /proc) of the live processes whose process group is ``pgid``."""
     ticks = 0
@@ -57,11 +66,11 @@ def group_cpu_seconds(pgid: int) -> float:
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(entry / "stat")
         except OSError:  # gone meanwhile
             continue
-        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, …, utime (12th), stime (13th)
-            ticks += int(fields[11]) + int(fields[12])
+        if int(fields[2]) == pgid:
+            ticks += _cpu_ticks(fields)
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -75,8 +84,7 @@ def rss_kb(pid: int) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _cpu_ticks(_stat_fields(Path(f"/proc/{pid}/stat"))) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_ready(server: Server, timeout: float = 120.0) -> float:

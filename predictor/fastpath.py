@@ -14,6 +14,7 @@ both give the same numbers.
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,17 +25,18 @@ import numpy as np
 ABI = 3
 
 
-def _load_extension() -> Any:
+def load_extension(name: str, abi: int) -> Any:
+    """``predictor.<name>`` when it is built and of interface version ``abi``; else None (Python paths)."""
     try:
-        from predictor import _fastpath
+        module = importlib.import_module(f"predictor.{name}")
     except ImportError:  # pragma: no cover - depends on the build
         return None
-    if getattr(_fastpath, "ABI", None) != ABI:  # pragma: no cover - a stale build: rebuild with pip install -e .
+    if getattr(module, "ABI", None) != abi:  # pragma: no cover - a stale build: rebuild with pip install -e .
         return None
-    return _fastpath
+    return module
 
 
-_c = _load_extension()
+_c = load_extension("_fastpath", ABI)
 
 #: Packed node layout shared with ``_fastpath.c`` (32 bytes, naturally aligned).
 NODE_DTYPE = np.dtype(

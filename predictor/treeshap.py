@@ -20,11 +20,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from predictor.fastpath import PNODE_DTYPE, TreeEnsemble, breadth_first, pack_trees
+from predictor.fastpath import PNODE_DTYPE, TreeEnsemble, breadth_first, load_extension, pack_trees
 
 #: The C extension's interface version this module was written for (``_treeshap.c``: TREESHAP_ABI).
 ABI = 2
@@ -34,17 +33,7 @@ MAX_TABLE_FEATURES = 12
 TABLE_BUDGET = 4_000_000
 
 
-def _load_extension() -> Any:
-    try:
-        from predictor import _treeshap
-    except ImportError:  # pragma: no cover - depends on the build
-        return None
-    if getattr(_treeshap, "ABI", None) != ABI:  # pragma: no cover - a stale build: rebuild with pip install -e .
-        return None
-    return _treeshap
-
-
-_c = _load_extension()
+_c = load_extension("_treeshap", ABI)
 
 
 def has_c_extension() -> bool:
