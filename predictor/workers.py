@@ -61,13 +61,15 @@ def counters(model: HousingModel) -> tuple[Callable[[str, str], None], Callable[
 
 
 def install_rest(app: FastAPI, model: HousingModel, guard: Guard, dataplane: DataPlane) -> None:
-    """The guard's middleware, our client-error handlers (counted into ``model``), our V2 JSON infer route."""
-    from predictor import rest, v2_rest
+    """The guard's middleware, our client-error handlers (counted into ``model``), our V1 predict and V2 JSON
+    infer routes."""
+    from predictor import rest, v1_rest, v2_rest
 
     count_error, count_refused = counters(model)
     guard.on_refused = count_refused
     rest.install(app, guard, count_error)
     v2_rest.install(app, dataplane)
+    v1_rest.install(app, dataplane)  # first: most requests are V1 predictions
 
 
 async def merged_metrics(request: Request) -> Response:
