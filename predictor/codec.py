@@ -28,6 +28,10 @@ _c_fill_numeric = getattr(_c, "fill_numeric", None)
 _c_fill_categories = getattr(_c, "fill_categories", None)
 
 FLOAT_TYPES = {"FP64", "FP32", "INT64", "INT32"}
+#: Whether KServe's InferInput keeps its fields where its properties read them (kserve 0.21).
+_INFER_INPUT_FIELDS = all(
+    hasattr(InferInput("x", [1], "FP64", [0.0]), field) for field in ("_data", "_shape", "_name", "_datatype")
+)
 NUMERIC_DATATYPES = {"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
 
 
@@ -183,20 +187,24 @@ class Decoder:
         row: dict[str, Any] = {}
         index, kinds, float_types = self.schema.index, self.kinds, FLOAT_TYPES
         for inp in inputs:
-            data = inp.data
-            if type(data) is not list or len(data) != 1 or inp.shape != [1]:  # raw bytes come with no data
+            # KServe's own InferInput: its fields as stored (a property read costs ~10x an attribute's
+            # in CPython 3.11, and one row of ames is ~80 tensors × 4 reads)
+            if type(inp) is InferInput and _INFER_INPUT_FIELDS:
+                data, shape, name, datatype = inp._data, inp._shape, inp._name, inp._datatype
+            else:
+                data, shape, name, datatype = inp.data, inp.shape, inp.name, inp.datatype
+            if type(data) is not list or len(data) != 1 or shape != [1]:  # raw bytes come with no data
                 return None
-            name = inp.name
             j = index.get(name)
             if j is None:
                 return None
             value = data[0]
             if kinds[j]:
-                if inp.datatype != "BYTES":
+                if datatype != "BYTES":
                     return None
                 if type(value) is bytes:  # gRPC BYTES: like the column path, decoded leniently
                     value = value.decode("utf-8", "replace")
-            elif inp.datatype not in float_types:
+            elif datatype not in float_types:
                 return None
             row[name] = value
         if len(row) != len(inputs):

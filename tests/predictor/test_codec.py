@@ -85,6 +85,35 @@ def test_v2_columns_and_matrix_agree_with_v1(boston):
     assert np.array_equal(dec.v2(matrix), np.repeat(X1, 2, axis=0))
 
 
+class _RenamingInput(InferInput):
+    """An InferInput whose properties are not its stored fields: the one-row path must read the properties."""
+
+    @property
+    def name(self) -> str:
+        return self._name.removeprefix("x-")
+
+
+def test_v2_one_row_reads_what_the_tensors_say(ames):
+    bundle, dec = ames
+    row = {}
+    for f in bundle.schema.features:
+        row[f.name] = next(iter(f.categories)) if f.kind == CATEGORICAL else float(f.quantiles[5] if f.quantiles else 0)
+    expected = dec.v1(row)
+    one = _columns(row, 1)
+    assert np.array_equal(dec.v2(one), expected)  # the one-row path
+    assert np.array_equal(dec.v2(_columns(row, 2))[:1], expected)  # the column path
+    grpc_like = [  # gRPC BYTES arrive as bytes
+        InferInput(i.name, i.shape, i.datatype, [v.encode() if isinstance(v, str) else v for v in i.data])
+        for i in one.inputs
+    ]
+    assert np.array_equal(dec.v2(InferRequest("housing", grpc_like)), expected)
+    renamed = [_RenamingInput("x-" + i.name, i.shape, i.datatype, i.data) for i in one.inputs]
+    assert np.array_equal(dec.v2(InferRequest("housing", renamed)), expected)
+    numeric = next(f.name for f in bundle.schema.features if f.kind != CATEGORICAL)
+    wrong = [InferInput(i.name, [1], "BYTES" if i.name == numeric else i.datatype, i.data) for i in one.inputs]
+    assert f"{numeric}: numeric feature must be sent as" in _err(dec.v2, InferRequest("housing", wrong))
+
+
 def test_v2_categoricals_as_bytes(ames):
     bundle, dec = ames
     row = {}
