@@ -230,20 +230,24 @@ static PyObject *tree_shap(PyObject *self, PyObject *args) {
  *
  * Arrays (all built here), the blocks of each tree in depth-first order, the trees in order:
  *   steps: KStep per split a block's pattern reads (its ancestors', then its own in preorder);
- *   blocks: Block; feats: int32 per block feature (the ancestors' distinct features first);
+ *   blocks: Block; feats: uint16 per block feature (the ancestors' distinct features first);
  *   table: float64, 2^bits rows of n_feat values per block.
  * A pattern bit is 1 when x does not go the step's `want` way (1: left): an ancestor feature's bit
  * (shared by its splits) when x leaves the path at one of them, a block split's bit when x goes right. */
-typedef struct {
+typedef struct { /* 8 bytes: a row reads them all, so small is fast (hence at most 65535 columns) */
     float thr;
-    int32_t feat;
-    uint8_t dl, want, bit, pad;
+    uint16_t feat;
+    uint8_t bit;
+    uint8_t flags; /* 1: want (left), 2: NaN goes left */
 } KStep;
 
 typedef struct {
-    int32_t n_steps, n_feat; /* this block's steps and features follow the previous block's */
-    int64_t table;           /* into table: 2^bits rows of n_feat values */
+    uint16_t n_steps, n_feat; /* this block's steps and features follow the previous block's */
+    uint32_t table;           /* into table: 2^bits rows of n_feat values */
 } Block;
+
+#define MAX_COLS 65535
+#define MAX_VALUES 4294967295LL
 
 #define MAX_BITS 30
 #define PREFETCH_CHUNK 32
@@ -259,7 +263,7 @@ typedef struct {
     int64_t n_blocks, n_steps, n_feats, n_values; /* counts (first pass), then positions (second) */
     KStep *steps;    /* outputs: NULL in the first pass */
     Block *blocks;
-    int32_t *feats;
+    uint16_t *feats;
     double *table;
     int ok; /* 1; 0: too big for tables (not an error); -1: malformed */
 } Tables;
@@ -361,21 +365,19 @@ static void emit_block(Tables *b, int32_t id, int top, const int32_t *anc, int m
     const int64_t rows = (int64_t)1 << bits;
     if (b->blocks != NULL) {
         Block *bl = b->blocks + b->n_blocks;
-        bl->n_steps = top + n_sub;
-        bl->n_feat = n_feat;
-        bl->table = b->n_values;
+        bl->n_steps = (uint16_t)(top + n_sub);
+        bl->n_feat = (uint16_t)n_feat;
+        bl->table = (uint32_t)b->n_values;
         KStep *st = b->steps + b->n_steps;
         for (int k = 0; k < top + n_sub; k++) {
             const int32_t node = k < top ? b->trail[2 * k] : sub[k - top];
             const PNode *nd = b->nodes + node;
             st[k].thr = nd->thr;
-            st[k].feat = nd->feat;
-            st[k].dl = (uint8_t)nd->dl;
-            st[k].want = k < top ? (uint8_t)b->trail[2 * k + 1] : 1;
+            st[k].feat = (uint16_t)nd->feat;
             st[k].bit = (uint8_t)(k < top ? slot_of(anc, m_a, nd->feat) : m_a + k - top);
-            st[k].pad = 0;
+            st[k].flags = (uint8_t)((k < top ? b->trail[2 * k + 1] != 0 : 1) | (nd->dl != 0) << 1);
         }
-        memcpy(b->feats + b->n_feats, feats, (size_t)n_feat * sizeof(int32_t));
+        for (int j = 0; j < n_feat; j++) b->feats[b->n_feats + j] = (uint16_t)feats[j];
         double *table = b->table + b->n_values;
         memset(table, 0, (size_t)(rows * n_feat) * sizeof(double));
         Fill fl = {top, 0, anc, m_a, sub, n_sub, feats, n_feat, NULL};
@@ -389,7 +391,7 @@ static void emit_block(Tables *b, int32_t id, int top, const int32_t *anc, int m
     b->n_steps += top + n_sub;
     b->n_feats += n_feat;
     b->n_values += rows * n_feat;
-    if (b->n_values > b->budget) b->ok = 0;
+    if (b->n_values > b->budget || top + n_sub > UINT16_MAX) b->ok = 0;
 }
 
 static void block_walk(Tables *b, int32_t id, int depth, int levels) {
@@ -433,6 +435,8 @@ static PyObject *block_tables(PyObject *self, PyObject *args) {
     const int32_t *roots = (const int32_t *)roots_b.buf, *depths = (const int32_t *)depths_b.buf;
     Py_ssize_t n_trees = roots_b.len / (Py_ssize_t)sizeof(int32_t);
     Py_ssize_t n_nodes = nodes_b.len / (Py_ssize_t)sizeof(PNode);
+    if (n_cols > MAX_COLS) budget = -1; /* the steps store columns in 16 bits: no tables */
+    if (budget > MAX_VALUES) budget = MAX_VALUES;
     int ok = n_cols > 0 && max_m >= 0 && max_m <= MAX_BITS && block_bits >= 0 && block_bits <= max_m &&
              depths_b.len == roots_b.len && nodes_b.len % (Py_ssize_t)sizeof(PNode) == 0 &&
              leaves_b.len == n_nodes * (Py_ssize_t)sizeof(double) && covers_b.len == leaves_b.len &&
@@ -453,12 +457,12 @@ static PyObject *block_tables(PyObject *self, PyObject *args) {
             if (pass == 1) { /* sizes known: allocate the outputs, walk again to fill them */
                 parts[0] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(b.n_steps * (int64_t)sizeof(KStep)));
                 parts[1] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(b.n_blocks * (int64_t)sizeof(Block)));
-                parts[2] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(b.n_feats * (int64_t)sizeof(int32_t)));
+                parts[2] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(b.n_feats * (int64_t)sizeof(uint16_t)));
                 parts[3] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(b.n_values * (int64_t)sizeof(double)));
                 if (!parts[0] || !parts[1] || !parts[2] || !parts[3]) { ok = -3; break; }
                 b.steps = (KStep *)PyBytes_AS_STRING(parts[0]);
                 b.blocks = (Block *)PyBytes_AS_STRING(parts[1]);
-                b.feats = (int32_t *)PyBytes_AS_STRING(parts[2]);
+                b.feats = (uint16_t *)PyBytes_AS_STRING(parts[2]);
                 b.table = (double *)PyBytes_AS_STRING(parts[3]);
                 b.n_blocks = b.n_steps = b.n_feats = b.n_values = 0;
             }
@@ -510,7 +514,7 @@ static PyObject *tree_shap_blocks(PyObject *self, PyObject *args) {
             double *phi = out + r * n_cols;
             for (Py_ssize_t j = 0; j < n_cols; j++) xf[j] = (float)x[j]; /* the split rule compares floats */
             const KStep *st = (const KStep *)steps_b.buf;
-            const int32_t *f = (const int32_t *)feats_b.buf;
+            const uint16_t *f = (const uint16_t *)feats_b.buf;
             /* the table rows are random reads from megabytes: find a chunk of blocks' rows and
              * prefetch them all first, so that their cache misses overlap, then add them */
             const double *rows[PREFETCH_CHUNK];
@@ -521,8 +525,8 @@ static PyObject *tree_shap_blocks(PyObject *self, PyObject *args) {
                     uint32_t key = 0;
                     for (int32_t s = 0; s < bl->n_steps; s++, st++) {
                         const float fv = xf[st->feat];
-                        const uint32_t left = (uint32_t)((fv <= st->thr) | ((fv != fv) & st->dl));
-                        key |= (left ^ st->want) << st->bit;
+                        const uint32_t left = (uint32_t)((fv <= st->thr) | ((fv != fv) & (st->flags >> 1)));
+                        key |= (left ^ (st->flags & 1u)) << st->bit;
                     }
                     const double *row = table + bl->table + (int64_t)key * bl->n_feat;
                     __builtin_prefetch(row);
@@ -530,8 +534,8 @@ static PyObject *tree_shap_blocks(PyObject *self, PyObject *args) {
                     rows[i] = row;
                 }
                 for (int i = 0; i < n; i++) {
-                    const int32_t nf = blocks[k0 + i].n_feat;
-                    for (int32_t j = 0; j < nf; j++) phi[f[j]] += rows[i][j];
+                    const int nf = blocks[k0 + i].n_feat;
+                    for (int j = 0; j < nf; j++) phi[f[j]] += rows[i][j];
                     f += nf;
                 }
             }
