@@ -12,6 +12,8 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "_packed.h"
@@ -226,6 +228,155 @@ static PyObject *eval_packed(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* eval_batch: eval_packed's sums for many rows, faster: rows in blocks of BATCH_BLOCK, trees outer (a
+ *   tree's nodes stay in L1 while the block walks it), BATCH_CHAINS walks interleaved, the rows split
+ *   over n_threads threads (contiguous runs of blocks). Every row still adds its trees' leaves in tree
+ *   order, so each result is the very number eval_packed gives.
+ *   A block is converted once to float32, feature-major and twice over: feature j of row b at
+ *   xf[j * BATCH_BLOCK + b] as is and at xf[(n_cols + j) * BATCH_BLOCK + b] with NaN → -inf. bnodes are
+ *   the packed nodes with feat = (feat + (dl ? n_cols : 0)) * BATCH_BLOCK (fastpath.py: batch_nodes), so
+ *   `xf[feat + b] <= thr` alone is the split rule: NaN goes left iff dl (-inf <= thr; NaN <= thr never).
+ *   That needs thr != NaN where dl (batch_nodes returns None otherwise and eval_packed is used). */
+enum { BATCH_BLOCK = 64, BATCH_CHAINS = 16, BATCH_MAX_THREADS = 64 };
+
+typedef struct {
+    const PNode *nodes;
+    const double *leaves;
+    const int32_t *roots, *depths;
+    const double *X;
+    double *out;
+    Py_ssize_t n_trees, n_cols, row0, row1;
+    int mode, exp_out;
+    double scale, base;
+    int failed; /* out of memory */
+} BatchJob;
+
+static void batch_rows(BatchJob *job) {
+    const PNode *nodes = job->nodes;
+    const double *leaves = job->leaves;
+    const Py_ssize_t n_cols = job->n_cols, n_trees = job->n_trees;
+    const int mode = job->mode;
+    /* the block feature-major: value j of row b at xf[j * BATCH_BLOCK + b] (bnodes' feat is j * BATCH_BLOCK),
+     * so all chains address their rows from one base */
+    float *xf = (float *)malloc(sizeof(float) * (size_t)(BATCH_BLOCK * 2 * n_cols));
+    if (xf == NULL) { job->failed = 1; return; }
+    double acc[BATCH_BLOCK];
+    float facc[BATCH_BLOCK];
+    for (Py_ssize_t r0 = job->row0; r0 < job->row1; r0 += BATCH_BLOCK) {
+        Py_ssize_t nb = job->row1 - r0 < BATCH_BLOCK ? job->row1 - r0 : BATCH_BLOCK;
+        for (Py_ssize_t b = 0; b < nb; b++) {
+            const double *x = job->X + (r0 + b) * n_cols;
+            for (Py_ssize_t j = 0; j < n_cols; j++) {
+                float f = (float)x[j];
+                xf[j * BATCH_BLOCK + b] = f;
+                xf[(n_cols + j) * BATCH_BLOCK + b] = f != f ? -INFINITY : f;
+            }
+            acc[b] = 0.0;
+            facc[b] = (float)job->base; /* XGBoost sums base_score and leaves in float32 */
+        }
+        for (Py_ssize_t t = 0; t < n_trees; t++) {
+            const int32_t root = job->roots[t], depth = job->depths[t];
+            Py_ssize_t b = 0;
+            for (; b + BATCH_CHAINS <= nb; b += BATCH_CHAINS) {
+                const float *xb = xf + b;
+                Py_ssize_t id[BATCH_CHAINS];
+                for (int k = 0; k < BATCH_CHAINS; k++) id[k] = root;
+                for (int32_t s = 0; s < depth; s++)
+                    for (int k = 0; k < BATCH_CHAINS; k++) {
+                        const PNode *nd = nodes + id[k];
+                        id[k] = (Py_ssize_t)nd->left + 1 - (xb[(Py_ssize_t)nd->feat + k] <= nd->thr);
+                    }
+                if (mode == 0)
+                    for (int k = 0; k < BATCH_CHAINS; k++) facc[b + k] += (float)leaves[id[k]];
+                else
+                    for (int k = 0; k < BATCH_CHAINS; k++) acc[b + k] += leaves[id[k]];
+            }
+            for (; b < nb; b++) {
+                const float *xb = xf + b;
+                int32_t i0 = root;
+                for (int32_t s = 0; s < depth; s++) {
+                    const PNode *nd = nodes + i0;
+                    i0 = nd->left + 1 - (xb[nd->feat] <= nd->thr);
+                }
+                if (mode == 0) facc[b] += (float)leaves[i0]; else acc[b] += leaves[i0];
+            }
+        }
+        for (Py_ssize_t b = 0; b < nb; b++) {
+            double v = mode == 0 ? (double)facc[b] : acc[b] * job->scale + job->base;
+            job->out[r0 + b] = job->exp_out ? exp(v) : v;
+        }
+    }
+    free(xf);
+}
+
+static void *batch_thread(void *arg) {
+    batch_rows((BatchJob *)arg);
+    return NULL;
+}
+
+static PyObject *eval_batch(PyObject *self, PyObject *args) {
+    Py_buffer nodes_b, leaves_b, roots_b, depths_b, x_b, out_b;
+    Py_ssize_t n_cols;
+    int mode, check, exp_out, n_threads;
+    double scale, base;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*niddpip", &nodes_b, &leaves_b, &roots_b, &depths_b, &x_b, &out_b,
+                          &n_cols, &mode, &scale, &base, &exp_out, &n_threads, &check))
+        return NULL;
+    Py_ssize_t n_trees = roots_b.len / (Py_ssize_t)sizeof(int32_t);
+    Py_ssize_t n_nodes = nodes_b.len / (Py_ssize_t)sizeof(PNode);
+    Py_ssize_t n_rows = n_cols > 0 ? x_b.len / (Py_ssize_t)sizeof(double) / n_cols : 0;
+    int ok = n_cols > 0 && out_b.len >= n_rows * (Py_ssize_t)sizeof(double) &&
+             depths_b.len == roots_b.len && leaves_b.len == n_nodes * (Py_ssize_t)sizeof(double) &&
+             nodes_b.len % (Py_ssize_t)sizeof(PNode) == 0;
+    if (ok && check)
+        ok = packed_valid((const PNode *)nodes_b.buf, n_nodes, (const int32_t *)roots_b.buf,
+                          (const int32_t *)depths_b.buf, n_trees, 2 * n_cols * BATCH_BLOCK);
+    for (Py_ssize_t i = 0; ok && check && i < n_nodes; i++) /* a row's values start at multiples of the block */
+        ok = ((const PNode *)nodes_b.buf)[i].feat % BATCH_BLOCK == 0;
+    int failed = 0;
+    if (ok) {
+        BatchJob jobs[BATCH_MAX_THREADS];
+        pthread_t tids[BATCH_MAX_THREADS];
+        int started[BATCH_MAX_THREADS] = {0};
+        if (n_threads < 1) n_threads = 1;
+        if (n_threads > BATCH_MAX_THREADS) n_threads = BATCH_MAX_THREADS;
+        /* each thread a run of whole blocks */
+        Py_ssize_t n_blocks = (n_rows + BATCH_BLOCK - 1) / BATCH_BLOCK;
+        if (n_threads > n_blocks) n_threads = n_blocks > 0 ? (int)n_blocks : 1;
+        for (int k = 0; k < n_threads; k++) {
+            BatchJob j = {(const PNode *)nodes_b.buf, (const double *)leaves_b.buf, (const int32_t *)roots_b.buf,
+                          (const int32_t *)depths_b.buf, (const double *)x_b.buf, (double *)out_b.buf, n_trees,
+                          n_cols, 0, 0, mode, exp_out, scale, base, 0};
+            j.row0 = n_blocks * k / n_threads * BATCH_BLOCK;
+            j.row1 = k + 1 == n_threads ? n_rows : n_blocks * (k + 1) / n_threads * BATCH_BLOCK;
+            jobs[k] = j;
+        }
+        PyThreadState *ts = NULL;
+        if (n_rows * n_trees >= 100000) ts = PyEval_SaveThread();
+        for (int k = 1; k < n_threads; k++) started[k] = pthread_create(&tids[k], NULL, batch_thread, &jobs[k]) == 0;
+        batch_rows(&jobs[0]);
+        for (int k = 1; k < n_threads; k++) {
+            if (started[k]) pthread_join(tids[k], NULL);
+            else batch_rows(&jobs[k]); /* no thread to be had: this one does it */
+            failed |= jobs[k].failed;
+        }
+        failed |= jobs[0].failed;
+        if (ts != NULL) PyEval_RestoreThread(ts);
+    }
+    PyBuffer_Release(&nodes_b);
+    PyBuffer_Release(&leaves_b);
+    PyBuffer_Release(&roots_b);
+    PyBuffer_Release(&depths_b);
+    PyBuffer_Release(&x_b);
+    PyBuffer_Release(&out_b);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "eval_batch: malformed packed tree arrays or shapes");
+        return NULL;
+    }
+    if (failed) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 /* decode_mapping(obj, names, kinds, tables, unknowns, out) -> bool
  * names: tuple of str; kinds: bytes (0 numeric, 1 categorical); tables: tuple of dict-or-None;
  * unknowns, defaults: float64 buffers (defaults NaN = required); out: writable float64 buffer of len(names). */
@@ -385,6 +536,7 @@ static PyMethodDef methods[] = {
     {"out_of_range", out_of_range, METH_VARARGS, "Flag values outside [lo, hi] or equal to unk."},
     {"eval_trees", eval_trees, METH_VARARGS, "Evaluate a packed tree ensemble over a float64 matrix."},
     {"eval_packed", eval_packed, METH_VARARGS, "Evaluate a breadth-first packed ensemble (fixed-depth walks)."},
+    {"eval_batch", eval_batch, METH_VARARGS, "eval_packed for many rows: blocked, interleaved, threaded."},
     {"decode_mapping", decode_mapping, METH_VARARGS, "Decode one well-formed {feature: value} dict."},
     {"fill_numeric", fill_numeric, METH_VARARGS, "A list of finite ints/floats into a float64 buffer."},
     {"fill_categories", fill_categories, METH_VARARGS, "A list of categories (str/bytes) into their codes."},
@@ -394,11 +546,12 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastpath", NULL, -1, methods};
 
 /* Bumped whenever a function's signature changes: Python ignores a stale build (see fastpath.py). */
-#define FASTPATH_ABI 3
+#define FASTPATH_ABI 4
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "ABI", FASTPATH_ABI) < 0) {
+    if (m != NULL && (PyModule_AddIntConstant(m, "ABI", FASTPATH_ABI) < 0 ||
+                      PyModule_AddIntConstant(m, "BATCH_BLOCK", BATCH_BLOCK) < 0)) {
         Py_DECREF(m);
         return NULL;
     }
