@@ -94,3 +94,25 @@ def test_thread_count_from_the_environment(monkeypatch):
         fastpath.eval_threads()
     monkeypatch.delenv("HOUSING_EVAL_THREADS")
     assert 1 <= fastpath.eval_threads() <= 2
+
+
+def test_missing_values_learned_default_left_agree_with_xgboost():
+    """A model trained with missing values sends NaN left at some splits (the bundles' never do)."""
+    import xgboost
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 6))
+    y = X[:, 0] - 2 * X[:, 1] + rng.normal(0.0, 0.1, 3000)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    y[np.isnan(X[:, 0])] += 5.0  # missing matters: where NaN goes is learned
+    booster = xgboost.train({"max_depth": 5, "eta": 0.3, "nthread": 1}, xgboost.DMatrix(X, y), 60)
+    ens = fastpath.compile_xgboost(booster)
+    dl = ens._packed[0]["dl"] == 1
+    assert (dl & np.isfinite(ens._packed[0]["thr"])).any()  # NaN-left splits
+    assert ens._batch is not None
+    expected = _one_row_each(ens, X)
+    for n in _sizes():
+        Xn = np.resize(X, (n, X.shape[1]))
+        np.testing.assert_array_equal(ens.predict(Xn), np.resize(expected, n), err_msg=f"{n} rows")
+        ref = booster.predict(xgboost.DMatrix(Xn))
+        np.testing.assert_allclose(ens.predict(Xn), ref, rtol=1e-6, atol=1e-6, err_msg=f"{n} rows")
