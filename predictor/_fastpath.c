@@ -475,8 +475,17 @@ static PyObject *fill_categories(PyObject *self, PyObject *args) {
     Py_ssize_t n = PyList_GET_SIZE(seq);
     double *out = (double *)out_b.buf;
     int ok = out_b.len >= n * (Py_ssize_t)sizeof(double);
+    PyObject *last = NULL; /* the previous str value and its code: columns repeat values (no hashing then) */
+    double last_code = 0.0;
     for (Py_ssize_t i = 0; ok && i < n; i++) {
         PyObject *v = PyList_GET_ITEM(seq, i), *key = NULL, *code;
+        if (last != NULL && PyUnicode_CheckExact(v) && PyUnicode_GET_LENGTH(v) == PyUnicode_GET_LENGTH(last) &&
+            PyUnicode_KIND(v) == PyUnicode_KIND(last) &&
+            memcmp(PyUnicode_DATA(v), PyUnicode_DATA(last),
+                   (size_t)PyUnicode_GET_LENGTH(v) * PyUnicode_KIND(v)) == 0) {
+            out[i] = last_code;
+            continue;
+        }
         if (PyUnicode_CheckExact(v)) {
             code = PyDict_GetItemWithError(table, v);
         } else if (PyBytes_CheckExact(v)) {
@@ -491,6 +500,10 @@ static PyObject *fill_categories(PyObject *self, PyObject *args) {
             out[i] = PyFloat_AS_DOUBLE(code);
         } else {
             ok = 0;
+        }
+        if (ok && key == NULL) { /* v is a str the list holds: remember it */
+            last = v;
+            last_code = out[i];
         }
         Py_XDECREF(key);
     }

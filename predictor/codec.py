@@ -165,18 +165,19 @@ class Decoder:
             elif len(values) != n_rows:
                 raise bad(name, f"has {len(values)} values, expected {n_rows} like the other tensors")
             columns[j] = values
-        X = np.empty((n_rows, self.n), dtype=np.float64)
+        # filled feature by feature into contiguous rows of the transpose, then one transposing copy
+        XT = np.empty((self.n, n_rows), dtype=np.float64)
         for j, feat in enumerate(self.schema.features):
             values = columns.get(j)
             if values is None:
                 if np.isnan(self.defaults[j]):
                     raise bad(feat.name, "required feature is missing")
-                X[:, j] = self.defaults[j]
+                XT[j] = self.defaults[j]
             elif self.kinds[j] == 0:
-                X[:, j] = values  # validated float64 (finite, defaults filled)
+                XT[j] = values  # validated float64 (finite, defaults filled)
             else:
-                X[:, j] = self._categorical_column(j, values)
-        return X
+                self._categorical_column(j, values, XT[j])
+        return np.ascontiguousarray(XT.T)
 
     def _v2_single_row(self, inputs: list[InferInput]) -> np.ndarray | None:
         """One row sent as [1]-shaped JSON tensors: decode like a V1 object (C); None if not that case."""
@@ -206,23 +207,24 @@ class Decoder:
             return X
         return None
 
-    def _categorical_column(self, j: int, values: list[Any]) -> np.ndarray:
+    def _categorical_column(self, j: int, values: list[Any], out: np.ndarray) -> None:
+        """The codes of feature ``j``'s values into ``out`` (contiguous float64)."""
         table, unknown = self.tables[j], self.unknowns[j]
         if _c_fill_categories is not None and type(values) is list:
-            out = np.empty(len(values), dtype=np.float64)
             if _c_fill_categories(values, table, float(unknown), out):  # all str/bytes: table.get(v, unknown)
-                return out
+                return
         types = set(map(type, values))
         if types == {bytes}:  # gRPC BYTES tensors: decoded as coerce_category does
             values = [v.decode("utf-8", "replace") for v in values]
             types = {str}
         if types == {str}:
-            return np.fromiter(
+            out[:] = np.fromiter(
                 map(table.get, values, repeat(unknown, len(values))), dtype=np.float64, count=len(values)
             )
+            return
         feat = self.schema.features[j]
         try:  # bytes, None (default), or a mistake named by the schema
-            return np.fromiter((coerce_category(feat, v) for v in values), dtype=np.float64, count=len(values))
+            out[:] = np.fromiter((coerce_category(feat, v) for v in values), dtype=np.float64, count=len(values))
         except InputError as exc:
             raise bad(exc.field, exc.reason) from None
 
