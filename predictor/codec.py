@@ -26,6 +26,7 @@ from predictor.fastpath import _c
 _c_decode_mapping = getattr(_c, "decode_mapping", None)
 _c_fill_numeric = getattr(_c, "fill_numeric", None)
 _c_fill_categories = getattr(_c, "fill_categories", None)
+_c_v2_json_columns = getattr(_c, "v2_json_columns", None)
 
 FLOAT_TYPES = {"FP64", "FP32", "INT64", "INT32"}
 NUMERIC_DATATYPES = {"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
@@ -131,8 +132,22 @@ class Decoder:
             )
 
     # -- V2 --------------------------------------------------------------------------------
+    def v2_json(self, body: bytes, model_name: str) -> DecodedInferRequest | None:
+        """A plain V2 JSON body with one [n] tensor per feature, decoded from its bytes in C (no Python
+        object per value); None for any other body (``parse_infer_request`` and :meth:`v2` then)."""
+        if _c_v2_json_columns is None:
+            return None
+        got = _c_v2_json_columns(body, self.names, self.kinds, self.tables, self.unknowns, self.max_batch_size)
+        if got is None:
+            return None
+        columns, n_rows, request_id = got
+        XT = np.frombuffer(columns, dtype=np.float64).reshape(self.n, n_rows)
+        return DecodedInferRequest(model_name, np.ascontiguousarray(XT.T), request_id)
+
     def v2(self, request: InferRequest) -> np.ndarray:
         """One tensor per feature (BYTES for categoricals), or one 2-D numeric tensor."""
+        if type(request) is DecodedInferRequest:
+            return request.matrix
         inputs = request.inputs or []
         if type(inputs) is not list:
             inputs = list(inputs)
@@ -346,6 +361,14 @@ class Decoder:
             r, c = np.argwhere(~np.isfinite(X))[0]
             raise bad(f"{name}[{r}].{self.schema.names[c]}", "must be a finite number (got NaN or infinity)")
         return np.ascontiguousarray(X, dtype=np.float64)
+
+
+class DecodedInferRequest(InferRequest):
+    """An infer request whose tensors :meth:`Decoder.v2_json` already decoded into the model's matrix."""
+
+    def __init__(self, model_name: str, matrix: np.ndarray, request_id: str | None) -> None:
+        super().__init__(model_name, [], request_id=request_id)
+        self.matrix = matrix
 
 
 def _flatten(data: Sequence[Any], name: str) -> list[Any]:
