@@ -15,7 +15,8 @@ setup(
             "predictor._fastpath",
             sources=["predictor/_fastpath.c"],
             depends=PACKED,
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O3", "-pthread"],
+            extra_link_args=["-pthread"],  # eval_batch splits large batches over threads
             optional=True,  # without a compiler the pure-numpy evaluator is used
         ),
         Extension(

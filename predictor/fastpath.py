@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 #: The C extension's interface version this module was written for (``_fastpath.c``: FASTPATH_ABI).
-ABI = 3
+ABI = 4
 
 
 def load_extension(name: str, abi: int) -> Any:
@@ -54,6 +55,24 @@ XGBOOST, SKLEARN = 0, 1
 PNODE_DTYPE = np.dtype({"names": ["thr", "left", "feat", "dl"], "formats": ["<f4", "<i4", "<i4", "<i4"]})
 
 
+#: Rows from which a batch is split over threads (below, thread start-up outweighs the gain).
+THREAD_MIN_ROWS = 512
+
+
+def eval_threads() -> int:
+    """Threads for one large batch: ``HOUSING_EVAL_THREADS`` or min(2, CPUs)."""
+    env = os.environ.get("HOUSING_EVAL_THREADS", "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"HOUSING_EVAL_THREADS: expected a positive integer, got {env!r}") from None
+        if value < 1:
+            raise ValueError(f"HOUSING_EVAL_THREADS: expected a positive integer, got {env!r}")
+        return value
+    return min(2, os.cpu_count() or 1)
+
+
 def has_c_extension() -> bool:
     return _c is not None
 
@@ -75,6 +94,8 @@ class TreeEnsemble:
     base: float
     cover: np.ndarray | None = None
     _packed: tuple[np.ndarray, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _batch: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    threads: int = field(default_factory=eval_threads, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # numpy may drop the padding when concatenating structured arrays: restore the C layout
@@ -93,6 +114,12 @@ class TreeEnsemble:
             _c.eval_packed(
                 *self._packed, np.zeros((1, self.n_features)), out, self.n_features, 0, 1.0, 0.0, False, True
             )
+            self._batch = batch_nodes(self._packed[0], self.n_features)
+            if self._batch is not None:
+                _c.eval_batch(
+                    self._batch, *self._packed[1:], np.zeros((1, self.n_features)), out, self.n_features,
+                    0, 1.0, 0.0, False, 1, True,
+                )  # fmt: skip
 
     def predict(self, X: np.ndarray, exp: bool = False) -> np.ndarray:
         """Model-scale predictions (``exp``: their exponential) for a float64 matrix (n_rows, n_features)."""
@@ -101,7 +128,12 @@ class TreeEnsemble:
             raise ValueError(f"expected a matrix with {self.n_features} columns, got shape {X.shape}")
         out = np.empty(X.shape[0], dtype=np.float64)
         if _c is not None and self._packed is not None:
-            _c.eval_packed(*self._packed, X, out, self.n_features, self.mode, self.scale, self.base, exp, False)
+            if X.shape[0] > 1 and self._batch is not None:  # the same sums, blocked and threaded
+                threads = self.threads if X.shape[0] >= THREAD_MIN_ROWS else 1
+                args = (X, out, self.n_features, self.mode, self.scale, self.base, exp, threads, False)
+                _c.eval_batch(self._batch, *self._packed[1:], *args)
+            else:
+                _c.eval_packed(*self._packed, X, out, self.n_features, self.mode, self.scale, self.base, exp, False)
             return out
         out = self._predict_c_or_numpy(X, out)
         return np.exp(out, out=out) if exp else out
@@ -236,6 +268,21 @@ def pack_trees(nodes: np.ndarray, roots: np.ndarray, mode: int) -> tuple[np.ndar
     for a in arrays:
         a.setflags(write=False)
     return arrays
+
+
+def batch_nodes(packed: np.ndarray, n_features: int) -> np.ndarray | None:
+    """``eval_batch``'s nodes: the packed nodes with ``feat`` + n_features where ``dl`` (NaN goes left).
+
+    ``eval_batch`` reads those from a copy of the row with NaN → -inf, so ``x <= thr`` alone decides,
+    which holds unless a NaN-left split has thr = NaN (no float32 goes left): None then (use eval_packed).
+    """
+    dl = packed["dl"] != 0
+    if (dl & np.isnan(packed["thr"])).any() or 2 * n_features * _c.BATCH_BLOCK >= 2**31:
+        return None
+    out = packed.copy()
+    out["feat"] = (packed["feat"] + np.where(dl, n_features, 0)) * _c.BATCH_BLOCK
+    out.setflags(write=False)
+    return out
 
 
 def _parse_base_score(value: Any) -> float:
