@@ -19,7 +19,6 @@ of additions per block.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,23 +58,20 @@ class TreeShap:
     bias: float
     want_tables: bool = False  # build the block tables (on first use: they cost a start ~70 ms)
     _built: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, compare=False, repr=False)
 
     @property
     def tables(self) -> tuple[bytes, ...] | None:
         """block_tables' (steps, blocks, feats, table) when wanted and the trees are shallow enough; else None.
 
         Built by the first explanation (or this property), not at load: readiness does not wait for them.
+        No lock (the explainer is pickled into REST workers): two first explanations at once would
+        both build the same tables, and one would be kept.
         """
         if "tables" not in self._built:
-            with self._lock:
-                if "tables" not in self._built:
-                    built = None
-                    if _c is not None and self.want_tables and len(self.roots):
-                        built = _c.block_tables(
-                            *self._arrays, self.n_features, MAX_TABLE_FEATURES, BLOCK_BITS, TABLE_BUDGET
-                        )
-                    self._built["tables"] = built
+            built = None
+            if _c is not None and self.want_tables and len(self.roots):
+                built = _c.block_tables(*self._arrays, self.n_features, MAX_TABLE_FEATURES, BLOCK_BITS, TABLE_BUDGET)
+            self._built["tables"] = built
         return self._built["tables"]
 
     @classmethod
