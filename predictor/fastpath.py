@@ -221,7 +221,7 @@ def breadth_first(nodes: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.
         level += 1
     order_a = np.concatenate(levels)
     order_a = order_a[np.argsort(np.concatenate(trees), kind="stable")]  # each tree contiguous, level by level
-    if len(np.unique(order_a)) != len(order_a):
+    if len(order_a) and np.bincount(order_a, minlength=len(nodes)).max() > 1:  # (np.unique imports numpy.ma)
         raise ValueError("malformed trees: a node is shared between parents")
     new_roots = np.searchsorted(np.sort(np.concatenate(trees)), np.arange(n_trees))
     return order_a, new_roots, depths
@@ -313,12 +313,12 @@ def compile_xgboost_model(model: dict[str, Any]) -> TreeEnsemble:
     base = _parse_base_score(learner["learner_model_param"]["base_score"])
     if not trees:
         return TreeEnsemble(np.zeros(0, dtype=NODE_DTYPE), np.zeros(0, dtype=np.int64), n_features, XGBOOST, 1.0, base)
-    split_types = [np.asarray(tree.get("split_type", []), dtype=np.int64).reshape(-1) for tree in trees]
-    if any(st.any() for st in split_types):
+    if np.concatenate([np.zeros(0, np.int64), *(tree.get("split_type", ()) for tree in trees)]).any():
         raise ValueError("categorical splits are not handled by the fast path")
 
     def column(key: str, dtype: Any) -> np.ndarray:
-        return np.concatenate([np.asarray(tree[key], dtype=dtype).reshape(-1) for tree in trees])
+        # one conversion per column (the UBJSON reader's arrays are big-endian views; JSON gives lists)
+        return np.concatenate([tree[key] for tree in trees]).astype(dtype)
 
     # all trees at once: node ids become offsets into one packed array
     sizes = np.asarray([len(tree["left_children"]) for tree in trees], dtype=np.int64)

@@ -18,9 +18,9 @@ of additions per block.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +56,23 @@ class TreeShap:
     n_features: int
     scale: float
     bias: float
-    tables: tuple[bytes, ...] | None = None  # block_tables' (steps, blocks, feats, table), C only
+    want_tables: bool = False  # build the block tables (on first use: they cost a start ~70 ms)
+    _built: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    @property
+    def tables(self) -> tuple[bytes, ...] | None:
+        """block_tables' (steps, blocks, feats, table) when wanted and the trees are shallow enough; else None.
+
+        Built by the first explanation (or this property), not at load: readiness does not wait for them.
+        No lock (the explainer is pickled into REST workers): two first explanations at once would
+        both build the same tables, and one would be kept.
+        """
+        if "tables" not in self._built:
+            built = None
+            if _c is not None and self.want_tables and len(self.roots):
+                built = _c.block_tables(*self._arrays, self.n_features, MAX_TABLE_FEATURES, BLOCK_BITS, TABLE_BUDGET)
+            self._built["tables"] = built
+        return self._built["tables"]
 
     @classmethod
     def from_ensemble(cls, ens: TreeEnsemble, tables: bool = True) -> TreeShap:
@@ -83,15 +99,10 @@ class TreeShap:
         tree_of = np.searchsorted(roots, own, side="right") - 1
         expected = np.bincount(tree_of[is_leaf], (leaves * covers)[is_leaf], minlength=len(roots)) / covers[roots]
         bias = ens.base + ens.scale * float(expected.sum())
-        explainer = cls(nodes, leaves, covers, roots, depths, ens.n_features, ens.scale, bias)
+        explainer = cls(nodes, leaves, covers, roots, depths, ens.n_features, ens.scale, bias, want_tables=tables)
         if _c is not None:  # validated once here (the arrays are read-only), then trusted per call
             row = np.zeros((1, ens.n_features))
             _c.tree_shap(*explainer._arrays, row, np.empty_like(row), ens.n_features, ens.scale, True)
-            if tables:
-                built = _c.block_tables(
-                    *explainer._arrays, ens.n_features, MAX_TABLE_FEATURES, BLOCK_BITS, TABLE_BUDGET
-                )
-                explainer = dataclasses.replace(explainer, tables=built)
         return explainer
 
     @property

@@ -162,11 +162,14 @@ def test_block_tables_equal_the_recursive_algorithm(ames_xgb):
     if not treeshap.has_c_extension():
         pytest.skip("C extension not built")
     bundle = load_bundle(ames_xgb)
-    assert bundle.explainer.tables is not None  # depth-4 trees: the served path uses the tables
+    assert bundle.explainer._built == {}  # not at load: a start does not wait for the tables
+    first = bundle.contributions(_holdout_matrix(bundle)[:1])[0]
+    assert bundle.explainer._built["tables"] is not None  # depth-4 trees: the served path uses the tables
     X = _holdout_matrix(bundle).copy()
     X[::5, ::4] = np.nan
     recursive = TreeShap.from_ensemble(bundle.evaluator, tables=False)
     np.testing.assert_allclose(bundle.contributions(X)[0], recursive.contributions(X)[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(first, recursive.contributions(_holdout_matrix(bundle)[:1])[0], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("fixture", ["ames_xgb", "boston_forest"])
