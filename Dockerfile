@@ -39,8 +39,11 @@ COPY predictor ./predictor
 COPY training ./training
 COPY rollout ./rollout
 # the code in /opt/app, apart from the dependencies' venv: a code change is one small image layer
+# byte-compiled here (hash-checked, so the layer stays reproducible): with a read-only root
+# filesystem nothing could write the .pyc files, and every start would compile the code again
 RUN pip install --no-deps --no-compile --target /opt/app . \
- && cd / && PYTHONPATH=/opt/app python -c "import predictor._fastpath, predictor._treeshap, training, rollout"
+ && python -m compileall -q --invalidation-mode unchecked-hash /opt/app \
+ && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor._fastpath, predictor._treeshap, training, rollout"
 
 # -- serving-build: the predictor's pinned packages without their dependencies, then its code -----
 FROM build-base AS serving-build
@@ -57,7 +60,8 @@ COPY bundle ./bundle
 COPY predictor ./predictor
 # only housing, bundle and predictor are in this context; the `housing` CLI needs training's packages
 RUN pip install --no-deps --no-compile --target /opt/app . && rm -r /opt/app/bin \
- && cd / && PYTHONPATH=/opt/app python -c "import predictor._fastpath, predictor._treeshap"
+ && python -m compileall -q --invalidation-mode unchecked-hash /opt/app \
+ && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor._fastpath, predictor._treeshap"
 
 # -- runtime-base: no compiler, non-root, read-only root filesystem friendly -----------------------
 FROM ${BASE_IMAGE} AS runtime-base
@@ -67,8 +71,13 @@ ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     HOUSING_HOME=/tmp/housing
+# the standard library byte-compiled: base images delete its .pyc files to save space, and with a
+# read-only root filesystem each start compiled what it imports again (~1 CPU s of a predictor's
+# start: 2.2 → 1.1 CPU s in the serving image, with our code compiled too — see *-build above)
 RUN groupadd --system --gid 10001 housing \
- && useradd --system --uid 10001 --gid housing --home-dir /tmp --shell /usr/sbin/nologin housing
+ && useradd --system --uid 10001 --gid housing --home-dir /tmp --shell /usr/sbin/nologin housing \
+ && python -m compileall -q -x '/(test|tests|idlelib|lib2to3)/' --invalidation-mode unchecked-hash \
+      "$(python -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')"
 WORKDIR /tmp
 
 # -- training: the training Job, rollouts, the dev stack's MLflow ----------------------------------

@@ -1,8 +1,9 @@
 """Builds the predictor's optional C extensions; everything else is in pyproject.toml.
 
-``predictor._fastpath`` predicts (and decodes requests); ``predictor._treeshap`` explains. Both read
-the packed trees of ``predictor/_packed.h``; each has its own interface version, so a change to one
-does not retire a built copy of the other. Without a compiler the pure-Python/numpy paths are used.
+``bundle._ubjson`` decodes ``model.ubj``; ``predictor._fastpath`` predicts (and decodes requests);
+``predictor._treeshap`` explains. The last two read the packed trees of ``predictor/_packed.h``;
+each extension has its own interface version, so a change to one does not retire a built copy of
+another. Without a compiler the pure-Python/numpy paths are used.
 """
 
 from setuptools import Extension, setup
@@ -12,10 +13,17 @@ PACKED = ["predictor/_packed.h"]
 setup(
     ext_modules=[
         Extension(
+            "bundle._ubjson",
+            sources=["bundle/_ubjson.c"],
+            extra_compile_args=["-O3"],
+            optional=True,  # without a compiler bundle/ubjson.py decodes in Python
+        ),
+        Extension(
             "predictor._fastpath",
             sources=["predictor/_fastpath.c"],
             depends=PACKED,
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O3", "-pthread"],
+            extra_link_args=["-pthread"],  # eval_batch splits large batches over threads
             optional=True,  # without a compiler the pure-numpy evaluator is used
         ),
         Extension(

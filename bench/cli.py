@@ -31,6 +31,11 @@ def bench(
     connections: int = typer.Option(8, help="Concurrent keep-alive connections of the load generator."),
     out: Path = typer.Option(None, help="Where benchmarks.md/.json go (default docs/, smoke: a temp dir)."),
     mlserver: bool = typer.Option(True, help="Include Seldon MLServer (installs its own virtualenv on first use)."),
+    images: bool = typer.Option(
+        True,
+        help="Build both images with podman (cached) and time the predictor's start in the serving image, run "
+        "read-only as uid 10001 (needs root and podman; skipped with the reason otherwise; --smoke skips it).",
+    ),
     kserve_runtimes: bool = typer.Option(
         True,
         help="Include KServe's xgbserver and sklearnserver (build their own virtualenv on first use, "
@@ -87,5 +92,6 @@ def bench(
     cfg.with_mlserver = mlserver
     cfg.with_kserve_runtimes = kserve_runtimes
     cfg.with_mlflow = mlflow
+    cfg.with_images = images and not smoke
     summary = run(cfg)
     typer.echo(json.dumps(summary, indent=2, default=float))

@@ -25,7 +25,7 @@ _SCALARS = {
 _STRUCT = {b"i": ">b", b"U": ">B", b"I": ">h", b"l": ">i", b"L": ">q", b"d": ">f", b"D": ">d"}
 
 # the hot loop works on byte values (ints), not one-byte slices
-_ARRAY_TYPES = {k[0]: (np.dtype(dt), np.dtype(dt).newbyteorder("="), size) for k, (dt, size) in _SCALARS.items()}
+_ARRAY_TYPES = {k[0]: (np.dtype(dt), size) for k, (dt, size) in _SCALARS.items()}
 _STRUCTS = {k[0]: struct.Struct(fmt) for k, fmt in _STRUCT.items()}
 _LENGTHS = {k: v for k, v in _STRUCTS.items() if k not in (ord("d"), ord("D"))}
 _N, _S, _H, _C, _T, _F, _Z = (ord(c) for c in "NSHCTFZ")
@@ -124,14 +124,13 @@ class _Reader:
         typ, count = self._container_header()
         if typ is not None and typ in _ARRAY_TYPES:
             assert count is not None
-            dtype, native, size = _ARRAY_TYPES[typ]
+            dtype, size = _ARRAY_TYPES[typ]
             start = self.pos
             end = start + size * count
             if end > self.end:
                 raise UBJSONError("unexpected end of data")
             self.pos = end
-            arr = np.frombuffer(self.data, dtype=dtype, count=count, offset=start)
-            return arr.astype(native)  # native byte order, a copy
+            return np.frombuffer(self.data, dtype=dtype, count=count, offset=start)
         out = []
         if count is not None:
             for _ in range(count):
@@ -160,10 +159,30 @@ class _Reader:
             out[key] = self.value()
 
 
-def loads(data: bytes) -> Any:
-    """Decode one UBJSON value."""
-    reader = _Reader(data)
+def _c_decoder() -> Any:
+    """``bundle._ubjson`` (the same decoding in C) when it is built and current; else None."""
     try:
-        return reader.value()
-    except (struct.error, KeyError, UnicodeDecodeError) as exc:
+        from bundle import _ubjson
+    except ImportError:  # pragma: no cover - depends on the build
+        return None
+    return _ubjson if getattr(_ubjson, "ABI", None) == 1 else None
+
+
+_c = _c_decoder()
+
+
+def loads(data: bytes) -> Any:
+    """Decode one UBJSON value (in C when ``bundle._ubjson`` is built)."""
+    data = bytes(data)
+    try:
+        if _c is not None:
+
+            def make_array(marker: int, offset: int, count: int) -> np.ndarray:
+                return np.frombuffer(data, dtype=_ARRAY_TYPES[marker][0], count=count, offset=offset)
+
+            return _c.loads(data, make_array)
+        return _Reader(data).value()
+    except (struct.error, KeyError, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, UBJSONError):
+            raise
         raise UBJSONError(str(exc)) from exc

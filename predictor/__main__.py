@@ -112,7 +112,9 @@ def _workers(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from predictor import multiproc
+    from predictor.deferred_imports import defer_pydantic_v1
 
+    defer_pydantic_v1()  # FastAPI asks of every route whether its types are pydantic v1 models
     multiproc.prepare(_workers(argv))  # several processes: one /metrics summed over all of them
     # start-up allocates ~10^5 objects that live as long as the process, and little garbage: no
     # collections until it serves (a tenth of the start's CPU time), and later ones skip them
@@ -181,12 +183,13 @@ def _install_guard(model: HousingModel, guard: Guard, dataplane: DataPlane) -> N
     from kserve import model_server
 
     from predictor.grpc_server import GuardedGRPCServer
-    from predictor.workers import RESTWorkers, WorkerSetup, counters, install_rest
+    from predictor.workers import RESTWorkers, WorkerSetup, counters, install_rest, rest_server
 
     install_rest(model_server.app, model, guard, dataplane)  # the app of a single-process REST server
     # ModelServer.start builds its servers from these module-level names; with --workers > 1 each
     # spawned REST worker imports a fresh app, so the setup is repeated there
     model_server.RESTServerMultiProcess = functools.partial(RESTWorkers, setup=WorkerSetup(model.name, guard.config))
+    model_server.RESTServer = rest_server
     model_server.GRPCServer = functools.partial(GuardedGRPCServer, guard=guard, count_error=counters(model)[0])
     if guard.active:
         log = logging.getLogger("predictor")

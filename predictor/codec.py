@@ -26,6 +26,7 @@ from predictor.fastpath import _c
 _c_decode_mapping = getattr(_c, "decode_mapping", None)
 _c_fill_numeric = getattr(_c, "fill_numeric", None)
 _c_fill_categories = getattr(_c, "fill_categories", None)
+_c_v2_json_columns = getattr(_c, "v2_json_columns", None)
 
 FLOAT_TYPES = {"FP64", "FP32", "INT64", "INT32"}
 #: Whether KServe's InferInput keeps its fields where its properties read them (kserve 0.21).
@@ -135,8 +136,22 @@ class Decoder:
             )
 
     # -- V2 --------------------------------------------------------------------------------
+    def v2_json(self, body: bytes, model_name: str) -> DecodedInferRequest | None:
+        """A plain V2 JSON body with one [n] tensor per feature, decoded from its bytes in C (no Python
+        object per value); None for any other body (``parse_infer_request`` and :meth:`v2` then)."""
+        if _c_v2_json_columns is None:
+            return None
+        got = _c_v2_json_columns(body, self.names, self.kinds, self.tables, self.unknowns, self.max_batch_size)
+        if got is None:
+            return None
+        columns, n_rows, request_id = got
+        XT = np.frombuffer(columns, dtype=np.float64).reshape(self.n, n_rows)
+        return DecodedInferRequest(model_name, np.ascontiguousarray(XT.T), request_id)
+
     def v2(self, request: InferRequest) -> np.ndarray:
         """One tensor per feature (BYTES for categoricals), or one 2-D numeric tensor."""
+        if type(request) is DecodedInferRequest:
+            return request.matrix
         inputs = request.inputs or []
         if type(inputs) is not list:
             inputs = list(inputs)
@@ -169,18 +184,19 @@ class Decoder:
             elif len(values) != n_rows:
                 raise bad(name, f"has {len(values)} values, expected {n_rows} like the other tensors")
             columns[j] = values
-        X = np.empty((n_rows, self.n), dtype=np.float64)
+        # filled feature by feature into contiguous rows of the transpose, then one transposing copy
+        XT = np.empty((self.n, n_rows), dtype=np.float64)
         for j, feat in enumerate(self.schema.features):
             values = columns.get(j)
             if values is None:
                 if np.isnan(self.defaults[j]):
                     raise bad(feat.name, "required feature is missing")
-                X[:, j] = self.defaults[j]
+                XT[j] = self.defaults[j]
             elif self.kinds[j] == 0:
-                X[:, j] = values  # validated float64 (finite, defaults filled)
+                XT[j] = values  # validated float64 (finite, defaults filled)
             else:
-                X[:, j] = self._categorical_column(j, values)
-        return X
+                self._categorical_column(j, values, XT[j])
+        return np.ascontiguousarray(XT.T)
 
     def _v2_single_row(self, inputs: list[InferInput]) -> np.ndarray | None:
         """One row sent as [1]-shaped JSON tensors: decode like a V1 object (C); None if not that case."""
@@ -214,23 +230,24 @@ class Decoder:
             return X
         return None
 
-    def _categorical_column(self, j: int, values: list[Any]) -> np.ndarray:
+    def _categorical_column(self, j: int, values: list[Any], out: np.ndarray) -> None:
+        """The codes of feature ``j``'s values into ``out`` (contiguous float64)."""
         table, unknown = self.tables[j], self.unknowns[j]
         if _c_fill_categories is not None and type(values) is list:
-            out = np.empty(len(values), dtype=np.float64)
             if _c_fill_categories(values, table, float(unknown), out):  # all str/bytes: table.get(v, unknown)
-                return out
+                return
         types = set(map(type, values))
         if types == {bytes}:  # gRPC BYTES tensors: decoded as coerce_category does
             values = [v.decode("utf-8", "replace") for v in values]
             types = {str}
         if types == {str}:
-            return np.fromiter(
+            out[:] = np.fromiter(
                 map(table.get, values, repeat(unknown, len(values))), dtype=np.float64, count=len(values)
             )
+            return
         feat = self.schema.features[j]
         try:  # bytes, None (default), or a mistake named by the schema
-            return np.fromiter((coerce_category(feat, v) for v in values), dtype=np.float64, count=len(values))
+            out[:] = np.fromiter((coerce_category(feat, v) for v in values), dtype=np.float64, count=len(values))
         except InputError as exc:
             raise bad(exc.field, exc.reason) from None
 
@@ -352,6 +369,14 @@ class Decoder:
             r, c = np.argwhere(~np.isfinite(X))[0]
             raise bad(f"{name}[{r}].{self.schema.names[c]}", "must be a finite number (got NaN or infinity)")
         return np.ascontiguousarray(X, dtype=np.float64)
+
+
+class DecodedInferRequest(InferRequest):
+    """An infer request whose tensors :meth:`Decoder.v2_json` already decoded into the model's matrix."""
+
+    def __init__(self, model_name: str, matrix: np.ndarray, request_id: str | None) -> None:
+        super().__init__(model_name, [], request_id=request_id)
+        self.matrix = matrix
 
 
 def _flatten(data: Sequence[Any], name: str) -> list[Any]:

@@ -28,6 +28,13 @@ it imports nothing itself) defers them, invisibly to code that uses them:
   ``httpx[cli]``. ``import httpx._main`` itself still works afterwards.
 * the models fastapi defines while it is imported get pydantic's ``defer_build``: each builds
   its validator when it is first used (``/openapi.json``: the first request for it).
+* in the serving process (:func:`defer_pydantic_v1`), ``pydantic.v1`` (pydantic's copy of its
+  version 1, which FastAPI imports for every route it adds, to ask whether the route's types are
+  v1 models) is a stand-in: its ``BaseModel`` answers
+  ``isinstance`` / ``issubclass`` as the real one would (no v1 model exists before the real module
+  is imported); any other name imports the real ``pydantic.v1`` and is taken from it.
+* ``yaml`` (imported at the top of ``kserve.logging`` for YAML log configurations) is executed
+  on its first attribute access (:class:`importlib.util.LazyLoader`).
 
 A process that imported kserve, pandas or httpx before ``predictor`` keeps them as they are.
 The module lists are kserve==0.21.0's, httpx 0.28's and fastapi 0.165's;
@@ -49,6 +56,12 @@ from typing import Any
 PANDAS_USERS = ("kserve.protocol.infer_type", "kserve.utils.utils")
 #: httpx's optional command-line client, imported by ``httpx/__init__`` under ``try``.
 HTTPX_CLI = "httpx._main"
+#: Pydantic's copy of its version 1, which FastAPI imports to ask whether a route's types are v1 models.
+PYDANTIC_V1 = "pydantic.v1"
+#: Imported at the top of a serving module, used only by what serving never calls (``kserve.logging``
+#: reads a YAML log configuration with it): executed on first attribute access
+#: (:class:`importlib.util.LazyLoader`).
+LAZY = frozenset({"yaml"})
 
 
 def _real_pandas() -> types.ModuleType:
@@ -138,6 +151,47 @@ def _pydantic_models_deferred() -> Iterator[None]:
         config.pop("defer_build", None)
 
 
+class _DeferredV1Model(type):
+    """The metaclass of the stand-in ``pydantic.v1.BaseModel``: type checks are the real class's."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        real = _loaded_pydantic_v1()
+        return real is not None and isinstance(obj, real.BaseModel)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        real = _loaded_pydantic_v1()
+        return real is not None and issubclass(sub, real.BaseModel)
+
+
+class _V1BaseModel(metaclass=_DeferredV1Model):
+    """Stands for ``pydantic.v1.BaseModel`` in FastAPI's "is this a pydantic v1 model?" checks."""
+
+
+class _PydanticV1StandIn(types.ModuleType):
+    """What ``from pydantic import v1`` gives until something needs more than its ``BaseModel`` checks."""
+
+    BaseModel = _V1BaseModel
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(_real_pydantic_v1(), name)
+
+
+def _real_pydantic_v1() -> types.ModuleType:
+    module = sys.modules.get(PYDANTIC_V1)
+    if module is None or isinstance(module, _PydanticV1StandIn):
+        sys.modules.pop(PYDANTIC_V1, None)
+        module = importlib.import_module(PYDANTIC_V1)
+    return module
+
+
+def _loaded_pydantic_v1() -> Any:
+    """The real ``pydantic.v1`` if something imported it, else None (then no v1 model exists)."""
+    module = sys.modules.get(PYDANTIC_V1)
+    return None if module is None or isinstance(module, _PydanticV1StandIn) else module
+
+
 #: Module → what surrounds its execution when it is first imported.
 RUN_WITH: dict[str, Callable[[], AbstractContextManager[None]]] = {
     **{name: _pandas_stand_in for name in PANDAS_USERS},
@@ -170,11 +224,11 @@ class _Finder:
     @staticmethod
     def find_spec(fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         around = RUN_WITH.get(fullname)
-        if around is None:
+        if around is None and fullname not in LAZY:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
-            spec.loader = _Surrounded(spec.loader, around)
+            spec.loader = _Surrounded(spec.loader, around) if around else importlib.util.LazyLoader(spec.loader)
         return spec
 
 
@@ -205,8 +259,18 @@ def _package_without_init(name: str) -> types.ModuleType | None:
 
 
 def install() -> None:
-    """Defer ``kserve/__init__``, KServe's pandas and httpx's CLI (imports nothing itself)."""
+    """Defer ``kserve/__init__``, KServe's pandas, httpx's CLI and YAML (imports nothing itself)."""
     if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
     if "kserve" not in sys.modules:
         _package_without_init("kserve")
+
+
+def defer_pydantic_v1() -> None:
+    """Put the ``pydantic.v1`` stand-in in place: for the serving process only (``python -m predictor``).
+
+    Code that subclasses ``pydantic.v1.BaseModel`` would subclass the stand-in, so a process that
+    may run such code (training, MLflow, tests) must not call this; no serving module does.
+    """
+    if PYDANTIC_V1 not in sys.modules:
+        sys.modules[PYDANTIC_V1] = _PydanticV1StandIn(PYDANTIC_V1)

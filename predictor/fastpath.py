@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 #: The C extension's interface version this module was written for (``_fastpath.c``: FASTPATH_ABI).
-ABI = 3
+ABI = 4
 
 
 def load_extension(name: str, abi: int) -> Any:
@@ -54,6 +55,24 @@ XGBOOST, SKLEARN = 0, 1
 PNODE_DTYPE = np.dtype({"names": ["thr", "left", "feat", "dl"], "formats": ["<f4", "<i4", "<i4", "<i4"]})
 
 
+#: Rows from which a batch is split over threads (below, thread start-up outweighs the gain).
+THREAD_MIN_ROWS = 512
+
+
+def eval_threads() -> int:
+    """Threads for one large batch: ``HOUSING_EVAL_THREADS`` or min(2, CPUs)."""
+    env = os.environ.get("HOUSING_EVAL_THREADS", "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"HOUSING_EVAL_THREADS: expected a positive integer, got {env!r}") from None
+        if value < 1:
+            raise ValueError(f"HOUSING_EVAL_THREADS: expected a positive integer, got {env!r}")
+        return value
+    return min(2, os.cpu_count() or 1)
+
+
 def has_c_extension() -> bool:
     return _c is not None
 
@@ -75,6 +94,8 @@ class TreeEnsemble:
     base: float
     cover: np.ndarray | None = None
     _packed: tuple[np.ndarray, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _batch: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    threads: int = field(default_factory=eval_threads, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # numpy may drop the padding when concatenating structured arrays: restore the C layout
@@ -93,6 +114,12 @@ class TreeEnsemble:
             _c.eval_packed(
                 *self._packed, np.zeros((1, self.n_features)), out, self.n_features, 0, 1.0, 0.0, False, True
             )
+            self._batch = batch_nodes(self._packed[0], self.n_features)
+            if self._batch is not None:
+                _c.eval_batch(
+                    self._batch, *self._packed[1:], np.zeros((1, self.n_features)), out, self.n_features,
+                    0, 1.0, 0.0, False, 1, True,
+                )  # fmt: skip
 
     def predict(self, X: np.ndarray, exp: bool = False) -> np.ndarray:
         """Model-scale predictions (``exp``: their exponential) for a float64 matrix (n_rows, n_features)."""
@@ -101,7 +128,12 @@ class TreeEnsemble:
             raise ValueError(f"expected a matrix with {self.n_features} columns, got shape {X.shape}")
         out = np.empty(X.shape[0], dtype=np.float64)
         if _c is not None and self._packed is not None:
-            _c.eval_packed(*self._packed, X, out, self.n_features, self.mode, self.scale, self.base, exp, False)
+            if X.shape[0] > 1 and self._batch is not None:  # the same sums, blocked and threaded
+                threads = self.threads if X.shape[0] >= THREAD_MIN_ROWS else 1
+                args = (X, out, self.n_features, self.mode, self.scale, self.base, exp, threads, False)
+                _c.eval_batch(self._batch, *self._packed[1:], *args)
+            else:
+                _c.eval_packed(*self._packed, X, out, self.n_features, self.mode, self.scale, self.base, exp, False)
             return out
         out = self._predict_c_or_numpy(X, out)
         return np.exp(out, out=out) if exp else out
@@ -189,7 +221,7 @@ def breadth_first(nodes: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.
         level += 1
     order_a = np.concatenate(levels)
     order_a = order_a[np.argsort(np.concatenate(trees), kind="stable")]  # each tree contiguous, level by level
-    if len(np.unique(order_a)) != len(order_a):
+    if len(order_a) and np.bincount(order_a, minlength=len(nodes)).max() > 1:  # (np.unique imports numpy.ma)
         raise ValueError("malformed trees: a node is shared between parents")
     new_roots = np.searchsorted(np.sort(np.concatenate(trees)), np.arange(n_trees))
     return order_a, new_roots, depths
@@ -238,6 +270,21 @@ def pack_trees(nodes: np.ndarray, roots: np.ndarray, mode: int) -> tuple[np.ndar
     return arrays
 
 
+def batch_nodes(packed: np.ndarray, n_features: int) -> np.ndarray | None:
+    """``eval_batch``'s nodes: the packed nodes with ``feat`` + n_features where ``dl`` (NaN goes left).
+
+    ``eval_batch`` reads those from a copy of the row with NaN → -inf, so ``x <= thr`` alone decides,
+    which holds unless a NaN-left split has thr = NaN (no float32 goes left): None then (use eval_packed).
+    """
+    dl = packed["dl"] != 0
+    if (dl & np.isnan(packed["thr"])).any() or 2 * n_features * _c.BATCH_BLOCK >= 2**31:
+        return None
+    out = packed.copy()
+    out["feat"] = (packed["feat"] + np.where(dl, n_features, 0)) * _c.BATCH_BLOCK
+    out.setflags(write=False)
+    return out
+
+
 def _parse_base_score(value: Any) -> float:
     if isinstance(value, (int, float)):
         return float(value)
@@ -266,12 +313,12 @@ def compile_xgboost_model(model: dict[str, Any]) -> TreeEnsemble:
     base = _parse_base_score(learner["learner_model_param"]["base_score"])
     if not trees:
         return TreeEnsemble(np.zeros(0, dtype=NODE_DTYPE), np.zeros(0, dtype=np.int64), n_features, XGBOOST, 1.0, base)
-    split_types = [np.asarray(tree.get("split_type", []), dtype=np.int64).reshape(-1) for tree in trees]
-    if any(st.any() for st in split_types):
+    if np.concatenate([np.zeros(0, np.int64), *(tree.get("split_type", ()) for tree in trees)]).any():
         raise ValueError("categorical splits are not handled by the fast path")
 
     def column(key: str, dtype: Any) -> np.ndarray:
-        return np.concatenate([np.asarray(tree[key], dtype=dtype).reshape(-1) for tree in trees])
+        # one conversion per column (the UBJSON reader's arrays are big-endian views; JSON gives lists)
+        return np.concatenate([tree[key] for tree in trees]).astype(dtype)
 
     # all trees at once: node ids become offsets into one packed array
     sizes = np.asarray([len(tree["left_children"]) for tree in trees], dtype=np.int64)

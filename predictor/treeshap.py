@@ -10,27 +10,31 @@ every row.
 It runs over the evaluator's packed trees (``fastpath.pack_trees``: the same split rule as
 prediction) plus one cover per node, in the C extension ``predictor._treeshap`` when it was built,
 and in plain Python otherwise (the same numbers, far slower: a fallback for machines without a
-compiler). For shallow trees (XGBoost's depth 4) the C extension does each leaf's share of the
-algorithm ahead of time, once per pattern of the leaf's path features that a row can follow
-(``leaf_tables``), and a row then costs a few comparisons and additions per leaf.
+compiler). For shallow trees (XGBoost's depth 4) the C extension does the algorithm ahead of time
+for blocks of each tree — subtrees of a few splits, or single leaves — once per pattern of the
+splits a row can take (``block_tables``), and a row then costs a few comparisons and one table row
+of additions per block.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from predictor.fastpath import PNODE_DTYPE, TreeEnsemble, breadth_first, load_extension, pack_trees
 
 #: The C extension's interface version this module was written for (``_treeshap.c``: TREESHAP_ABI).
-ABI = 2
-#: Leaf tables (``_treeshap.c``: leaf_tables) are built when no leaf's path has more distinct features
+ABI = 3
+#: Block tables (``_treeshap.c``: block_tables) are built when no leaf's path has more distinct features
 #: than this and they hold at most TABLE_BUDGET values (8 bytes each); deeper ensembles run Algorithm 2.
 MAX_TABLE_FEATURES = 12
 TABLE_BUDGET = 4_000_000
+#: A subtree is one block when its table row is chosen by at most this many bits (its ancestors'
+#: distinct features plus its own splits): 2^6 rows. Depth-4 trees: four blocks of five bits.
+BLOCK_BITS = 6
 
 
 _c = load_extension("_treeshap", ABI)
@@ -52,13 +56,29 @@ class TreeShap:
     n_features: int
     scale: float
     bias: float
-    tables: tuple[bytes, ...] | None = None  # leaf_tables' (steps, leafs, feats, table), C only
+    want_tables: bool = False  # build the block tables (on first use: they cost a start ~70 ms)
+    _built: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    @property
+    def tables(self) -> tuple[bytes, ...] | None:
+        """block_tables' (steps, blocks, feats, table) when wanted and the trees are shallow enough; else None.
+
+        Built by the first explanation (or this property), not at load: readiness does not wait for them.
+        No lock (the explainer is pickled into REST workers): two first explanations at once would
+        both build the same tables, and one would be kept.
+        """
+        if "tables" not in self._built:
+            built = None
+            if _c is not None and self.want_tables and len(self.roots):
+                built = _c.block_tables(*self._arrays, self.n_features, MAX_TABLE_FEATURES, BLOCK_BITS, TABLE_BUDGET)
+            self._built["tables"] = built
+        return self._built["tables"]
 
     @classmethod
     def from_ensemble(cls, ens: TreeEnsemble, tables: bool = True) -> TreeShap:
         """Pack ``ens`` with its covers; ValueError when it has none or they cannot weigh a split.
 
-        ``tables``: precompute the leaf tables when the trees are shallow enough (C extension only).
+        ``tables``: precompute the block tables when the trees are shallow enough (C extension only).
         """
         if ens.cover is None:
             raise ValueError("the model file records no node covers (training weight per node)")
@@ -79,13 +99,10 @@ class TreeShap:
         tree_of = np.searchsorted(roots, own, side="right") - 1
         expected = np.bincount(tree_of[is_leaf], (leaves * covers)[is_leaf], minlength=len(roots)) / covers[roots]
         bias = ens.base + ens.scale * float(expected.sum())
-        explainer = cls(nodes, leaves, covers, roots, depths, ens.n_features, ens.scale, bias)
+        explainer = cls(nodes, leaves, covers, roots, depths, ens.n_features, ens.scale, bias, want_tables=tables)
         if _c is not None:  # validated once here (the arrays are read-only), then trusted per call
             row = np.zeros((1, ens.n_features))
             _c.tree_shap(*explainer._arrays, row, np.empty_like(row), ens.n_features, ens.scale, True)
-            if tables:
-                built = _c.leaf_tables(*explainer._arrays, ens.n_features, MAX_TABLE_FEATURES, TABLE_BUDGET)
-                explainer = dataclasses.replace(explainer, tables=built)
         return explainer
 
     @property
@@ -100,7 +117,7 @@ class TreeShap:
         out = np.zeros(X.shape, dtype=np.float64)
         if len(self.roots) and X.shape[0]:
             if _c is not None and self.tables is not None:
-                _c.tree_shap_tables(self.nodes, *self.tables, X, out, self.n_features, self.scale)
+                _c.tree_shap_blocks(*self.tables, X, out, self.n_features, self.scale)
             elif _c is not None:
                 _c.tree_shap(*self._arrays, X, out, self.n_features, self.scale, False)
             else:

@@ -14,6 +14,9 @@ CPU a one-row request costs, and more than the model spends on a 10,000-row one.
   validated by KServe's pydantic ``InferenceRequest`` itself, so what is accepted (its lax
   coercions included) stays KServe's, and a refusal is a 400 ``RequestValidationError`` naming
   the field;
+- a plain columnar body (one ``[n]`` tensor per feature, plain JSON values) is first offered to the
+  model's own decoder (``codec.Decoder.v2_json``), which reads the columns straight from the bytes
+  into the model's matrix — no Python object per value; any other body goes the way above;
 - then KServe's order of checks — a model version in the path (400), the model ready (404 for an
   unknown model) — and the model is called through KServe's data plane (``DataPlane.infer``:
   model lookup, KServe's pre/predict/post latency histograms and latency log);
@@ -249,7 +252,7 @@ class V2Infer:
             body = await request.body()
         except ClientDisconnect as exc:  # what FastAPI answers when the body cannot be read
             raise HTTPException(400, "There was an error parsing the body") from exc
-        infer_request = parse_infer_request(body, model_name)
+        infer_request = self._decoded(body, model_name) or parse_infer_request(body, model_name)
         if request.path_params.get("model_version"):
             raise NotImplementedError("Model versioning not supported yet.")
         dataplane = self.dataplane
@@ -265,6 +268,14 @@ class V2Infer:
         response_headers.pop("content-length", None)
         response_headers.pop("content-type", None)
         return Response(content, media_type="application/json", headers=response_headers)
+
+    def _decoded(self, body: bytes, model_name: str) -> InferRequest | None:
+        """The request already decoded by the model's own columnar decoder (``codec.Decoder.v2_json``),
+        when it has one and the body is of the plain shape it reads; else None."""
+        model = self.dataplane.model_registry.get_model(model_name)
+        decoder = getattr(model, "decoder", None)
+        v2_json = getattr(decoder, "v2_json", None)
+        return v2_json(body, model_name) if v2_json is not None else None
 
     def _kserve_encoded(
         self, model_name: str, response: Any, headers: dict[str, str], response_headers: dict[str, str]

@@ -117,11 +117,26 @@ class WorkerRESTServer:
         self.server.run(sockets)
 
 
+def without_websockets(server: RESTServer) -> RESTServer:
+    """``server`` with uvicorn's WebSocket support off: no KServe route is a WebSocket, and uvicorn's
+    default (``ws="auto"``) imports the ``websockets`` package at start when it is installed."""
+    server.config.ws = "none"
+    return server
+
+
+def rest_server(*args: Any, **kwargs: Any) -> RESTServer:
+    """KServe's single-process ``RESTServer`` (the name ``ModelServer.start`` builds it from), without WebSockets."""
+    from kserve.protocol.rest.server import RESTServer
+
+    return without_websockets(RESTServer(*args, **kwargs))
+
+
 class RESTWorkers(RESTServerMultiProcess):
     """KServe's multi-process REST server, its workers set up by ``setup``; a dead worker's drift is dropped."""
 
     def __init__(self, *args: Any, setup: WorkerSetup, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        without_websockets(self._rest_server)
         self._rest_server = WorkerRESTServer(self._rest_server, setup)  # type: ignore[assignment]
 
     async def keep_subprocess_alive(self, sockets: list[socket]) -> None:

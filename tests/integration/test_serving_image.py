@@ -226,3 +226,26 @@ def test_explain_linear_matches_the_in_process_model(serve, ames_linear: Path) -
 
 def test_explain_xgboost_matches_the_in_process_model(ames: Served) -> None:
     _explain_matches(ames)
+
+
+def test_the_image_carries_its_code_and_standard_library_compiled(serving_image: str) -> None:
+    """Read-only at run time: a module without its .pyc here is compiled again at every start."""
+    check = (
+        "import importlib.util, os, json, asyncio, email.message, predictor.model, bundle.manifest, bundle._ubjson\n"
+        "mods = (json, asyncio, email.message, predictor.model, bundle.manifest)\n"
+        "print([m.__name__ for m in mods if not os.path.exists(importlib.util.cache_from_source(m.__file__))])"
+    )
+    out = _podman("run", "--rm", "--read-only", "--user", f"{UID}:{UID}", "--entrypoint", "python", serving_image,
+                  "-c", check)  # fmt: skip
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_bench_times_starts_in_the_image_and_removes_its_container(serving_image: str, ames_xgb: Path) -> None:
+    from bench import images
+
+    res = images.ImageResult()
+    images.measure_starts(res, ames_xgb, 2)
+    assert len(res.start_s) == 2 and all(0 < s < 120 for s in res.start_s)
+    assert all(c > 0 for c in res.cpu_s)
+    names = _podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert f"housing-bench-start-{os.getpid()}" not in names

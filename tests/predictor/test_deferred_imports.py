@@ -83,6 +83,8 @@ def test_a_serving_predictor_imports_none_of_the_heavy_modules(ames_xgb: Path) -
     modules = _imported(proc.log())
     assert {"predictor.model", "kserve.model", "kserve.protocol.rest.server", "fastapi", "grpc"} <= modules
     assert _heavy(modules) == []
+    # deferred (predictor.deferred_imports, predictor.workers), not heavy: a start costs less without them
+    assert {"pydantic.v1", "websockets", "numpy.ma"} & modules == set()
 
 
 def _run(code: str) -> dict:
@@ -140,3 +142,36 @@ def test_pandas_imported_first_is_what_kserve_gets() -> None:
         "print(json.dumps({'same': sys.modules['kserve.protocol.infer_type'].pd is pandas}))\n"
     )
     assert result == {"same": True}
+
+
+def test_pydantic_v1_and_yaml_stand_ins_answer_like_the_real_modules() -> None:
+    result = _run(
+        "import json, sys\n"
+        "from predictor.deferred_imports import defer_pydantic_v1\n"
+        "defer_pydantic_v1()\n"
+        "import kserve.model_server\n"
+        "from fastapi import FastAPI\n"
+        "from pydantic import BaseModel, v1\n"
+        "class Body(BaseModel):\n"
+        "    a: int\n"
+        "app = FastAPI()\n"
+        "app.post('/x')(lambda body: body)  # FastAPI asks whether Body is a v1 model\n"
+        "def route(body: Body) -> Body:\n"
+        "    return body\n"
+        "app.post('/y')(route)\n"
+        "lazy = type(sys.modules['yaml']).__name__\n"
+        "before = {'v1': type(sys.modules['pydantic.v1']).__name__, 'yaml': lazy,\n"
+        "          'checks': [isinstance(Body(a=1), v1.BaseModel), issubclass(Body, v1.BaseModel)]}\n"
+        "import yaml\n"
+        "doc = yaml.safe_load('a: [1, 2]')\n"
+        "real = sys.modules['pydantic.v1'] if v1.validator else None  # any other name: the real module\n"
+        "class Old(real.BaseModel):\n"
+        "    a: int\n"
+        "print(json.dumps({'before': before, 'yaml': doc, 'real': type(real).__name__,\n"
+        "    'after': [isinstance(Old(a=1), v1.BaseModel), issubclass(Old, v1.BaseModel),\n"
+        "              isinstance(Body(a=1), v1.BaseModel)]}))\n"
+    )
+    assert result["before"] == {"v1": "_PydanticV1StandIn", "yaml": "_LazyModule", "checks": [False, False]}
+    assert result["yaml"] == {"a": [1, 2]}
+    assert result["real"] == "module"
+    assert result["after"] == [True, True, False]

@@ -67,7 +67,7 @@ def test_forest_contributions_equal_shap_tree_explainer(boston_xy, tmp_path):
     X, y = boston_xy
     forest = RandomForestRegressor(n_estimators=20, max_features=0.5, random_state=0).fit(X, y)  # deep trees
     ours = _explainer_of(forest, tmp_path)
-    assert int(ours.depths.max()) > 10 and ours.tables is None  # too deep for leaf tables: Algorithm 2
+    assert int(ours.depths.max()) > 10 and ours.tables is None  # too deep for block tables: Algorithm 2
     contribs, bias = ours.contributions(X)
     explainer = shap.TreeExplainer(forest, feature_perturbation="tree_path_dependent")
     theirs = explainer.shap_values(X)
@@ -126,6 +126,30 @@ def test_forest_contributions_equal_the_shapley_definition(boston_xy, tmp_path):
         assert bias[r] == pytest.approx(expected_bias, abs=1e-9)
 
 
+@pytest.mark.parametrize("block_bits", [0, 3, 12])
+def test_block_tables_of_every_size_equal_the_recursive_algorithm(block_bits, boston_xy, tmp_path, monkeypatch):
+    """0: one block per leaf; 3: blocks of a few splits below up to 3 ancestors' features; 12: whole subtrees.
+
+    Depth-5 trees over 13 features split on a feature again below itself, inside and across blocks.
+    """
+    if not treeshap.has_c_extension():
+        pytest.skip("C extension not built")
+    from sklearn.ensemble import RandomForestRegressor
+
+    X, y = boston_xy
+    forest = RandomForestRegressor(n_estimators=6, max_depth=5, random_state=2).fit(X, y)
+    monkeypatch.setattr(treeshap, "BLOCK_BITS", block_bits)
+    ours = _explainer_of(forest, tmp_path)
+    assert ours.tables is not None
+    n_blocks = len(ours.tables[1]) // 8
+    n_leaves = int((ours.nodes["left"] == np.arange(len(ours.nodes))).sum())
+    assert (n_blocks == n_leaves) == (block_bits == 0)
+    rows = np.asarray(X[::20], dtype=np.float64).copy()
+    rows[::3, ::4] = np.nan
+    recursive = _explainer_of(forest, tmp_path, tables=False)
+    np.testing.assert_allclose(ours.contributions(rows)[0], recursive.contributions(rows)[0], rtol=0, atol=1e-12)
+
+
 def test_forest_bundle_contributions_add_up_on_holdout(boston_forest):
     bundle = load_bundle(boston_forest)
     assert bundle.explainer is not None
@@ -134,15 +158,18 @@ def test_forest_bundle_contributions_add_up_on_holdout(boston_forest):
     np.testing.assert_allclose(contribs.sum(axis=1) + bias, bundle.predict_model_scale(X), rtol=0, atol=1e-9)
 
 
-def test_leaf_tables_equal_the_recursive_algorithm(ames_xgb):
+def test_block_tables_equal_the_recursive_algorithm(ames_xgb):
     if not treeshap.has_c_extension():
         pytest.skip("C extension not built")
     bundle = load_bundle(ames_xgb)
-    assert bundle.explainer.tables is not None  # depth-4 trees: the served path uses the tables
+    assert bundle.explainer._built == {}  # not at load: a start does not wait for the tables
+    first = bundle.contributions(_holdout_matrix(bundle)[:1])[0]
+    assert bundle.explainer._built["tables"] is not None  # depth-4 trees: the served path uses the tables
     X = _holdout_matrix(bundle).copy()
     X[::5, ::4] = np.nan
     recursive = TreeShap.from_ensemble(bundle.evaluator, tables=False)
     np.testing.assert_allclose(bundle.contributions(X)[0], recursive.contributions(X)[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(first, recursive.contributions(_holdout_matrix(bundle)[:1])[0], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("fixture", ["ames_xgb", "boston_forest"])
