@@ -103,26 +103,47 @@ static PyObject *eval_trees(PyObject *self, PyObject *args) {
  *   leaves: float64 leaf value per packed node; roots, depths: int32 per tree.
  *   exp_out: write exp(prediction) (a log-target model's price) instead of the prediction.
  * Small requests keep the GIL: releasing and re-taking it costs more than the walk. */
+/* The buffers eval_packed and eval_batch take (PNode trees, a float64 row-major matrix, its output),
+ * and the sizes read from them. */
+typedef struct {
+    Py_buffer nodes, leaves, roots, depths, x, out;
+    Py_ssize_t n_trees, n_nodes, n_rows;
+} PackedArgs;
+
+/* the sizes; 0 when the buffers' lengths do not fit together (or n_cols is not positive) */
+static int packed_shapes(PackedArgs *a, Py_ssize_t n_cols) {
+    a->n_trees = a->roots.len / (Py_ssize_t)sizeof(int32_t);
+    a->n_nodes = a->nodes.len / (Py_ssize_t)sizeof(PNode);
+    a->n_rows = n_cols > 0 ? a->x.len / (Py_ssize_t)sizeof(double) / n_cols : 0;
+    return n_cols > 0 && a->out.len >= a->n_rows * (Py_ssize_t)sizeof(double) && a->depths.len == a->roots.len &&
+           a->leaves.len == a->n_nodes * (Py_ssize_t)sizeof(double) && a->nodes.len % (Py_ssize_t)sizeof(PNode) == 0;
+}
+
+static void packed_release(PackedArgs *a) {
+    PyBuffer_Release(&a->nodes);
+    PyBuffer_Release(&a->leaves);
+    PyBuffer_Release(&a->roots);
+    PyBuffer_Release(&a->depths);
+    PyBuffer_Release(&a->x);
+    PyBuffer_Release(&a->out);
+}
+
 static PyObject *eval_packed(PyObject *self, PyObject *args) {
-    Py_buffer nodes_b, leaves_b, roots_b, depths_b, x_b, out_b;
+    PackedArgs a;
     Py_ssize_t n_cols;
     int mode, check, exp_out;
     double scale, base;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*niddpp", &nodes_b, &leaves_b, &roots_b, &depths_b, &x_b, &out_b,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*niddpp", &a.nodes, &a.leaves, &a.roots, &a.depths, &a.x, &a.out,
                           &n_cols, &mode, &scale, &base, &exp_out, &check))
         return NULL;
-    const PNode *nodes = (const PNode *)nodes_b.buf;
-    const double *leaves = (const double *)leaves_b.buf;
-    const int32_t *roots = (const int32_t *)roots_b.buf;
-    const int32_t *depths = (const int32_t *)depths_b.buf;
-    const double *X = (const double *)x_b.buf;
-    double *out = (double *)out_b.buf;
-    Py_ssize_t n_trees = roots_b.len / (Py_ssize_t)sizeof(int32_t);
-    Py_ssize_t n_nodes = nodes_b.len / (Py_ssize_t)sizeof(PNode);
-    Py_ssize_t n_rows = n_cols > 0 ? x_b.len / (Py_ssize_t)sizeof(double) / n_cols : 0;
-    int ok = n_cols > 0 && out_b.len >= n_rows * (Py_ssize_t)sizeof(double) &&
-             depths_b.len == roots_b.len && leaves_b.len == n_nodes * (Py_ssize_t)sizeof(double) &&
-             nodes_b.len % (Py_ssize_t)sizeof(PNode) == 0;
+    int ok = packed_shapes(&a, n_cols);
+    const PNode *nodes = (const PNode *)a.nodes.buf;
+    const double *leaves = (const double *)a.leaves.buf;
+    const int32_t *roots = (const int32_t *)a.roots.buf;
+    const int32_t *depths = (const int32_t *)a.depths.buf;
+    const double *X = (const double *)a.x.buf;
+    double *out = (double *)a.out.buf;
+    Py_ssize_t n_trees = a.n_trees, n_nodes = a.n_nodes, n_rows = a.n_rows;
     if (ok && check) ok = packed_valid(nodes, n_nodes, roots, depths, n_trees, n_cols);
     if (ok) {
         PyThreadState *ts = NULL;
@@ -215,12 +236,7 @@ static PyObject *eval_packed(PyObject *self, PyObject *args) {
         }
         if (ts != NULL) PyEval_RestoreThread(ts);
     }
-    PyBuffer_Release(&nodes_b);
-    PyBuffer_Release(&leaves_b);
-    PyBuffer_Release(&roots_b);
-    PyBuffer_Release(&depths_b);
-    PyBuffer_Release(&x_b);
-    PyBuffer_Release(&out_b);
+    packed_release(&a);
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "eval_packed: malformed packed tree arrays or shapes");
         return NULL;
@@ -315,24 +331,20 @@ static void *batch_thread(void *arg) {
 }
 
 static PyObject *eval_batch(PyObject *self, PyObject *args) {
-    Py_buffer nodes_b, leaves_b, roots_b, depths_b, x_b, out_b;
+    PackedArgs a;
     Py_ssize_t n_cols;
     int mode, check, exp_out, n_threads;
     double scale, base;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*niddpip", &nodes_b, &leaves_b, &roots_b, &depths_b, &x_b, &out_b,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*niddpip", &a.nodes, &a.leaves, &a.roots, &a.depths, &a.x, &a.out,
                           &n_cols, &mode, &scale, &base, &exp_out, &n_threads, &check))
         return NULL;
-    Py_ssize_t n_trees = roots_b.len / (Py_ssize_t)sizeof(int32_t);
-    Py_ssize_t n_nodes = nodes_b.len / (Py_ssize_t)sizeof(PNode);
-    Py_ssize_t n_rows = n_cols > 0 ? x_b.len / (Py_ssize_t)sizeof(double) / n_cols : 0;
-    int ok = n_cols > 0 && out_b.len >= n_rows * (Py_ssize_t)sizeof(double) &&
-             depths_b.len == roots_b.len && leaves_b.len == n_nodes * (Py_ssize_t)sizeof(double) &&
-             nodes_b.len % (Py_ssize_t)sizeof(PNode) == 0;
+    int ok = packed_shapes(&a, n_cols);
+    Py_ssize_t n_trees = a.n_trees, n_nodes = a.n_nodes, n_rows = a.n_rows;
     if (ok && check)
-        ok = packed_valid((const PNode *)nodes_b.buf, n_nodes, (const int32_t *)roots_b.buf,
-                          (const int32_t *)depths_b.buf, n_trees, 2 * n_cols * BATCH_BLOCK);
+        ok = packed_valid((const PNode *)a.nodes.buf, n_nodes, (const int32_t *)a.roots.buf,
+                          (const int32_t *)a.depths.buf, n_trees, 2 * n_cols * BATCH_BLOCK);
     for (Py_ssize_t i = 0; ok && check && i < n_nodes; i++) /* a row's values start at multiples of the block */
-        ok = ((const PNode *)nodes_b.buf)[i].feat % BATCH_BLOCK == 0;
+        ok = ((const PNode *)a.nodes.buf)[i].feat % BATCH_BLOCK == 0;
     int failed = 0;
     if (ok) {
         BatchJob jobs[BATCH_MAX_THREADS];
@@ -344,8 +356,8 @@ static PyObject *eval_batch(PyObject *self, PyObject *args) {
         Py_ssize_t n_blocks = (n_rows + BATCH_BLOCK - 1) / BATCH_BLOCK;
         if (n_threads > n_blocks) n_threads = n_blocks > 0 ? (int)n_blocks : 1;
         for (int k = 0; k < n_threads; k++) {
-            BatchJob j = {(const PNode *)nodes_b.buf, (const double *)leaves_b.buf, (const int32_t *)roots_b.buf,
-                          (const int32_t *)depths_b.buf, (const double *)x_b.buf, (double *)out_b.buf, n_trees,
+            BatchJob j = {(const PNode *)a.nodes.buf, (const double *)a.leaves.buf, (const int32_t *)a.roots.buf,
+                          (const int32_t *)a.depths.buf, (const double *)a.x.buf, (double *)a.out.buf, n_trees,
                           n_cols, 0, 0, mode, exp_out, scale, base, 0};
             j.row0 = n_blocks * k / n_threads * BATCH_BLOCK;
             j.row1 = k + 1 == n_threads ? n_rows : n_blocks * (k + 1) / n_threads * BATCH_BLOCK;
@@ -363,12 +375,7 @@ static PyObject *eval_batch(PyObject *self, PyObject *args) {
         failed |= jobs[0].failed;
         if (ts != NULL) PyEval_RestoreThread(ts);
     }
-    PyBuffer_Release(&nodes_b);
-    PyBuffer_Release(&leaves_b);
-    PyBuffer_Release(&roots_b);
-    PyBuffer_Release(&depths_b);
-    PyBuffer_Release(&x_b);
-    PyBuffer_Release(&out_b);
+    packed_release(&a);
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "eval_batch: malformed packed tree arrays or shapes");
         return NULL;
