@@ -64,48 +64,60 @@ PYDANTIC_V1 = "pydantic.v1"
 LAZY = frozenset({"yaml"})
 
 
-def _real_pandas() -> types.ModuleType:
-    module = sys.modules.get("pandas")
-    if module is None or isinstance(module, _PandasStandIn):
-        sys.modules.pop("pandas", None)
-        module = importlib.import_module("pandas")
+def _real(name: str) -> types.ModuleType:
+    """The real module ``name``, imported now when only its stand-in (or nothing) is there."""
+    module = sys.modules.get(name)
+    if module is None or isinstance(module, _StandIn):
+        sys.modules.pop(name, None)
+        module = importlib.import_module(name)
     return module
 
 
-def _loaded_pandas() -> Any:
-    """The real pandas if something imported it, else None (then no DataFrame exists)."""
-    module = sys.modules.get("pandas")
-    return None if module is None or isinstance(module, _PandasStandIn) else module
+def _loaded(name: str) -> Any:
+    """The real module ``name`` if something imported it, else None (then none of its objects exists)."""
+    module = sys.modules.get(name)
+    return None if module is None or isinstance(module, _StandIn) else module
 
 
-class _DeferredDataFrame(type):
-    """The metaclass of the stand-in ``DataFrame``: construction and type checks are pandas'."""
+class _Deferred(type):
+    """The metaclass of a stand-in class (``_name`` of module ``_module``): construction and type checks
+    are the real class's."""
+
+    _module: str
+    _name: str
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        return _real_pandas().DataFrame(*args, **kwargs)
+        return getattr(_real(cls._module), cls._name)(*args, **kwargs)
 
     def __instancecheck__(cls, obj: Any) -> bool:
-        pandas = _loaded_pandas()
-        return pandas is not None and isinstance(obj, pandas.DataFrame)
+        real = _loaded(cls._module)
+        return real is not None and isinstance(obj, getattr(real, cls._name))
 
     def __subclasscheck__(cls, sub: type) -> bool:
-        pandas = _loaded_pandas()
-        return pandas is not None and issubclass(sub, pandas.DataFrame)
+        real = _loaded(cls._module)
+        return real is not None and issubclass(sub, getattr(real, cls._name))
 
 
-class _DataFrame(metaclass=_DeferredDataFrame):
-    """Stands for ``pandas.DataFrame`` in KServe's annotations and ``isinstance`` checks."""
-
-
-class _PandasStandIn(types.ModuleType):
-    """What KServe's ``pd`` names: the real pandas, imported on first use."""
-
-    DataFrame = _DataFrame
+class _StandIn(types.ModuleType):
+    """A module's stand-in: its deferred class (a class attribute of each subclass); any other name is
+    taken from the real module, imported on first use."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return getattr(_real_pandas(), name)
+        return getattr(_real(self.__name__), name)
+
+
+class _DataFrame(metaclass=_Deferred):
+    """Stands for ``pandas.DataFrame`` in KServe's annotations and ``isinstance`` checks."""
+
+    _module, _name = "pandas", "DataFrame"
+
+
+class _PandasStandIn(_StandIn):
+    """What KServe's ``pd`` names: the real pandas, imported on first use."""
+
+    DataFrame = _DataFrame
 
 
 @contextmanager
@@ -151,45 +163,16 @@ def _pydantic_models_deferred() -> Iterator[None]:
         config.pop("defer_build", None)
 
 
-class _DeferredV1Model(type):
-    """The metaclass of the stand-in ``pydantic.v1.BaseModel``: type checks are the real class's."""
-
-    def __instancecheck__(cls, obj: Any) -> bool:
-        real = _loaded_pydantic_v1()
-        return real is not None and isinstance(obj, real.BaseModel)
-
-    def __subclasscheck__(cls, sub: type) -> bool:
-        real = _loaded_pydantic_v1()
-        return real is not None and issubclass(sub, real.BaseModel)
-
-
-class _V1BaseModel(metaclass=_DeferredV1Model):
+class _V1BaseModel(metaclass=_Deferred):
     """Stands for ``pydantic.v1.BaseModel`` in FastAPI's "is this a pydantic v1 model?" checks."""
 
+    _module, _name = PYDANTIC_V1, "BaseModel"
 
-class _PydanticV1StandIn(types.ModuleType):
+
+class _PydanticV1StandIn(_StandIn):
     """What ``from pydantic import v1`` gives until something needs more than its ``BaseModel`` checks."""
 
     BaseModel = _V1BaseModel
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(_real_pydantic_v1(), name)
-
-
-def _real_pydantic_v1() -> types.ModuleType:
-    module = sys.modules.get(PYDANTIC_V1)
-    if module is None or isinstance(module, _PydanticV1StandIn):
-        sys.modules.pop(PYDANTIC_V1, None)
-        module = importlib.import_module(PYDANTIC_V1)
-    return module
-
-
-def _loaded_pydantic_v1() -> Any:
-    """The real ``pydantic.v1`` if something imported it, else None (then no v1 model exists)."""
-    module = sys.modules.get(PYDANTIC_V1)
-    return None if module is None or isinstance(module, _PydanticV1StandIn) else module
 
 
 #: Module → what surrounds its execution when it is first imported.
