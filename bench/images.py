@@ -63,6 +63,7 @@ class ImageResult:
 
     sizes: dict[str, int] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
+    references: dict[str, str] = field(default_factory=dict)  # what podman runs, as build.sh lists it
     start_s: list[float] = field(default_factory=list)
     cpu_s: list[float] = field(default_factory=list)
 
@@ -99,29 +100,18 @@ def build() -> ImageResult:
         for target in ("serving", "training"):
             if f"housing-{target}:" in reference:
                 res.sizes[target], res.ids[target] = int(size), image_id
-    if set(res.sizes) != {"serving", "training"}:
-        raise RuntimeError(f"scripts/images/build.sh did not report both images: {out.stderr[-2000:]}")
+    for line in out.stdout.splitlines():  # "<reference> <archive>" per image
+        for target in ("serving", "training"):
+            if f"/housing-{target}:" in line:
+                res.references[target] = line.split()[0]
+    if set(res.sizes) != {"serving", "training"} or set(res.references) != {"serving", "training"}:
+        raise RuntimeError(f"scripts/images/build.sh did not report both images: {out.stdout}{out.stderr[-2000:]}")
     return res
 
 
-def serving_reference() -> str:
-    """The serving image's reference, as build.sh lists it."""
-    listed = subprocess.run(
-        ["bash", str(REPO / "scripts/images/build.sh"), "serving"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    for line in listed.stdout.splitlines():
-        if "housing-serving:" in line:
-            return line.split()[0]
-    raise RuntimeError(f"scripts/images/build.sh serving listed no image: {listed.stdout}{listed.stderr[-2000:]}")
-
-
 def measure_starts(res: ImageResult, bundle_dir: Path, runs: int, model_name: str = DEFAULT_MODEL_NAME) -> None:
-    """``runs`` predictor starts inside one serving-image container run as the chart runs it."""
-    reference = serving_reference()
+    """``runs`` predictor starts inside one container of ``res``'s serving image, run as the chart runs it."""
+    reference = res.references["serving"]
     name = f"housing-bench-start-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="housing-bench-probe-") as tmp:
         probe, mounted = Path(tmp) / "probe.py", Path(tmp) / "bundle"

@@ -243,7 +243,7 @@ def test_the_image_carries_its_code_and_standard_library_compiled(serving_image:
 def test_the_bench_times_starts_in_the_image_and_removes_its_container(serving_image: str, ames_xgb: Path) -> None:
     from bench import images
 
-    res = images.ImageResult()
+    res = images.ImageResult(references={"serving": serving_image})
     images.measure_starts(res, ames_xgb, 2)
     assert len(res.start_s) == 2 and all(0 < s < 120 for s in res.start_s)
     assert all(c > 0 for c in res.cpu_s)
