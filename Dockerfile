@@ -2,7 +2,8 @@
 # Two images from one file:
 #   --target serving   (the default, the last stage): the KServe predictor alone, `python -m predictor`
 #                      as the ENTRYPOINT (KServe appends --model_name/--model_dir/… as args). Its
-#                      packages are requirements/serving.txt only, installed without dependencies:
+#                      packages are requirements/serving.txt only (at requirements/lock.txt's
+#                      versions and hashes), installed without dependencies:
 #                      no training libraries, no Kubernetes client, no MLflow.
 #   --target training  everything else: `python -m training` (the training Job), `housing rollout …`,
 #                      `mlflow server` and boto3 (the chart's dev-stack MLflow and bucket Job); the
@@ -21,47 +22,62 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+# uv: the platform's CA store (builds mount the host's bundle there), no cache in the layers, and
+# byte-compiled packages as pip makes them (a read-only pod could not write the .pyc files: every
+# start would compile every module it imports)
+ENV PATH=/opt/venv/bin:$PATH VIRTUAL_ENV=/opt/venv UV_SYSTEM_CERTS=1 UV_NO_CACHE=1 UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1
 WORKDIR /src
+# uv, the installer of the one lock (requirements/lock.txt): its own pinned, hashed entry there,
+# installed with pip --require-hashes into /opt/uv (not into /opt/venv, which the images copy)
+COPY requirements/lock.txt ./requirements/lock.txt
+COPY scripts/lock/pick.py ./scripts/lock/pick.py
+RUN python scripts/lock/pick.py uv < requirements/lock.txt > /tmp/uv.txt \
+ && python -m venv /opt/uv && /opt/uv/bin/pip install -q --no-deps --require-hashes -r /tmp/uv.txt \
+ && ln -s /opt/uv/bin/uv /usr/local/bin/uv
 
 # -- training-build: every dependency of the project, then the code -------------------------------
 FROM build-base AS training-build
-# dependencies first (cached while only the code changes); README.md is a stub here: pyproject's
-# `readme` is read at install, and the real one would reinstall every dependency on a docs edit
-COPY pyproject.toml setup.py ./
-RUN mkdir -p housing bundle predictor training rollout \
- && touch README.md housing/__init__.py bundle/__init__.py predictor/__init__.py training/__init__.py rollout/__init__.py \
- && pip install . && pip uninstall -y housing
+# dependencies first (cached while only the code changes): the project's own requirements
+# (pyproject.toml, without the dev extra) at the versions and hashes of the lock
+COPY pyproject.toml ./
+RUN uv pip install --require-hashes -r pyproject.toml -c requirements/lock.txt
 COPY pyproject.toml setup.py README.md* ./
+COPY common ./common
 COPY housing ./housing
 COPY bundle ./bundle
+COPY registry ./registry
 COPY predictor ./predictor
 COPY training ./training
+COPY monitor ./monitor
 COPY rollout ./rollout
 # the code in /opt/app, apart from the dependencies' venv: a code change is one small image layer
 # byte-compiled here (hash-checked, so the layer stays reproducible): with a read-only root
 # filesystem nothing could write the .pyc files, and every start would compile the code again
 RUN pip install --no-deps --no-compile --target /opt/app . \
  && python -m compileall -q --invalidation-mode unchecked-hash /opt/app \
- && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor._fastpath, predictor._treeshap, training, rollout"
+ && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor.core._fastpath, predictor.core._treeshap, training, rollout"
 
-# -- serving-build: the predictor's pinned packages without their dependencies, then its code -----
+# -- serving-build: the predictor's packages without their dependencies, then its code ------------
 FROM build-base AS serving-build
 COPY requirements/serving.txt ./requirements/serving.txt
-# `pip check` may only miss what requirements/serving.txt names on its `# omit:` lines
-RUN pip install --no-deps -r requirements/serving.txt \
+# the names of requirements/serving.txt, each with the lock's version and hashes (pick.py); `pip
+# check` may only miss what requirements/serving.txt names on its `# omit:` lines
+RUN python scripts/lock/pick.py $(sed 's/#.*//' requirements/serving.txt) < requirements/lock.txt > /tmp/serving.lock \
+ && uv pip install --no-deps --require-hashes -r /tmp/serving.lock \
  && omitted="$(sed -n 's/^# omit: \([^ ]*\).*/\1/p' requirements/serving.txt | paste -sd'|')" \
  && { pip check > /tmp/pip-check.txt || true; } \
  && if grep -v -E "requires (${omitted}), which is not installed\.$" /tmp/pip-check.txt; then \
       echo "serving: pip check found more than requirements/serving.txt omits (above)" >&2; exit 1; fi
 COPY pyproject.toml setup.py README.md* ./
-COPY housing ./housing
+COPY common ./common
 COPY bundle ./bundle
+COPY registry ./registry
 COPY predictor ./predictor
-# only housing, bundle and predictor are in this context; the `housing` CLI needs training's packages
+# only common, bundle, registry and predictor: the predictor imports nothing else (tests/test_layers.py)
 RUN pip install --no-deps --no-compile --target /opt/app . && rm -r /opt/app/bin \
  && python -m compileall -q --invalidation-mode unchecked-hash /opt/app \
- && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor._fastpath, predictor._treeshap"
+ && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor.core._fastpath, predictor.core._treeshap"
 
 # -- runtime-base: no compiler, non-root, read-only root filesystem friendly -----------------------
 FROM ${BASE_IMAGE} AS runtime-base

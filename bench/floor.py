@@ -1,19 +1,31 @@
 """The KServe floor: a ``kserve.Model`` that returns a constant, served by the same ModelServer.
 
-``python -m bench.floor --model_name housing --http_port P --grpc_port Q`` — whatever our
-predictor achieves is measured against this in the same run; nothing can beat the framework
-it runs in, so ours ÷ floor says how much of the budget the model itself spends.
+``python -m bench.floor --model_name housing --http_port P --grpc_port Q [--access_log B --trace_log B]``
+— whatever our predictor achieves is measured against this in the same run; nothing can beat the
+framework it runs in, so ours ÷ floor says how much of the budget the model itself spends.
+
+The per-request log lines follow the predictor's flags (:mod:`predictor.observe.request_logs`),
+so ours and the floor write the same lines: off, uvicorn's access line, KServe's
+``TimingMiddleware`` and latency line, and gRPC's ``LoggingInterceptor`` are left out as ours
+leaves them out; on, KServe's stack is untouched.
 """
 
 from __future__ import annotations
 
 import argparse
+from concurrent import futures
 
 import kserve
-from kserve import InferOutput, InferRequest, InferResponse
+from grpc import aio
+from kserve import InferOutput, InferRequest, InferResponse, model_server
 from kserve.model_server import parser as kserve_parser
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
 
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
+from predictor.observe import request_logs
 
 
 class ConstantModel(kserve.Model):
@@ -38,13 +50,45 @@ class ConstantModel(kserve.Model):
         return {"predictions": [0.0] * (len(instances) if isinstance(instances, list) else 1)}
 
 
+class QuietGRPCServer(GRPCServer):
+    """KServe's gRPC server without its ``LoggingInterceptor`` (the access log off)."""
+
+    async def start(self, max_workers: int) -> None:
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(ExceptionToStatusInterceptor(),),
+            options=[
+                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+            ],
+        )
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._server.add_insecure_port(f"[::]:{self._port}")
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
 def main() -> None:
     """Serve the constant model with KServe's own ModelServer and flags."""
     parser = argparse.ArgumentParser(parents=[kserve_parser], conflict_handler="resolve")
     parser.add_argument("--model_name", default=DEFAULT_MODEL_NAME)
+    request_logs.add_arguments(parser)
     args, _ = parser.parse_known_args()
+    logs = request_logs.from_args(args)
     model = ConstantModel(args.model_name)
-    kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers).start([model])
+    server = kserve.ModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=args.workers,
+        enable_latency_logging=logs.trace and args.enable_latency_logging,
+        access_log_format=args.access_log_format,  # KServe's import-time parse takes --access_log for it
+    )
+    request_logs.apply(logs)
+    request_logs.install(model_server.app, logs)
+    if not logs.access:
+        model_server.GRPCServer = QuietGRPCServer
+    server.start([model])
 
 
 if __name__ == "__main__":

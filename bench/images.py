@@ -23,7 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
 
 console = Console(stderr=True)
 REPO = Path(__file__).resolve().parent.parent

@@ -12,6 +12,7 @@ be the same one. Nothing of the repository is put on their PYTHONPATH: they get 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -21,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.peer_install import REPO, pip_install_command
 
 KSERVE_VERSION = "v0.20.0"
 MODULE = "github.com/kserve/kserve"
@@ -83,10 +86,22 @@ def venv_python() -> Path | None:
 
 
 def ensure_venv() -> Path:
-    """Build the peer venv if it is missing or stale; returns its python. Raises :class:`PeerUnavailable`."""
+    """Build the peer venv if it is missing or stale; returns its python. Raises :class:`PeerUnavailable`.
+
+    Two processes (test runs side by side) build it one after the other under a lock file: the build
+    starts by removing the directory, which broke the other's half-built venv.
+    """
     python = venv_python()
     if python is not None:
         return python
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(VENV.parent / f"{VENV.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        python = venv_python()  # built by whoever held the lock before us
+        return python if python is not None else _build_venv()
+
+
+def _build_venv() -> Path:
     pins = _pins()
     tree = module_tree() / "python"
     began = time.perf_counter()
@@ -95,14 +110,13 @@ def ensure_venv() -> Path:
         # the module cache is read-only and setuptools writes egg-info next to the sources
         for name in (*SOURCES, *RUNTIMES):
             shutil.copytree(tree / name, Path(tmp) / name, ignore=shutil.ignore_patterns("test", "tests", "docs"))
-        pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         steps = [
             [sys.executable, "-m", "venv", str(VENV)],
-            [*pip, *(str(Path(tmp) / s) for s in SOURCES), *(f"{p}=={pins[p]}" for p in PINNED)],
-            [*pip, "--no-deps", *(str(Path(tmp) / r) for r in RUNTIMES)],
+            pip_install_command(VENV, [*(str(Path(tmp) / s) for s in SOURCES), *(f"{p}=={pins[p]}" for p in PINNED)]),
+            pip_install_command(VENV, ["--no-deps", *(str(Path(tmp) / r) for r in RUNTIMES)]),
         ]
         for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True)
+            done = subprocess.run(step, capture_output=True, text=True, cwd=REPO)
             if done.returncode != 0:
                 shutil.rmtree(VENV, ignore_errors=True)
                 raise PeerUnavailable(f"building {VENV} failed at `{' '.join(step[:6])} …`: {done.stderr[-800:]}")

@@ -1,7 +1,7 @@
 """The peer: MLflow's scoring server (``mlflow models serve``) on the bundle's MLflow pyfunc model.
 
-Training registers every version as the pyfunc model :func:`bundle.registry.save_pyfunc` writes
-(``predictor/pyfunc.py`` with the bundle as its artifact); the benchmark writes that same model
+Training registers every version as the pyfunc model :func:`registry.pyfunc.save_pyfunc` writes
+(``registry/pyfunc_model.py`` with the bundle as its artifact); the benchmark writes that same model
 to a local directory and serves it with ``--env-manager local`` (our venv: the pyfunc imports
 ``predictor``), one uvicorn worker like ours. Requests are MLflow's ``dataframe_split`` JSON of
 raw rows; the pyfunc encodes them with the bundle's schema, so this peer does the same work as ours.
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def model_dir(bundle_dir: Path, dest: Path, example: list[dict[str, Any]]) -> Path:
     """Write the bundle's pyfunc model (as training would log it) to ``dest``."""
     from bundle.manifest import bundle_digest, load_manifest
-    from bundle.registry import save_pyfunc
+    from registry.pyfunc import save_pyfunc
 
     save_pyfunc(dest, load_manifest(bundle_dir), bundle_dir, bundle_digest(bundle_dir), example)
     return dest

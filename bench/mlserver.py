@@ -17,6 +17,7 @@ from pathlib import Path
 import joblib
 
 from bench.naive import naive_pipeline
+from bench.peer_install import pip_install
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("MLSERVER_VENV", Path.home() / ".cache" / "housing" / "mlserver-venv"))
@@ -33,7 +34,7 @@ def ensure_venv() -> Path:
 
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     pins = [f"scikit-learn=={sklearn.__version__}", f"xgboost-cpu=={xgboost.__version__}"]
-    subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", *PACKAGES, *pins], check=True)
+    pip_install(VENV, [*PACKAGES, *pins])
     return binary
 
 

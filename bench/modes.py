@@ -1,4 +1,4 @@
-"""``housing bench --mode start``, ``--mode soak`` and ``--mode fuzz``: run, write their part of benchmarks.md."""
+"""``housing bench --mode start``, ``soak``, ``payload`` and ``fuzz``: run, write their part of benchmarks.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from bench import servers
 from bench.sections import write_section
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
 
 
 def soak_mode(seconds: float, out_dir: Path) -> dict[str, Any]:
@@ -33,6 +33,19 @@ def start_mode(runs: int, warmup: int, out_dir: Path) -> dict[str, Any]:
         res = measure_starts(soak_bundle(workdir), workdir, runs, warmup)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_section(out_dir / "benchmarks.md", "start", ["## Start-up", "", *markdown(res)])
+    return res.to_dict()
+
+
+def payload_mode(seconds: float, rounds: int, out_dir: Path) -> dict[str, Any]:
+    """The payload log's cost (:mod:`bench.payload_cost`); its table goes to ``out_dir/benchmarks.md``."""
+    from bench.payload_cost import markdown, measure
+    from bench.soak import soak_bundle
+
+    with tempfile.TemporaryDirectory(prefix="housing-payload-") as tmp:
+        workdir = Path(tmp)
+        res = measure(soak_bundle(workdir), workdir, seconds, rounds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_section(out_dir / "benchmarks.md", "payload", ["## Payload logging", "", *markdown(res)])
     return res.to_dict()
 
 
@@ -72,3 +85,27 @@ def fuzz_mode(n_requests: int, out_dir: Path) -> dict[str, Any]:
         ],
     )
     return result
+
+
+def train_scale_mode(smoke: bool, budget: float, out_dir: Path) -> list[str]:
+    """Training's cost as the table grows (:mod:`bench.train_scale`); its table goes to benchmarks.md.
+
+    ``smoke``: 1,000 and 3,000 rows, the linear candidate only, printed and not written.
+    """
+    from bench.train_scale import SIZES, markdown, run
+
+    if smoke:
+        return markdown(run((1_000, 3_000), ("linear",), budget), budget)
+    lines = markdown(run(SIZES, None, budget), budget)
+    head = [
+        "## Training as the table grows",
+        "",
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, `housing bench --mode train-scale`: `housing train` of each "
+        "candidate alone (default parameters, 5-fold CV, `--no-register`, nice 10, 2 shared cores) on tables "
+        "resampled from ames (bench/train_scale.py). One run per cell on a machine shared with other jobs: "
+        "read the ratios between sizes, not the seconds.",
+        "",
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_section(out_dir / "benchmarks.md", "train-scale", head + lines)
+    return head + lines

@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     import xgboost
     from kserve.protocol.infer_type import InferInput, InferRequest
 
-    from predictor.codec import Decoder
-    from predictor.fastpath import has_c_extension
-    from predictor.loaded import load_bundle
-    from predictor.model import HousingModel
-    from predictor.v2_request import v2_body
+    from predictor.client.v2_request import v2_body
+    from predictor.codec.decode import Decoder
+    from predictor.core.fastpath import has_c_extension
+    from predictor.core.loaded import load_bundle
+    from predictor.transport.model import HousingModel
 
     bundle_dir = args.bundle
     if not bundle_dir:

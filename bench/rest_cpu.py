@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import loadgen, servers
 from bench.run import holdout_rows, v1_body, v2_columns
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
 
 
 def measure(pid: int, run: Callable[[], loadgen.LoadResult]) -> dict[str, float]:

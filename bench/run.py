@@ -27,7 +27,7 @@ from rich.console import Console
 
 from bench import kserve_runtimes, loadgen, mlflow_serve, servers
 from bench.sections import keep_sections
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
 from training.api import TrainConfig, TrainResult
 
 console = Console(stderr=True)
@@ -130,7 +130,7 @@ def v1_body(row: dict[str, Any]) -> bytes:
 
 def v2_columns(rows: list[dict[str, Any]], content_type: bool = False) -> dict[str, Any]:
     """A V2 infer body with one tensor per feature (MLServer's pandas convention)."""
-    from predictor.v2_request import v2_body
+    from predictor.client.v2_request import v2_body
 
     return v2_body(rows, names=rows[0], request_id="bench", parameters={"content_type": "pd"} if content_type else None)
 
@@ -247,8 +247,8 @@ def inprocess_phase(bundle_dir: Path, rows: list[dict[str, Any]], batch: list[di
     import pandas as pd
 
     from bench.naive import naive_pipeline
-    from predictor.codec import Decoder
-    from predictor.loaded import load_bundle
+    from predictor.codec.decode import Decoder
+    from predictor.core.loaded import load_bundle
 
     loaded = load_bundle(bundle_dir)
     decoder = Decoder(loaded.schema, max_batch_size=max(len(batch), 1))
@@ -291,7 +291,7 @@ def inprocess_phase(bundle_dir: Path, rows: list[dict[str, Any]], batch: list[di
 
 def _compiled() -> bool:
     try:
-        from predictor.fastpath import has_c_extension
+        from predictor.core.fastpath import has_c_extension
 
         return bool(has_c_extension())
     except ImportError:
@@ -387,6 +387,7 @@ def load_phase(
     assert bundle_dir is not None
     running = [servers.start_ours(bundle_dir, name, workdir), servers.start_floor(name, workdir)]
     try:
+        running.append(servers.start_limit(name, workdir))  # the bare uvicorn / grpc.aio stack (bench.limit)
         # the same predictor with two REST worker processes (one /metrics summed over them)
         running.append(servers.start_ours(bundle_dir, name, workdir, ["--workers", "2"], label=WORKERS_LABEL))
         if cfg.with_mlserver:
@@ -400,6 +401,7 @@ def load_phase(
         by_label = {s.label: s for s in running}
         for server in running:
             servers.wait_ready(server)
+        res.config["logs"] = {s.label: s.logs for s in running}
         _measure(main, rows, peers, by_label, cfg, res)
     finally:
         for server in running:
@@ -439,7 +441,7 @@ def _measure(
 
     checks.append(Check(WORKERS_LABEL, v1, bodies["v1_1row"], price))
     plan.append((f"{WORKERS_LABEL}.v1_1row", rest(WORKERS_LABEL, v1, bodies["v1_1row"])))
-    for label in ("ours", "floor"):
+    for label in ("ours", "floor", "limit"):
         plan.append((f"{label}.v1_1row", rest(label, v1, bodies["v1_1row"])))
         plan.append((f"{label}.v2_1row", rest(label, v2, bodies["v2_1row"])))
         target = by_label[label].grpc_target
@@ -507,7 +509,7 @@ def _prices(bundle_dir: Path | None, rows: list[dict[str, Any]]) -> list[float]:
     """Our in-process prices for ``rows`` (what every server must answer)."""
     import numpy as np
 
-    from predictor.loaded import load_bundle
+    from predictor.core.loaded import load_bundle
 
     assert bundle_dir is not None
     return load_bundle(bundle_dir).predict(np.asarray(encoded_rows(bundle_dir, rows))).tolist()
@@ -549,6 +551,9 @@ def summarise(res: Results, cfg: BenchConfig) -> dict[str, Any]:
         "ours_over_mlserver_v2": ratio("ours.v2_1row", "mlserver.v2_1row") if cfg.with_mlserver else float("nan"),
         "batch_over_inprocess": ours_batch_rows / res.inprocess["batch_rows_per_s"],
         "workers2_over_workers1_v1": ratio(f"{WORKERS_LABEL}.v1_1row", "ours.v1_1row"),
+        "ours_over_limit_v1": ratio("ours.v1_1row", "limit.v1_1row"),
+        "ours_over_limit_v2": ratio("ours.v2_1row", "limit.v2_1row"),
+        "ours_over_limit_grpc": ratio("ours.grpc_1row", "limit.grpc_1row"),
     }
     goals = {
         "ours_over_floor_v1 >= 0.7": ratios["ours_over_floor_v1"] >= 0.7,
@@ -617,14 +622,16 @@ def write_report(res: Results, cfg: BenchConfig) -> tuple[Path, Path]:
         "over a run ÷ its requests, steadier than req/s when the cores are shared. Raw figures: `benchmarks.json`. "
         "Reproduce: `make bench`.",
         "",
-        "| load | server | req/s | p50 ms | p95 ms | p99 ms | server CPU ms/req |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| load | server | per-request log lines | req/s | p50 ms | p95 ms | p99 ms | server CPU ms/req |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    logs = res.config.get("logs", {})
     for key in sorted(res.runs):
         label, load = key.split(".", 1)
         lo, hi = res.spread(key)
         lines.append(
-            f"| {load} | {label} | {res.median(key):,.0f} [{lo:,.0f}–{hi:,.0f}] | {res.median(key, 'p50_ms'):.2f} "
+            f"| {load} | {label} | {logs.get(label, 'the server default')} "
+            f"| {res.median(key):,.0f} [{lo:,.0f}–{hi:,.0f}] | {res.median(key, 'p50_ms'):.2f} "
             f"| {res.median(key, 'p95_ms'):.2f} | {res.median(key, 'p99_ms'):.2f} "
             f"| {res.median(key, 'cpu_ms_per_request'):.2f} |"
         )
@@ -637,6 +644,10 @@ def write_report(res: Results, cfg: BenchConfig) -> tuple[Path, Path]:
         f"| ours ÷ floor, V1 one row | {summary['ratios']['ours_over_floor_v1']:.2f} | ≥ 0.7 |",
         f"| ours ÷ floor, V2 one row | {summary['ratios']['ours_over_floor_v2']:.2f} | |",
         f"| ours ÷ floor, V2 gRPC one row | {summary['ratios']['ours_over_floor_grpc']:.2f} | |",
+        f"| ours ÷ limit (bare uvicorn ASGI app), V1 one row | {summary['ratios']['ours_over_limit_v1']:.2f} | ≥ 0.5 |",
+        f"| ours ÷ limit (bare uvicorn ASGI app), V2 one row | {summary['ratios']['ours_over_limit_v2']:.2f} | |",
+        f"| ours ÷ limit (bare grpc.aio servicer), V2 gRPC one row "
+        f"| {summary['ratios']['ours_over_limit_grpc']:.2f} | |",
         f"| ours ÷ MLServer, V2 one row | {summary['ratios']['ours_over_mlserver_v2']:.1f} | ≥ 20 |",
         f"| ours `--workers 2` ÷ ours `--workers 1`, V1 one row ({res.machine['cores']} cores) "
         f"| {summary['ratios']['workers2_over_workers1_v1']:.2f} | ≥ 1.6 |",

@@ -1,7 +1,10 @@
 """Named sections of docs/benchmarks.md that one bench mode writes and the others keep.
 
-``housing bench`` (the comparison) rewrites the page; ``--mode start``, ``--mode soak`` and
-``--mode fuzz`` write only their own section, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``.
+``housing bench`` (the comparison) rewrites the page; ``--mode start``, ``--mode soak``,
+``--mode payload``, ``--mode fuzz``, ``--mode train-scale`` and ``--mode speed`` write only their own section, between
+``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``, as does the node tier's gateway overhead
+(tests/cluster/test_node_gateway.py, with ``HOUSING_GATEWAY_BENCH_MD`` set); the per-replica capacity
+(tests/cluster/test_node_autoscale.py, ``HOUSING_BENCH_CAPACITY=1``) is written by hand from what it prints.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ORDER = ("start", "soak", "fuzz")
+ORDER = ("speed", "start", "soak", "payload", "fuzz", "gateway", "capacity", "train-scale")
 
 
 def _pattern(name: str) -> re.Pattern[str]:

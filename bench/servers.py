@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import kserve_runtimes, mlflow_serve, mlserver
-from housing.net import free_port, wait_http
+from common.net import free_port, wait_http
+from common.procs import stop_process
+from predictor.observe.request_logs import OFF, RequestLogs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,7 @@ class Server:
     grpc_port: int
     model_name: str
     ready_path: str = ""  # default: the V2 model-ready endpoint
+    logs: str = "as the server's defaults"  # its per-request log lines, as the report states them
 
     @property
     def base(self) -> str:
@@ -41,13 +43,7 @@ class Server:
 
     def stop(self) -> None:
         """Terminate the process group and wait."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, 20, group=True)
 
 
 def _stat_fields(stat: Path) -> list[str]:
@@ -93,29 +89,52 @@ def wait_ready(server: Server, timeout: float = 120.0) -> float:
     return wait_http(f"{server.base}{path}", timeout, server.proc, server.label)
 
 
-def _spawn(label: str, args: list[str], model_name: str, http: int, grpc: int, log: Path) -> Server:
+def _spawn(label: str, args: list[str], model_name: str, http: int, grpc: int, log: Path, logs: str = "") -> Server:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with open(log, "ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return Server(label, proc, http, grpc, model_name)
+    server = Server(label, proc, http, grpc, model_name)
+    if logs:
+        server.logs = logs
+    return server
+
+
+def _log_flags(logs: RequestLogs) -> list[str]:
+    """The predictor's (and the floor's) flags for ``logs``."""
+    return ["--access_log", str(logs.access).lower(), "--trace_log", str(logs.trace).lower()]
 
 
 def start_ours(
-    bundle_dir: Path, model_name: str, workdir: Path, extra: list[str] | None = None, label: str = "ours"
+    bundle_dir: Path,
+    model_name: str,
+    workdir: Path,
+    extra: list[str] | None = None,
+    label: str = "ours",
+    logs: RequestLogs = OFF,
 ) -> Server:
-    """``python -m predictor`` serving the bundle (``extra``: more predictor flags)."""
+    """``python -m predictor`` serving the bundle (``extra``: more predictor flags; ``logs``: its log lines)."""
     http, grpc = free_port(), free_port()
     args = [sys.executable, "-m", "predictor", "--model_name", model_name, "--model_dir", str(bundle_dir)]
-    args += ["--http_port", str(http), "--grpc_port", str(grpc), "--enable_latency_logging", "false", *(extra or [])]
-    return _spawn(label, args, model_name, http, grpc, workdir / f"{label}.log")
+    args += ["--http_port", str(http), "--grpc_port", str(grpc), *_log_flags(logs), *(extra or [])]
+    return _spawn(label, args, model_name, http, grpc, workdir / f"{label}.log", logs.describe())
 
 
-def start_floor(model_name: str, workdir: Path) -> Server:
-    """The constant kserve.Model (bench.floor) with the same server settings."""
+def start_floor(model_name: str, workdir: Path, label: str = "floor", logs: RequestLogs = OFF) -> Server:
+    """The constant kserve.Model (bench.floor) with the same server and logging settings."""
     http, grpc = free_port(), free_port()
     args = [sys.executable, "-m", "bench.floor", "--model_name", model_name]
-    args += ["--http_port", str(http), "--grpc_port", str(grpc), "--enable_latency_logging", "false"]
-    return _spawn("floor", args, model_name, http, grpc, workdir / "floor.log")
+    args += ["--http_port", str(http), "--grpc_port", str(grpc), *_log_flags(logs)]
+    return _spawn(label, args, model_name, http, grpc, workdir / f"{label}.log", logs.describe())
+
+
+def start_limit(model_name: str, workdir: Path) -> Server:
+    """The bare uvicorn ASGI app and bare grpc.aio servicer of :mod:`bench.limit` (no log line per request)."""
+    http, grpc = free_port(), free_port()
+    args = [sys.executable, "-m", "bench.limit", "--model_name", model_name]
+    args += ["--http_port", str(http), "--grpc_port", str(grpc)]
+    server = _spawn("limit", args, model_name, http, grpc, workdir / "limit.log", "no per-request lines")
+    server.ready_path = "/"
+    return server
 
 
 def start_mlserver(bundle_dir: Path, model_name: str, workdir: Path) -> Server:

@@ -1,8 +1,12 @@
 """``housing bench --mode soak``: hold 80 % of the measured maximum against one predictor.
 
 1. Start ``python -m predictor`` on an ames bundle; measure its maximum one-row V1 req/s (wrk,
-   closed loop).
-2. For ``seconds``, hold ``share`` of that maximum with a mix of good and bad requests: REST from
+   closed loop) and the server CPU each such request took; warm the mix (REST, then gRPC) and
+   weigh each kind the same way. A request of the mix costs ~2x a one-row one (bad batches are
+   parsed, a gRPC call costs 3–4 REST ones), so the target is ``share`` of the server's CPU at the
+   maximum: ``share * max / mix_cost`` req/s (``by_cpu``; ``share * max`` until 2026-12-07 asked
+   ~150 % of what the process could serve).
+2. For ``seconds``, hold that target with a mix of good and bad requests: REST from
    wrk (``wrk_soak.lua``: V1 and V2 rows, malformed JSON, wrong values, an oversized batch),
    paced per connection and re-paced every window toward the target; gRPC from a paced child
    process (:mod:`bench.soak_grpc`, every fifth request invalid).
@@ -28,7 +32,7 @@ from typing import Any
 from rich.console import Console
 
 from bench import loadgen, servers
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
 
 console = Console(stderr=True)
 SOAK_LUA = Path(__file__).with_name("wrk_soak.lua")
@@ -48,6 +52,9 @@ class SoakConfig:
     max_seconds: float = 10.0  # the maximum's measurement
     warmup_seconds: float = 5.0
     grpc_share: float = 0.1  # of the target rate, sent over gRPC
+    #: True: ``share`` of the server's CPU at the one-row V1 maximum, spent on the mix (its requests are
+    #: weighed by the server CPU each kind took in the warm-up); False: ``share`` of the one-row rate.
+    by_cpu: bool = True
 
 
 @dataclass
@@ -57,6 +64,8 @@ class SoakResult:
     config: dict[str, Any]
     max_rps: float = 0.0
     target_rps: float = 0.0
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # server CPU per request: one-row V1, mix REST, gRPC
+    mix_cost: float = 1.0  # one request of the mix ÷ one one-row V1 request, in server CPU
     windows: list[dict[str, Any]] = field(default_factory=list)
     grpc: dict[str, Any] = field(default_factory=dict)
     rss_start_kb: int = 0
@@ -64,6 +73,7 @@ class SoakResult:
     unexpected: int = 0
     unexpected_detail: dict[str, int] = field(default_factory=dict)
     errors_counted: float = 0.0
+    grpc_server: dict[str, float] = field(default_factory=dict)  # ModelInfer calls the server ended, by code
     loadavg: list[float] = field(default_factory=list)  # 1-min load average at start and end
 
     @property
@@ -131,6 +141,22 @@ def _wrk_mix(url: str, mix_file: Path, seconds: float, connections: int, delay_m
     return json.loads(line.removeprefix("WRK_JSON "))
 
 
+def _grpc_process(target: str, paths: dict[str, Path], rate: float, seconds: float, window: float) -> subprocess.Popen:
+    """The paced gRPC load (:mod:`bench.soak_grpc`) as a child process; its JSON on stdout."""
+    args = [target, str(paths["good"]), str(paths["bad"]), f"{rate:.3f}", str(seconds), str(window)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.soak_grpc", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def _grpc_load(target: str, paths: dict[str, Path], rate: float, seconds: float) -> dict[str, Any]:
+    out, _ = _grpc_process(target, paths, rate, seconds, seconds).communicate(timeout=seconds + 60)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def run_soak(cfg: SoakConfig, workdir: Path, bundle_dir: Path | None = None) -> SoakResult:
     """Run the soak against a fresh predictor; the caller judges the result."""
     res = SoakResult(config=asdict(cfg))
@@ -146,37 +172,39 @@ def run_soak(cfg: SoakConfig, workdir: Path, bundle_dir: Path | None = None) -> 
         url = server.base
         one_row = workdir / "mix-0.json"
         loadgen.run_wrk(f"{url}{mix[0]['path']}", one_row.read_bytes(), cfg.warmup_seconds, cfg.connections)
-        res.max_rps = loadgen.run_wrk(
-            f"{url}{mix[0]['path']}", one_row.read_bytes(), cfg.max_seconds, cfg.connections
-        ).rps
-        res.target_rps = cfg.share * res.max_rps
-        grpc_rps = cfg.grpc_share * res.target_rps
-        rest_rps = res.target_rps - grpc_rps
-        console.log(f"soak: max {res.max_rps:,.0f} req/s → target {res.target_rps:,.0f} ({grpc_rps:,.0f} over gRPC)")
-        delay_ms = max(0.0, cfg.connections / rest_rps * 1000 - 1.0)
-        _wrk_mix(url, mix_file, cfg.warmup_seconds, cfg.connections, delay_ms)  # warm every path
-        res.rss_start_kb = servers.rss_kb(server.proc.pid)
-        res.loadavg.append(os.getloadavg()[0])
+        cpu = server.cpu_seconds()
+        v1_max = loadgen.run_wrk(f"{url}{mix[0]['path']}", one_row.read_bytes(), cfg.max_seconds, cfg.connections)
+        res.max_rps = v1_max.rps
+        res.cpu_ms = {"v1_one_row": (server.cpu_seconds() - cpu) * 1000 / max(1, v1_max.requests)}
         paths = {}
         for name, data in (("good", good_pb), ("bad", bad_pb)):
             paths[name] = workdir / f"grpc-{name}.pb"
             paths[name].write_bytes(data)
-        grpc_proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.soak_grpc",
-                server.grpc_target,
-                str(paths["good"]),
-                str(paths["bad"]),
-                f"{grpc_rps:.3f}",
-                str(cfg.seconds),
-                str(cfg.window),
-            ],  # fmt: skip
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).resolve().parents[1],
+        # warm every path, and weigh what one request of the mix costs the server against the one-row V1
+        # request the maximum was measured with (the mix's bad batches and gRPC calls cost more)
+        guess = cfg.share * res.max_rps
+        cpu = server.cpu_seconds()
+        warm = _wrk_mix(url, mix_file, cfg.warmup_seconds, cfg.connections, cfg.connections / guess * 1000)
+        res.cpu_ms["rest_mix"] = (server.cpu_seconds() - cpu) * 1000 / max(1, warm["requests"])
+        cpu = server.cpu_seconds()
+        warm_grpc = _grpc_load(server.grpc_target, paths, cfg.grpc_share * guess, cfg.warmup_seconds)
+        res.cpu_ms["grpc_mix"] = (server.cpu_seconds() - cpu) * 1000 / max(1, warm_grpc["sent"])
+        mix_cpu_ms = (1 - cfg.grpc_share) * res.cpu_ms["rest_mix"] + cfg.grpc_share * res.cpu_ms["grpc_mix"]
+        res.mix_cost = mix_cpu_ms / res.cpu_ms["v1_one_row"] if res.cpu_ms["v1_one_row"] > 0 else 1.0
+        if cfg.by_cpu:  # share of the server's CPU at the maximum, spent on the mix
+            res.target_rps = cfg.share * res.max_rps / max(1.0, res.mix_cost)
+        else:  # share of the one-row maximum's request rate, whatever the mix costs (before 2026-12-07)
+            res.target_rps = cfg.share * res.max_rps
+        grpc_rps = cfg.grpc_share * res.target_rps
+        rest_rps = res.target_rps - grpc_rps
+        console.log(
+            f"soak: max {res.max_rps:,.0f} one-row V1 req/s, a mix request costs {res.mix_cost:.2f}x "
+            f"({res.cpu_ms}) → target {res.target_rps:,.0f} ({grpc_rps:,.0f} over gRPC)"
         )
+        delay_ms = max(0.0, cfg.connections / rest_rps * 1000 - 1.0)
+        res.rss_start_kb = servers.rss_kb(server.proc.pid)
+        res.loadavg.append(os.getloadavg()[0])
+        grpc_proc = _grpc_process(server.grpc_target, paths, grpc_rps, cfg.seconds, cfg.window)
         try:
             began = time.monotonic()
             while (left := cfg.seconds - (time.monotonic() - began)) > 1:
@@ -205,20 +233,28 @@ def run_soak(cfg: SoakConfig, workdir: Path, bundle_dir: Path | None = None) -> 
         res.grpc = json.loads(out.strip().splitlines()[-1])
         res.rss_end_kb = servers.rss_kb(server.proc.pid)
         res.loadavg.append(os.getloadavg()[0])
-        res.errors_counted = _errors_counted(url)
+        res.errors_counted, res.grpc_server = _server_counts(url)
     finally:
         server.stop()
     _judge(res, good_share)
     return res
 
 
-def _errors_counted(url: str) -> float:
+def _server_counts(url: str) -> tuple[float, dict[str, float]]:
+    """Client errors the server counted, and its ModelInfer calls by the code they ended with (the server's
+    side of the gRPC figures: a call the client gave up on before the server took it is not there)."""
     import httpx
 
-    from predictor.series import REQUEST_ERRORS_TOTAL
+    from common.series import REQUEST_ERRORS_TOTAL, REQUESTS_TOTAL
 
     text = httpx.get(f"{url}/metrics", timeout=30).text
-    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(REQUEST_ERRORS_TOTAL + "{"))
+    errors = sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(REQUEST_ERRORS_TOTAL + "{"))
+    grpc_codes: Counter[str] = Counter()
+    for ln in text.splitlines():
+        if ln.startswith(REQUESTS_TOTAL + "{") and 'protocol="grpc"' in ln:
+            code = ln.split('code="', 1)[1].split('"', 1)[0]
+            grpc_codes[code] += float(ln.rsplit(" ", 1)[1])
+    return errors, dict(grpc_codes)
 
 
 def _judge(res: SoakResult, good_share: float) -> None:
@@ -252,15 +288,22 @@ def markdown(res: SoakResult) -> list[str]:
         f"Soak ({time.strftime('%Y-%m-%d', time.gmtime())}, `housing bench --mode soak`): one predictor "
         "(ames XGBoost), "
         f"maximum {res.max_rps:,.0f} one-row V1 req/s (wrk, {cfg['connections']} connections), then "
-        f"{cfg['share']:.0%} of it ({res.target_rps:,.0f} req/s, {cfg['grpc_share']:.0%} over gRPC) for "
-        f"{cfg['seconds']:g} s with a mix of good and bad requests (V1, V2, gRPC; 4 of 11 REST and 1 of 5 gRPC "
+        + (
+            f"{cfg['share']:.0%} of the server's CPU at that maximum spent on the mix (a mix request cost "
+            f"{res.mix_cost:.2f}x a one-row V1 request in server CPU: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in res.cpu_ms.items())
+            + f"; {res.target_rps:,.0f} req/s, {cfg['grpc_share']:.0%} over gRPC) for "
+            if cfg.get("by_cpu")
+            else f"{cfg['share']:.0%} of it ({res.target_rps:,.0f} req/s, {cfg['grpc_share']:.0%} over gRPC) for "
+        )
+        + f"{cfg['seconds']:g} s with a mix of good and bad requests (V1, V2, gRPC; 4 of 11 REST and 1 of 5 gRPC "
         f"requests malformed or too large): {sent:,} requests, **{res.unexpected} unexpected statuses**, "
         f"RSS {res.rss_start_kb / 1024:,.1f} MiB at the start → {res.rss_end_kb / 1024:,.1f} MiB at the end "
         f"(**{res.rss_growth:+.1%}**; goal ≤ 5 %), {res.errors_counted:,.0f} client errors counted in "
         "`housing_request_errors_total`."
         + (
             f" Machine load average {res.loadavg[0]:.1f} at the start, {res.loadavg[-1]:.1f} at the end "
-            f"({os.cpu_count()} cores shared with other jobs; each window's pacing delay is in the JSON)."
+            f"({os.cpu_count()} cores shared with other jobs)."
             if res.loadavg
             else ""
         ),
@@ -277,6 +320,15 @@ def markdown(res: SoakResult) -> list[str]:
         )
     if res.unexpected_detail:
         lines += ["", "Unexpected: " + ", ".join(f"{k}: {v}" for k, v in res.unexpected_detail.items())]
+    lag = [w.get("loop_lag_max_ms", float("nan")) for w in grpc_windows]
+    if lag:
+        lines += [
+            "",
+            f"gRPC client: worst window's own event-loop lag {max(lag):.1f} ms, worst p99 of calls leaving late "
+            f"{max(w.get('send_lag_p99_ms', float('nan')) for w in grpc_windows):.1f} ms (the client kept up); "
+            "ModelInfer calls the server ended, by status: "
+            + (", ".join(f"{c}: {n:,.0f}" for c, n in sorted(res.grpc_server.items())) or "none counted"),
+        ]
     return lines
 
 

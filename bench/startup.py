@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from bench import servers
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
 
 console = Console(stderr=True)
 

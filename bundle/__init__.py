@@ -1,7 +1,7 @@
 """The bundle contract shared by training (the writer) and the predictor (the reader).
 
-It depends on nothing else in housing but numpy (and, for MLflow, on mlflow imported lazily),
-so serving never imports training, scikit-learn or MLflow:
+It depends on nothing else in housing but ``common`` and numpy, so serving never imports training,
+scikit-learn or MLflow:
 
 * :mod:`bundle.manifest` — ``bundle.json``: the manifest, digests, :func:`~bundle.manifest.write_bundle`
   and the verifying :func:`~bundle.manifest.load_manifest`.
@@ -11,6 +11,8 @@ so serving never imports training, scikit-learn or MLflow:
   (``model.ubj``, ``forest.npz``, ``linear.json``); :mod:`bundle.ubjson` reads ``model.ubj``
   without xgboost.
 * :mod:`bundle.reference` — ``reference.json`` (training distribution) and the one PSI.
-* :mod:`bundle.registry` — the MLflow registry of bundles: register (training), resolve
-  ``models:/`` (the predictor), promote and reject (rollouts).
+* :mod:`bundle.metrics` — RMSE, MAE, R², MAPE: the holdout metrics a bundle records, and what the
+  rollout's quality gate measures on the same evaluation rows.
+
+Where bundles are registered, resolved, promoted and rejected (MLflow) is the package :mod:`registry`.
 """

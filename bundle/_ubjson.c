@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI 1
+#define ABI 2  /* 2: counts bounded by the bytes left, no zero-width typed arrays */
 #define MAX_DEPTH 256
 
 typedef struct {
@@ -90,7 +90,7 @@ static int length(Reader *r, Py_ssize_t *out) {
         fail(r, "negative length");
         return -1;
     }
-    if (n > r->end) { /* no count can exceed the bytes left: refuse before allocating */
+    if (n > r->end - r->pos) { /* no count can exceed the bytes left: refuse before allocating */
         fail(r, "length beyond the end of data");
         return -1;
     }
@@ -133,6 +133,8 @@ static PyObject *array(Reader *r) {
     int typ;
     Py_ssize_t count;
     if (container_header(r, &typ, &count) < 0) return NULL;
+    if (typ == 'T' || typ == 'F' || typ == 'Z') /* elements of no bytes: a count would not be bounded */
+        return fail(r, "typed array of a zero-width type");
     int size = typ ? scalar_size(typ) : 0;
     if (size) { /* a typed numeric array: handed over whole */
         if ((r->end - r->pos) / size < count) return fail(r, "unexpected end of data");

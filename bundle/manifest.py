@@ -102,15 +102,36 @@ def load_manifest(directory: Path, expected_digest: str | None = None) -> Manife
 
     Raises :class:`BundleError` naming the first file that is missing or does not match.
     """
-    directory = Path(directory)
+    return _verified(Path(directory), expected_digest, keep=False).manifest
+
+
+@dataclass
+class VerifiedBundle:
+    """A manifest, the digest of the ``bundle.json`` bytes it was parsed from, and every listed file's
+    bytes — the very bytes whose sha256 matched, so what is parsed is what was verified."""
+
+    manifest: Manifest
+    digest: str
+    contents: dict[str, bytes]
+
+
+def read_verified(directory: Path, expected_digest: str | None = None) -> VerifiedBundle:
+    """Read ``bundle.json`` and every file it lists once, verifying each digest on the bytes kept.
+
+    Unlike hashing the files and reading them again to parse them, nothing can change in between.
+    Raises :class:`BundleError` as :func:`load_manifest` does.
+    """
+    return _verified(Path(directory), expected_digest, keep=True)
+
+
+def _verified(directory: Path, expected_digest: str | None, keep: bool) -> VerifiedBundle:
     path = directory / MANIFEST
     if not path.is_file():
         raise BundleError(f"{MANIFEST}: not found in {directory}")
     raw = path.read_bytes()
-    if expected_digest and hashlib.sha256(raw).hexdigest() != expected_digest.lower():
-        raise BundleError(
-            f"{MANIFEST}: bundle digest {hashlib.sha256(raw).hexdigest()} does not match the pinned {expected_digest}"
-        )
+    digest = hashlib.sha256(raw).hexdigest()
+    if expected_digest and digest != expected_digest.lower():
+        raise BundleError(f"{MANIFEST}: bundle digest {digest} does not match the pinned {expected_digest}")
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -126,13 +147,20 @@ def load_manifest(directory: Path, expected_digest: str | None = None) -> Manife
         raise BundleError(f"{MANIFEST}: unknown flavor {manifest.flavor!r}")
     if manifest.model_file not in manifest.files:
         raise BundleError(f"{manifest.model_file}: not listed in {MANIFEST}")
+    contents: dict[str, bytes] = {}
     for name, expected in manifest.files.items():
         file = directory / name
-        if Path(name).name != name:
+        if Path(name).name != name or name in ("", ".", ".."):
             raise BundleError(f"{name}: file names in a bundle must not contain a path")
         if not file.is_file():
             raise BundleError(f"{name}: listed in {MANIFEST} but missing")
-        actual = sha256_file(file)
+        if keep:
+            data = file.read_bytes()
+            actual = hashlib.sha256(data).hexdigest()
+        else:
+            actual = sha256_file(file)
         if actual != expected:
             raise BundleError(f"{name}: sha256 {actual} does not match {expected} recorded in {MANIFEST}")
-    return manifest
+        if keep:
+            contents[name] = data
+    return VerifiedBundle(manifest, digest, contents)

@@ -86,9 +86,11 @@ def export_forest(forest: Any, path: Path) -> dict[str, Any]:
     return {"n_trees": len(roots), "n_nodes": offset}
 
 
-def load_forest(path: Path) -> dict[str, np.ndarray]:
-    """Read ``forest.npz`` (no pickle)."""
-    with np.load(path, allow_pickle=False) as data:
+def load_forest(path: Path | bytes) -> dict[str, np.ndarray]:
+    """Read ``forest.npz`` (no pickle), from its path or its (verified) bytes."""
+    import io
+
+    with np.load(io.BytesIO(path) if isinstance(path, bytes) else path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 
@@ -134,9 +136,9 @@ def export_linear(pipeline: Any, path: Path) -> dict[str, Any]:
     return {"n_features": len(coef)}
 
 
-def load_linear(path: Path) -> dict[str, Any]:
-    """Read ``linear.json``: ``{"intercept": float, "coef": [float, ...]}``."""
-    return json.loads(Path(path).read_text())
+def load_linear(path: Path | bytes) -> dict[str, Any]:
+    """Read ``linear.json``: ``{"intercept": float, "coef": [float, ...]}``, from its path or its bytes."""
+    return json.loads(path if isinstance(path, bytes) else Path(path).read_text())
 
 
 def predict_linear(path: Path, X: np.ndarray) -> np.ndarray:
@@ -160,11 +162,11 @@ def export_xgboost(model: Any, path: Path) -> dict[str, Any]:
     }
 
 
-def load_xgboost(path: Path) -> dict[str, Any]:
-    """Read ``model.ubj`` into XGBoost's JSON model document without importing xgboost.
+def load_xgboost(path: Path | bytes) -> dict[str, Any]:
+    """Read ``model.ubj`` (its path or its bytes) into XGBoost's JSON model document without importing xgboost.
 
     Raises :class:`bundle.ubjson.UBJSONError` when the file is not UBJSON (e.g. a legacy binary).
     """
     from bundle import ubjson
 
-    return ubjson.loads(Path(path).read_bytes())
+    return ubjson.loads(path if isinstance(path, bytes) else Path(path).read_bytes())

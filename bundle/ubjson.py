@@ -36,11 +36,17 @@ class UBJSONError(ValueError):
     """The bytes are not UBJSON this reader understands."""
 
 
+#: Containers nested deeper than this are refused (as by the C decoder), not a RecursionError.
+MAX_DEPTH = 256
+_ZERO_WIDTH = frozenset(ord(c) for c in "TFZ")
+
+
 class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data = bytes(data)
         self.end = len(self.data)
         self.pos = 0
+        self.depth = 0
 
     def marker(self) -> int:
         data, pos, end = self.data, self.pos, self.end
@@ -74,6 +80,8 @@ class _Reader:
         self.pos = pos + st.size
         if n < 0:
             raise UBJSONError("negative length")
+        if n > self.end - self.pos:  # no count can exceed the bytes left: refuse before allocating
+            raise UBJSONError(f"length beyond the end of data at byte {self.pos}")
         return n
 
     def string(self) -> str:
@@ -92,10 +100,13 @@ class _Reader:
             return self.scalar(m)
         if m == _S or m == _H:
             return self.string()
-        if m == _OPEN_ARRAY:
-            return self.array()
-        if m == _OPEN_OBJ:
-            return self.obj()
+        if m == _OPEN_ARRAY or m == _OPEN_OBJ:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise UBJSONError(f"nested too deeply at byte {self.pos}")
+            v = self.array() if m == _OPEN_ARRAY else self.obj()
+            self.depth -= 1
+            return v
         if m == _C:
             return chr(self.scalar(ord("U")))
         if m == _T:
@@ -122,6 +133,8 @@ class _Reader:
 
     def array(self) -> Any:
         typ, count = self._container_header()
+        if typ in _ZERO_WIDTH:  # elements of no bytes: a count would not be bounded
+            raise UBJSONError("typed array of a zero-width type")
         if typ is not None and typ in _ARRAY_TYPES:
             assert count is not None
             dtype, size = _ARRAY_TYPES[typ]
@@ -165,7 +178,7 @@ def _c_decoder() -> Any:
         from bundle import _ubjson
     except ImportError:  # pragma: no cover - depends on the build
         return None
-    return _ubjson if getattr(_ubjson, "ABI", None) == 1 else None
+    return _ubjson if getattr(_ubjson, "ABI", None) == 2 else None
 
 
 _c = _c_decoder()

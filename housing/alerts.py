@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
+from common import series as m
 from housing import dashboard as d
-from predictor import series as m
 
 RULES_PATH = d.ROOT / "charts" / "housing" / "files" / "prometheus-rules.yaml"
 VALUES_PREFIX = ".Values.monitoring.prometheusRule"

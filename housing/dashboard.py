@@ -1,7 +1,7 @@
 """The Grafana dashboard of the model servers, generated from code.
 
 Every panel is one :class:`Panel` with its PromQL written against the series the predictor
-exports (names read from :mod:`predictor.metrics` and from KServe's own ``kserve.metrics``,
+exports (names read from :mod:`predictor.observe.metrics` and from KServe's own ``kserve.metrics``,
 never retyped) and the labels each result must carry; :func:`build` turns them into a Grafana
 dashboard with grafana-foundation-sdk. The JSON is kept in the chart
 (``charts/housing/files/dashboards/housing.json``), which ships it as a ConfigMap for Grafana's
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from predictor import series as m
+from common import series as m
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD_PATH = ROOT / "charts" / "housing" / "files" / "dashboards" / "housing.json"

@@ -5,7 +5,9 @@
 3. send a V1 and a V2 request and print the answers,
 4. run a canary (``housing rollout run``): the offline quality gate scores both versions on the
    same evaluation rows first, then the challenger takes 10 → 50 → 100 % of live traffic, gated
-   on Prometheus, and is promoted or rolled back by itself.
+   on Prometheus, and is promoted or rolled back by itself. The router also sends the champion's
+   requests to the challenger (``--shadow 1``), so the mean-shift gate compares the two answers to
+   the same rows; the flags (:data:`common.config.DEMO_CANARY`) come from the power curve in rollout/README.md.
 
 Every step is the same code a user runs by hand; nothing here is demo-only logic.
 """
@@ -24,8 +26,9 @@ import httpx
 import typer
 from rich.console import Console
 
-from housing.config import ALIAS_CHAMPION, load_settings
-from housing.net import free_port, wait_http
+from common.config import ALIAS_CHAMPION, load_settings
+from common.config import DEMO_CANARY as CANARY
+from common.net import free_port, wait_http
 
 console = Console()
 
@@ -86,7 +89,7 @@ def _serve_and_predict(model_name: str, row: dict[str, Any], log_dir: Path) -> N
 def demo(
     dataset: str = typer.Option("ames", "--dataset", "-d", help="ames or boston."),
     fast: bool = typer.Option(False, "--fast", help="Small models (seconds) instead of the full configuration."),
-    interval: float = typer.Option(8.0, help="Seconds per canary step."),
+    interval: float = typer.Option(CANARY["interval"], help="Seconds per canary look (a step looks up to 3 times)."),
 ) -> None:
     """Train → serve → V1/V2 predictions → a canary step, all on this machine (no cluster).
 
@@ -114,12 +117,14 @@ def demo(
     row = _sample_row(dataset, first.manifest.target["name"])
     _serve_and_predict(settings.model_name, row, settings.home)
 
-    console.rule("4. canary: challenger 10 → 50 → 100 %, gated on Prometheus")
-    cmd = [sys.executable, "-m", "housing", "rollout", "run", "--steps", "10,50,100", "--interval", str(interval)]
-    cmd += ["--min-requests", "20", "--traffic", "40"]
+    console.rule(f"4. canary: challenger {' → '.join(CANARY['steps'].split(','))} %, gated on Prometheus")
+    flags = {**CANARY, "interval": interval}
+    cmd = [sys.executable, "-m", "housing", "rollout", "run"]
+    for name, value in flags.items():
+        cmd += [f"--{name.replace('_', '-')}", str(value)]
     console.print("$ housing " + " ".join(cmd[3:]))
     code = subprocess.run(cmd, env=os.environ.copy()).returncode
-    if code not in (0, 3, 4):  # promoted, rolled back by the gates, refused by the quality gate: all finished
+    if code not in (0, 3, 4, 6):  # promoted, rolled back, refused by the quality gate, not enough evidence: finished
         console.print(f"[red]the rollout failed with exit code {code}[/]")
         raise typer.Exit(code)
     console.rule("done")

@@ -4,16 +4,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from predictor.series import DRIFT_SCORE, PREDICTION_VALUE, VERSION_LABEL
-from rollout.router_series import ROUTER_REQUEST_SECONDS, ROUTER_REQUESTS_TOTAL
+from common.series import DRIFT_SCORE, PREDICTION_VALUE, VERSION_LABEL
+from rollout.gateway_series import GATEWAY_REQUEST_SECONDS, GATEWAY_REQUESTS_TOTAL, SERVICE_LABEL
+from rollout.router_series import (
+    ROUTER_REQUEST_SECONDS,
+    ROUTER_REQUESTS_TOTAL,
+    ROUTER_SHADOW_DIFF_DOWN,
+    ROUTER_SHADOW_DIFF_SQUARES,
+    ROUTER_SHADOW_DIFF_UP,
+    ROUTER_SHADOW_PAIRS,
+)
+
+
+@dataclass
+class GatewaySeries:
+    """The gateway's per-backend series, counted against the version behind each backend Service."""
+
+    requests: str = GATEWAY_REQUESTS_TOTAL  # counter: service, code
+    latency: str = GATEWAY_REQUEST_SECONDS  # histogram: service
+    service_label: str = SERVICE_LABEL
+    code_label: str = "code"
+    error_code_regex: str = "5.."
+    #: Requests whose ``code`` is an HTTP status: traefik v3.6 labels gRPC calls with a gRPC code read
+    #: from the response *headers*, so a call answered OK (its status is in the trailers) and one the
+    #: gateway could not deliver (no status at all) are both ``code="2"`` (Unknown) — measured with
+    #: traefik v3.6.12 — and cannot count for or against a version; the predictor counts its gRPC calls.
+    protocol_label: str = "protocol"
+    http_protocols: str = "http|websocket|sse"
+    #: ``{"champion": regex, "challenger": regex}`` of the service label (set by the run from the backend)
+    services: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class MetricNames:
-    """Prometheus series the gates read. Defaults: the local router + the housing predictor."""
+    """Prometheus series the gates read. Defaults: the local router + the housing predictor.
+
+    ``requests`` counts requests by ``code_label``; the error gate is its ``error_code_regex``
+    share (:func:`rollout.promql.error_rate_query`), for the router's series and the predictor's
+    alike; with ``gateway`` the gateway's series are read as well.
+    """
 
     requests: str = ROUTER_REQUESTS_TOTAL  # counter: model_version, code
-    errors: str | None = None  # a separate error counter (then error rate = errors / (requests + errors))
     latency: str = ROUTER_REQUEST_SECONDS  # histogram: model_version
     predictions: str = PREDICTION_VALUE  # histogram of predicted values: model_version
     drift: str = DRIFT_SCORE  # gauge: model_version
@@ -21,6 +52,21 @@ class MetricNames:
     error_code_regex: str = "5.."
     code_label: str = "code"
     selector: str = ""  # extra matchers, e.g. 'namespace="ml"'
+    #: Counters of the paired comparison (pairs, Σ r⁺, Σ r⁻, Σ r²; labelled with the challenger's
+    #: version); absent series (no shadow, or no router) leave the two-sample comparison.
+    paired: tuple[str, str, str, str] | None = (
+        f"{ROUTER_SHADOW_PAIRS}_total",
+        f"{ROUTER_SHADOW_DIFF_UP}_total",
+        f"{ROUTER_SHADOW_DIFF_DOWN}_total",
+        f"{ROUTER_SHADOW_DIFF_SQUARES}_total",
+    )
+
+    gateway: GatewaySeries | None = None
+
+
+#: Default significance level of the distribution gates (:mod:`rollout.evidence`): the largest
+#: chance that a challenger within a threshold fails that gate in a step.
+DEFAULT_ALPHA = 0.05
 
 
 @dataclass
@@ -30,6 +76,7 @@ class Thresholds:
     max_mean_shift: float = 0.10
     max_psi: float = 0.25
     max_drift: float = 0.5
+    alpha: float = DEFAULT_ALPHA  # significance level of the PSI and mean-shift tests
 
 
 @dataclass

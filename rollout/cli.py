@@ -6,21 +6,34 @@ Mounted by ``housing.cli`` as ``housing rollout``; also ``python -m rollout``.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from housing.config import load_settings
-from rollout.analysis_config import Thresholds, parse_steps
+from common.config import load_settings
+from rollout.analysis_config import DEFAULT_ALPHA, Thresholds, parse_steps
 from rollout.backends import BACKENDS
-from rollout.backends.base import RolloutError, RolloutStatus
+from rollout.backends.base import AwaitsReady, Backend, HoldsLease, RolloutStatus
+from rollout.errors import RolloutError
+from rollout.live_step import (
+    LiveDaysOpt,
+    LiveGateOpt,
+    LiveLogOpt,
+    LiveMinLabelsOpt,
+    LiveToleranceOpt,
+    RequireLabelsOpt,
+    live_gate_options,
+)
 from rollout.orchestrator import (
     GateRefused,
     RunOptions,
     UsageError,
+    pinned,
     quality_gate,
     resolve_for,
     run_rollout,
@@ -98,6 +111,7 @@ def make_backend(
     dry_run: bool = False,
     manifest: Path | None = None,
     canary_name: str | None = None,
+    route: str | None = None,
 ) -> Any:
     _check_backend(backend)
     if backend == "local":
@@ -111,7 +125,9 @@ def make_backend(
     if backend == "standard":
         from rollout.backends.kserve_standard import StandardBackend
 
-        return StandardBackend(name, namespace, dry_run=dry_run, manifest=obj, canary_name=canary_name)
+        return StandardBackend(name, namespace, dry_run=dry_run, manifest=obj, canary_name=canary_name, route=route)
+    if route:
+        raise UsageError("--route applies to the standard backend (a Gateway API route in front of KServe Standard)")
     from rollout.backends.kserve_serverless import ServerlessBackend
 
     return ServerlessBackend(name, namespace, dry_run=dry_run, manifest=obj)
@@ -128,6 +144,10 @@ def show(status: RolloutStatus, as_json: bool = False) -> None:
         typer.echo(f"challenger  {pct:>3}%  {uri}  {ver}")
     if status.detail.get("router"):
         typer.echo(f"router      {status.detail['router']}")
+    gateway = status.detail.get("gateway")
+    if gateway:
+        backends = ", ".join(f"{svc} {weight}" for svc, weight in gateway.get("backends") or [])
+        typer.echo(f"gateway     {gateway.get('route')}: {backends or '-'}")
 
 
 def _run(fn) -> None:  # noqa: ANN001
@@ -154,6 +174,12 @@ DryRunOpt = typer.Option(False, "--dry-run", help="KServe: print the JSON patch 
 ManifestOpt = typer.Option(
     None, "--manifest", help="KServe --dry-run: read the current InferenceService from this JSON/YAML file"
 )
+RouteOpt = typer.Option(
+    None,
+    "--route",
+    envvar="HOUSING_ROUTE",
+    help="standard: the HTTPRoute (and GRPCRoute) whose weights the rollout moves (the chart's gateway.enabled)",
+)
 ToleranceOpt = typer.Option(
     DEFAULT_TOLERANCE,
     "--quality-tolerance",
@@ -169,10 +195,31 @@ SkipGateOpt = typer.Option(
 )
 
 
-def _check_lease(be: Any, dry_run: bool) -> None:
+def check_limits(limits: dict[str, tuple[float, float, float, bool]]) -> None:
+    """``{flag: (value, low, high, low_included)}``: a value outside its range (the upper bound
+    included, the lower one when ``low_included``) or not a number is a usage error naming the flag."""
+    for flag, (value, low, high, low_included) in limits.items():
+        above = value >= low if low_included else value > low
+        if math.isnan(value) or not above or value > high:
+            lo = "[" if low_included else "("
+            hi = "inf)" if math.isinf(high) else f"{high:g}]"
+            raise UsageError(f"{flag} must be within {lo}{low:g}, {hi}, got {value:g}")
+
+
+def _check_lease(be: Backend, dry_run: bool) -> None:
     """Refuse a manual step while a ``rollout run`` holds the InferenceService's Lease."""
-    if not dry_run and hasattr(be, "lease"):
+    if not dry_run and isinstance(be, HoldsLease):
         be.lease().check_free()
+
+
+def _finish(status: RolloutStatus, dry_run: bool, sync: Callable[[], str | None] | None, done: str, cmd: str) -> None:
+    """After a manual promote or rollback: ``sync`` the registry (unless None), then show the status;
+    a RolloutError naming the command to run again when the cluster moved and MLflow did not."""
+    if dry_run:
+        return
+    if sync is not None and (why := sync()):
+        raise RolloutError(f"the cluster is {done} but {why}; run `housing rollout {cmd}` again to finish")
+    show(status)
 
 
 def _name(name: str | None) -> str:
@@ -197,6 +244,7 @@ def start(
     quality_tolerance: float = ToleranceOpt,
     allow_worse: bool = AllowWorseOpt,
     skip_quality_gate: bool = SkipGateOpt,
+    route: str = RouteOpt,
 ) -> None:
     """Deploy the challenger next to the champion with PERCENT % of the traffic.
 
@@ -213,17 +261,17 @@ def start(
         from rollout.backends.base import check_percent
 
         check_percent(percent)
-        be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name)
+        be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name, route)
         _check_lease(be, dry_run)
         champ, chall = resolve_for(be, champion_uri, challenger_uri)
         if not dry_run:
             if skip_quality_gate:
                 typer.echo("quality gate: skipped (--skip-quality-gate)")
             else:
-                quality_gate(champ, chall, quality_tolerance, allow_worse, typer.echo)
+                chall = pinned(chall, quality_gate(champ, chall, quality_tolerance, allow_worse, typer.echo))
         be.prepare(champ["uri"], chall["uri"], port=port, sticky=sticky)  # local: champion + challenger at 0 %
-        status = be.start(chall["uri"], percent)
-        if wait and not dry_run and hasattr(be, "wait_ready"):
+        status = be.start(chall["uri"], percent, digest=chall["digest"])
+        if wait and not dry_run and isinstance(be, AwaitsReady):
             started = time.monotonic()
             status = be.wait_ready(ready_timeout)
             typer.echo(f"canary Ready after {time.monotonic() - started:.1f} s")
@@ -242,6 +290,7 @@ def status(
     watch: bool = typer.Option(False, "--watch", "-w", help="a live view, with the gates of the latest run"),
     every: float = typer.Option(2.0, help="--watch: seconds between refreshes"),
     count: int = typer.Option(None, hidden=True, help="--watch: stop after this many views"),
+    route: str = RouteOpt,
 ) -> None:
     """Show who serves what share of traffic (read back from the target).
 
@@ -254,25 +303,42 @@ def status(
         def go() -> None:
             if every <= 0:
                 raise UsageError(f"--every must be positive, got {every}")
-            be, home = make_backend(backend, _name(name), namespace), load_settings().home
+            be, home = make_backend(backend, _name(name), namespace, route=route), load_settings().home
             live(be.status, lambda: latest_log(home, _name(name)), every, count)
 
         return _run(go)
 
     def once() -> None:
-        be = make_backend(backend, _name(name), namespace)
-        state = be.lease().state() if hasattr(be, "lease") else None
+        be = make_backend(backend, _name(name), namespace, route=route)
+        state = be.lease().state() if isinstance(be, HoldsLease) else None
         if as_json:
             data = be.status().to_dict()
-            if hasattr(be, "lease"):  # the rollout run's Lease: who holds it, until when, its progress
+            if isinstance(be, HoldsLease):  # the rollout run's Lease: who holds it, until when, its progress
                 data["lease"] = None if state is None else state.to_dict()
+                data["events"] = _events(be)  # the rollout runner's Events on the InferenceService
             typer.echo(json.dumps(data, indent=2, default=str))
             return
         show(be.status())
-        if hasattr(be, "lease"):
+        if isinstance(be, HoldsLease):
             typer.echo(f"rollout     {'no run yet' if state is None else state.describe()}")
+            _show_events(be)
 
     _run(once)
+
+
+def _events(be: Any) -> list[dict[str, Any]] | None:
+    """The rollout Events on the InferenceService (None when they cannot be read)."""
+    from rollout.kube_events import core_api, recent_events
+
+    try:
+        return recent_events(core_api(be.api.api_client), be.namespace, be.isvc, limit=12)
+    except Exception:  # noqa: BLE001 - no permission to list events, or no cluster: status shows the rest
+        return None
+
+
+def _show_events(be: Any) -> None:
+    for e in _events(be) or []:
+        typer.echo(f"  {e['time'][11:19]} {e['type']:<7} {e['reason']:<18} {e['message']}")
 
 
 @app.command()
@@ -283,13 +349,14 @@ def promote(
     registry_sync: bool = typer.Option(True, "--registry/--no-registry", help="move the MLflow aliases"),
     dry_run: bool = DryRunOpt,
     manifest: Path = ManifestOpt,
+    route: str = RouteOpt,
 ) -> None:
     """Make the challenger the champion now (100 %) and move the MLflow aliases."""
 
     def go() -> None:
         from rollout.orchestrator import already_promoted, registry_promote, resolve_uris
 
-        be = make_backend(backend, _name(name), namespace, dry_run, manifest)
+        be = make_backend(backend, _name(name), namespace, dry_run, manifest, route=route)
         _check_lease(be, dry_run)
         status = None
         if registry_sync and not dry_run and not be.runs_champion:
@@ -300,13 +367,8 @@ def promote(
             status = already_promoted(be, chall["uri"])
             if status is not None:
                 typer.echo(f"{chall['uri']} already serves as the champion: moving the aliases only")
-        if status is None:
-            status = be.promote()
-        if dry_run:
-            return
-        if registry_sync and (why := registry_promote(None, typer.echo)):
-            raise RolloutError(f"the cluster is promoted but {why}; run `housing rollout promote` again to finish")
-        show(status)
+        sync = (lambda: registry_promote(None, typer.echo)) if registry_sync else None
+        _finish(status if status is not None else be.promote(), dry_run, sync, "promoted", "promote")
 
     _run(go)
 
@@ -320,20 +382,23 @@ def rollback(
     registry_sync: bool = typer.Option(True, "--registry/--no-registry", help="tag the challenger rejected in MLflow"),
     dry_run: bool = DryRunOpt,
     manifest: Path = ManifestOpt,
+    route: str = RouteOpt,
 ) -> None:
     """Send all traffic back to the champion; tag the challenger rejected with the reason."""
 
     def go() -> None:
         from rollout.orchestrator import registry_reject
 
-        be = make_backend(backend, _name(name), namespace, dry_run, manifest)
+        be = make_backend(backend, _name(name), namespace, dry_run, manifest, route=route)
+        if not dry_run and backend == "standard":
+            from rollout.auto_cli import ask_rollback
+
+            if ask_rollback(be, namespace, _name(name), reason):  # the rollout runner waits at its pause
+                typer.echo("asked the paused rollout runner to roll back")
+                return
         _check_lease(be, dry_run)
-        status = be.rollback(reason)
-        if dry_run:
-            return
-        if registry_sync and (why := registry_reject(None, reason, typer.echo)):
-            raise RolloutError(f"the cluster is rolled back but {why}; run `housing rollout rollback` again to finish")
-        show(status)
+        sync = (lambda: registry_reject(None, reason, typer.echo)) if registry_sync else None
+        _finish(be.rollback(reason), dry_run, sync, "rolled back", "rollback")
 
     _run(go)
 
@@ -353,6 +418,16 @@ def run(
     max_mean_shift: float = typer.Option(0.10, help="gate: relative shift of the mean prediction vs champion"),
     max_psi: float = typer.Option(0.25, help="gate: PSI of the prediction histogram vs champion"),
     max_drift: float = typer.Option(0.5, help="gate: challenger drift score (largest feature PSI)"),
+    alpha: float = typer.Option(
+        DEFAULT_ALPHA,
+        help="significance level of the PSI and mean-shift tests, within (0, 0.5]: the largest chance that a "
+        "challenger within those thresholds fails a step on one of them",
+    ),
+    shadow: float = typer.Option(
+        0.0,
+        help="local: the challenger also answers this share (0..1) of the champion's requests, never returned; "
+        "the mean-shift gate then compares the two answers to the same rows",
+    ),
     challenger_uri: str = typer.Option(None, help="bundle URI of the challenger (default: MLflow alias)"),
     champion_uri: str = typer.Option(None, help="local: bundle URI of the champion (default: MLflow alias)"),
     canary_name: str = typer.Option(None, help="standard: name of the canary predictor"),
@@ -369,6 +444,13 @@ def run(
     quality_tolerance: float = ToleranceOpt,
     allow_worse: bool = AllowWorseOpt,
     skip_quality_gate: bool = SkipGateOpt,
+    route: str = RouteOpt,
+    live_gate: bool = LiveGateOpt,
+    live_log: str = LiveLogOpt,
+    live_min_labels: int = LiveMinLabelsOpt,
+    live_tolerance: float = LiveToleranceOpt,
+    live_days: float = LiveDaysOpt,
+    require_labels: bool = RequireLabelsOpt,
 ) -> None:
     """Walk the steps, judge each from Prometheus, then promote or roll back by itself.
 
@@ -377,11 +459,31 @@ def run(
     version of a dataset) must not exceed the champion's by more than --quality-tolerance
     (--allow-worse overrides that, and the event log records it; figures are logged to MLflow).
     Every step (weights, PromQL, values, decision) goes to HOUSING_HOME/rollouts/*.jsonl.
-    Exit code: 0 promoted, 3 rolled back, 4 refused by the quality gate, 2 bad input, 1 other failure.
+    The PSI and mean-shift gates are statistical tests at level --alpha: a step fails only when the
+    evidence says a threshold is exceeded; without enough evidence it waits (up to 3 intervals).
+    With --live-gate every step is also judged on live accuracy: the challenger's RMSE on labelled
+    payload rows (housing feedback) against the champion's (rollout/live_step.py).
+    Exit code: 0 promoted, 3 rolled back, 4 refused by the quality gate, 6 not enough evidence
+    (nothing changed), 2 bad input, 1 other failure.
     """
 
     def go() -> None:
         step_list = parse_steps(steps)
+        try:
+            live = live_gate_options(live_gate, live_log, live_min_labels, live_tolerance, live_days, require_labels)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        check_limits(
+            {
+                "--max-error-rate": (max_error_rate, 0.0, 1.0, True),
+                "--max-p95": (max_p95, 0.0, math.inf, False),
+                "--max-mean-shift": (max_mean_shift, 0.0, math.inf, True),
+                "--max-psi": (max_psi, 0.0, math.inf, True),
+                "--max-drift": (max_drift, 0.0, math.inf, True),
+                "--alpha": (alpha, 0.0, 0.5, False),
+                "--shadow": (shadow, 0.0, 1.0, True),
+            }
+        )
         for label, value in (
             ("--interval", interval),
             ("--min-requests", min_requests),
@@ -389,12 +491,14 @@ def run(
         ):
             if value < (1 if label == "--max-failures" else 0):
                 raise UsageError(f"{label} must be positive, got {value}")
-        be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name)
+        if shadow > 0 and backend != "local":
+            raise UsageError("--shadow needs the local router (--backend local); a cluster has no mirror yet")
+        be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name, route)
         if dry_run:
             if be.runs_champion:
                 raise UsageError("--dry-run applies to the KServe backends")
             _, chall = resolve_for(be, None, challenger_uri)
-            be.start(chall["uri"], step_list[0])
+            be.start(chall["uri"], step_list[0], digest=chall["digest"])
             for w in step_list[1:]:
                 be.set_weight(w)
             be.promote()
@@ -404,7 +508,8 @@ def run(
             interval=interval,
             min_requests=min_requests,
             max_failures=max_failures,
-            thresholds=Thresholds(max_error_rate, max_p95, max_mean_shift, max_psi, max_drift),
+            thresholds=Thresholds(max_error_rate, max_p95, max_mean_shift, max_psi, max_drift, alpha),
+            shadow=shadow,
             prometheus_url=prometheus_url,
             champion_uri=champion_uri,
             challenger_uri=challenger_uri,
@@ -416,6 +521,7 @@ def run(
             quality_tolerance=quality_tolerance,
             allow_worse=allow_worse,
             quality_gate=not skip_quality_gate,
+            live_gate=live,
         )
         outcome = run_rollout(be, options, typer.echo, show)
         if outcome.registry_pending:
@@ -425,6 +531,8 @@ def run(
                 err=True,
             )
             raise typer.Exit(5)
+        if outcome.decision == "inconclusive":
+            raise typer.Exit(6)
         if outcome.decision != "promoted":
             raise typer.Exit(3)
 
@@ -487,6 +595,14 @@ def stop(name: str = NameOpt) -> None:
         typer.echo(f"stopped local deployment {_name(name)!r}")
 
     _run(go)
+
+
+from rollout.live_accuracy import live_gate_command  # noqa: E402 - the live-accuracy gate (issue 25)
+
+app.command("live-gate")(live_gate_command)
+from rollout.auto_cli import register as _register_auto  # noqa: E402 - auto, resume, retry
+
+_register_auto(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,11 +1,10 @@
-"""Statistics on Prometheus histograms (cumulative ``{le: count}``): shares, means, PSI (pure)."""
+"""Statistics on Prometheus histograms (cumulative ``{le: count}``): shares, means, rebinning (pure).
+
+The distribution gates' tests on them (PSI, mean shift) are in :mod:`rollout.evidence`."""
 
 from __future__ import annotations
 
 import math
-
-from bundle.reference import PSI_EPS
-from bundle.reference import psi as population_stability
 
 
 def bucket_probabilities(cumulative: dict[str, float]) -> list[tuple[float, float]]:
@@ -68,36 +67,3 @@ def rebin(cumulative: dict[str, float], bounds: list[float]) -> dict[str, float]
         return finite[-1][1]
 
     return {repr(b) if math.isfinite(b) else "+Inf": cdf(b) for b in bounds}
-
-
-def psi(
-    champion: dict[str, float], challenger: dict[str, float], eps: float = PSI_EPS, debias: bool = True
-) -> float | None:
-    """Population stability index of two cumulative histograms over the same buckets.
-
-    With ``debias`` the value expected from sampling noise alone is subtracted: PSI is a
-    symmetric KL divergence, ≈ χ²-distributed with ``k − 1`` degrees of freedom scaled by
-    ``1/n₁ + 1/n₂`` for two samples of one distribution over ``k`` non-empty buckets. Without it a
-    step of a few dozen requests shows PSI ≈ 0.3 between identical models.
-    """
-    if champion and challenger and {float(k) for k in champion} != {float(k) for k in challenger}:
-        challenger = rebin(challenger, sorted(float(k) for k in champion))
-    base, new = dict(bucket_probabilities(champion)), dict(bucket_probabilities(challenger))
-    if not base or not new or sum(base.values()) == 0 or sum(new.values()) == 0:
-        return None
-    uppers = sorted(set(base) | set(new))
-    b = [base.get(upper, 0.0) for upper in uppers]
-    n = [new.get(upper, 0.0) for upper in uppers]
-    occupied = sum((x > 0) or (y > 0) for x, y in zip(b, n, strict=True))
-    value = population_stability(b, n, eps)
-    if debias:
-        n_base, n_new = max(champion.values()), max(challenger.values())
-        value -= max(occupied - 1, 0) * (1.0 / max(n_base, 1.0) + 1.0 / max(n_new, 1.0))
-        value = max(value, 0.0)
-    return value
-
-
-def mean_shift(champion_mean: float | None, challenger_mean: float | None) -> float | None:
-    if champion_mean is None or challenger_mean is None:
-        return None
-    return abs(challenger_mean - champion_mean) / max(abs(champion_mean), 1e-9)

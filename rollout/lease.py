@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rollout.backends.base import RolloutError
+from rollout.errors import RolloutError
 
 GROUP, VERSION, PLURAL = "coordination.k8s.io", "v1", "leases"
 PROGRESS_PREFIX = "rollout.housing.dev/"

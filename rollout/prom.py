@@ -7,9 +7,7 @@ from typing import Any
 
 import httpx
 
-
-class PrometheusError(RuntimeError):
-    """Prometheus could not be reached or refused a query."""
+from rollout.errors import PrometheusError
 
 
 class Prometheus:

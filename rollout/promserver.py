@@ -3,10 +3,14 @@
 ``housing rollout run --backend local`` without ``--prometheus-url`` starts one (Debian's
 ``/usr/bin/prometheus`` or ``prometheus`` on PATH) with a 1 s scrape interval over the target
 list the local backend keeps up to date, and stops it at the end.
+
+It is ready once it has scraped every listed target: a counter's first sample is where
+``increase()`` starts counting, so requests served before it would be lost to the gates.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -14,8 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from rollout.backends.base import RolloutError
-from rollout.backends.local import free_port, stop_pid
+from common.net import free_port
+from common.procs import stop_process
+from rollout.errors import RolloutError
 
 
 class LocalPrometheus:
@@ -67,12 +72,51 @@ class LocalPrometheus:
                 )
             try:
                 if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return self
+                    break
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        self.stop()
-        raise RolloutError(f"prometheus not ready after {timeout:.0f}s")
+        else:
+            self.stop()
+            raise RolloutError(f"prometheus not ready after {timeout:.0f}s")
+        try:
+            self.wait_scraped(max(deadline - time.monotonic(), 1.0))
+        except RolloutError:
+            self.stop()
+            raise
+        return self
+
+    def listed(self) -> set[str]:
+        """The ``host:port`` of every target in the file-SD list (empty while there is none)."""
+        try:
+            groups = json.loads(self.targets_file.read_text())
+        except (OSError, ValueError):
+            return set()
+        return {t for group in groups for t in group.get("targets", [])}
+
+    def wait_scraped(self, timeout: float) -> None:
+        """Return once every listed target has been scraped successfully at least once."""
+        deadline = time.monotonic() + timeout
+        pending: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            wanted = self.listed()
+            try:
+                active = httpx.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=2.0)
+                targets = active.json()["data"]["activeTargets"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                targets = []
+            up = {t["labels"].get("instance") for t in targets if t.get("health") == "up"}
+            pending = {
+                t["labels"].get("instance", "?"): t.get("lastError") or t.get("health", "?")
+                for t in targets
+                if t["labels"].get("instance") in wanted - up
+            }
+            pending.update({t: "not discovered yet" for t in wanted - up if t not in pending})
+            if not pending:
+                return
+            time.sleep(0.2)
+        detail = "; ".join(f"{t}: {why}" for t, why in sorted(pending.items()))
+        raise RolloutError(f"prometheus did not scrape every target within {timeout:.0f}s ({detail})")
 
     def __enter__(self) -> LocalPrometheus:
         return self.start()
@@ -82,8 +126,4 @@ class LocalPrometheus:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_pid(self.proc.pid)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
+            stop_process(self.proc)

@@ -6,7 +6,7 @@ rows (``evaluation.json``: rows chosen by a hash of their content, the same rows
 of a dataset, :mod:`bundle.evaluation`) and refuses a challenger whose RMSE exceeds the
 champion's by more than ``tolerance`` (relative) — unless the caller overrides it, which the
 rollout's event log records. Both versions' figures are logged to MLflow
-(:func:`bundle.registry.log_quality_gate`).
+(:func:`registry.lifecycle.log_quality_gate`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import numpy as np
 
 from bundle.compat import SchemaShape, differences
 from bundle.evaluation import EVALUATION_FILE, EvaluationRows, read_evaluation
-from predictor.loaded import LoadedBundle, load_bundle
+from bundle.metrics import regression_metrics
+from predictor.core.loaded import LoadedBundle, load_bundle
+from rollout.errors import SchemaMismatch
 
 PASSED = "passed"
 REFUSED = "refused"
@@ -27,10 +29,6 @@ OVERRIDDEN = "overridden"
 SKIPPED = "skipped"
 #: Default tolerance: the challenger's evaluation RMSE may exceed the champion's by 2 %.
 DEFAULT_TOLERANCE = 0.02
-
-
-class SchemaMismatch(ValueError):
-    """Champion and challenger do not take the same features or predict the same target."""
 
 
 @dataclass
@@ -60,15 +58,9 @@ def score(bundle: LoadedBundle, rows: EvaluationRows) -> dict[str, float]:
     for i, record in enumerate(rows.records()):
         bundle.schema.encode_mapping(record, X[i])
     pred, y = bundle.predict(X), np.asarray(rows.y, dtype=np.float64)
-    err = pred - y
-    ss = float(np.sum((y - y.mean()) ** 2))
-    out = {
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mae": float(np.mean(np.abs(err))),
-        "r2": float(1 - np.sum(err**2) / ss) if ss > 0 else 0.0,
-    }
+    out = regression_metrics(y, pred, mape=False)  # the holdout metrics' definitions (training's)
     if (y > 0).all() and (pred > 0).all():
-        out["rmse_log"] = float(np.sqrt(np.mean((np.log(pred) - np.log(y)) ** 2)))
+        out["rmse_log"] = regression_metrics(np.log(y), np.log(pred), mape=False)["rmse"]
     return out
 
 

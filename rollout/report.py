@@ -10,6 +10,10 @@ is the same PNG, inlined as a data URI. It shows
   its threshold (pass/fail), the step's decision and its reasons;
 - a chart: each gate's value per step against its threshold, the split, the request counts.
 
+With ``--live-gate`` the log's steps carry the ``live_rmse`` gate (:mod:`rollout.live_step`): the
+challenger's live RMSE ÷ the champion's at each look, against 1 + tolerance. It gets a column and a
+panel of its own; a look still waiting for labels shows as such (no value: nothing to draw).
+
 ``python -m rollout.report LOG.jsonl`` (re)builds a report by hand.
 """
 
@@ -26,8 +30,13 @@ from pathlib import Path
 from typing import Any
 
 #: Banner colours per decision; tests look for them in screenshots.
-COLORS = {"promoted": "#1b7f3b", "rolled_back": "#c62828", "in_progress": "#5f6b7a"}
-TITLES = {"promoted": "PROMOTED", "rolled_back": "ROLLED BACK", "in_progress": "IN PROGRESS"}
+COLORS = {"promoted": "#1b7f3b", "rolled_back": "#c62828", "in_progress": "#5f6b7a", "inconclusive": "#a15c00"}
+TITLES = {
+    "promoted": "PROMOTED",
+    "rolled_back": "ROLLED BACK",
+    "in_progress": "IN PROGRESS",
+    "inconclusive": "NOT ENOUGH EVIDENCE",
+}
 #: How the gates are shown (order, label, unit) — names as written by rollout.gates.evaluate_gates.
 GATE_LABELS = {
     "error_rate": ("error rate", "%"),
@@ -35,7 +44,10 @@ GATE_LABELS = {
     "mean_shift": ("mean shift", "%"),
     "psi": ("PSI", ""),
     "drift": ("drift score", ""),
+    "live_rmse": ("live RMSE ÷ champion's", "×"),
 }
+#: Gates shown only when the log has them (options of a run, not always judged).
+OPTIONAL_GATES = ("live_rmse",)
 
 
 @dataclass
@@ -50,6 +62,7 @@ class Step:
     reasons: list[str]
     failures: int
     window: str = ""
+    look: int = 1  # a step is looked at again while a gate wants more evidence
 
 
 @dataclass
@@ -121,6 +134,7 @@ def summarize(events: list[dict[str, Any]], name: str = "rollout") -> Summary:
                     reasons=list(event.get("reasons") or []),
                     failures=int(event.get("failures", 0)),
                     window=str(event.get("window", "")),
+                    look=int(event.get("look", 1)),
                 )
             )
         elif kind == "promote":
@@ -131,6 +145,9 @@ def summarize(events: list[dict[str, Any]], name: str = "rollout") -> Summary:
         elif kind == "rollback":
             summary.decision, summary.finished = "rolled_back", event.get("ts")
             summary.reason = str(event.get("reason") or "rolled back")
+        elif kind == "inconclusive":
+            summary.decision, summary.finished = "inconclusive", event.get("ts")
+            summary.reason = "nothing promoted or rolled back: " + str(event.get("reason") or "not enough evidence")
     if summary.decision == "in_progress":
         last = summary.steps[-1] if summary.steps else None
         summary.reason = (
@@ -148,11 +165,24 @@ def fmt_gate(name: str, value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "no data"
     unit = GATE_LABELS.get(name, (name, ""))[1]
+    if unit == "×":
+        return f"{value:.3f}×"
     if unit == "%":
         return f"{value * 100:.2f} %"
     if unit == "s":
         return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
     return f"{value:.3f}"
+
+
+def fmt_evidence(name: str, evidence: dict[str, Any] | None) -> str:
+    """A test's evidence in one line: interval, p-value of "within the threshold", counts, comparison."""
+    if not evidence:
+        return ""
+    counts = ", ".join(f"{k} {v:,.0f}" for k, v in (evidence.get("counts") or {}).items() if k != "n_eff")
+    if evidence.get("low") is None:
+        return f"{evidence.get('verdict')}: {evidence.get('note') or ''} ({counts})"
+    interval = f"[{fmt_gate(name, evidence['low'])}, {fmt_gate(name, evidence['high'])}]"
+    return f"{evidence['verdict']}, {evidence.get('comparison')}: {interval}, p={evidence['p_value']:.3g}; {counts}"
 
 
 def fmt_count(value: float | None) -> str:
@@ -170,16 +200,31 @@ def _when(ts: float | None) -> str:
 # -- the chart ---------------------------------------------------------------------------------
 
 
+def chart_gates(summary: Summary) -> list[str]:
+    """The gates with a panel: those the log has (all but the optional ones when it has none)."""
+    found = [g for g in GATE_LABELS if any(x["name"] == g for s in summary.steps for x in s.gates)]
+    return found or [g for g in GATE_LABELS if g not in OPTIONAL_GATES]
+
+
 def render_png(summary: Summary) -> bytes:
     """The chart: one panel per gate (value per step vs threshold), the split, the request counts."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(summary)
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=100)
+    plt.close(fig)
+    return out.getvalue()
+
+
+def figure(summary: Summary) -> Any:
+    """The chart as a matplotlib figure (one axis per panel, titled)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    gate_names = [g for g in GATE_LABELS if any(x["name"] == g for s in summary.steps for x in s.gates)] or list(
-        GATE_LABELS
-    )
+    gate_names = chart_gates(summary)
     panels = len(gate_names) + 2
     cols = 4
     rows = math.ceil(panels / cols)
@@ -192,6 +237,7 @@ def render_png(summary: Summary) -> bytes:
         scale = 100.0 if unit == "%" else 1.0
         points = []
         threshold = None
+        waiting = 0
         for i, step in enumerate(summary.steps):
             g = next((x for x in step.gates if x["name"] == gate), None)
             if g is None:
@@ -199,6 +245,8 @@ def render_png(summary: Summary) -> bytes:
             threshold = g.get("threshold", threshold)
             if g.get("value") is not None:
                 points.append((i, float(g["value"]) * scale, bool(g.get("passed"))))
+            else:
+                waiting += 1
         if threshold is not None:
             ax.axhline(float(threshold) * scale, color="#c62828", linestyle="--", linewidth=1.2, label="threshold")
         if points:
@@ -212,8 +260,16 @@ def render_png(summary: Summary) -> bytes:
             )
         else:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#777")
-        ax.set_title(f"{label}" + (f" ({unit})" if unit else ""), fontsize=10)
-        ax.set_ylim(bottom=0)
+        if gate == "live_rmse" and waiting:
+            note = f"{waiting} look{'s' if waiting > 1 else ''} waiting for labels"
+            ax.text(0.5, 0.06, note, transform=ax.transAxes, ha="center", fontsize=7, color="#777")
+        ax.set_title(f"{label}" + (f" ({unit})" if unit and unit != "×" else ""), fontsize=10)
+        if unit == "×":  # a ratio near 1: its own range, so a few per cent show
+            ys = [p[1] for p in points] + [1.0, float(threshold or 1.0)]
+            ax.set_ylim(min(ys) - 0.1, max(ys) + 0.1)
+            ax.set_xlim(-0.5, len(xs) - 0.5)
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_xticks(xs, labels, fontsize=8)
         ax.grid(alpha=0.3)
     used = len(gate_names)
@@ -245,10 +301,7 @@ def render_png(summary: Summary) -> bytes:
         fontweight="bold",
     )
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=100)
-    plt.close(fig)
-    return out.getvalue()
+    return fig
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -284,7 +337,8 @@ def render_html(summary: Summary, png: bytes) -> str:
     rows = []
     for s in summary.steps:
         cells = [
-            f"<td>{s.number}</td><td>{s.challenger_percent}</td><td>{s.champion_percent}</td>",
+            f"<td>{s.number}{f'.{s.look}' if s.look > 1 else ''}</td>"
+            f"<td>{s.challenger_percent}</td><td>{s.champion_percent}</td>",
             f"<td>{fmt_count(s.challenger_requests)}</td><td>{fmt_count(s.champion_requests)}</td>",
         ]
         for gate in gate_names:
@@ -293,9 +347,14 @@ def render_html(summary: Summary, png: bytes) -> str:
                 cells.append("<td class='nodata'>-</td>")
                 continue
             cls = "nodata" if g.get("value") is None else ("pass" if g.get("passed") else "fail")
+            evidence = fmt_evidence(gate, g.get("evidence"))
+            if gate in OPTIONAL_GATES and g.get("value") is None and g.get("note") and not evidence:
+                evidence = str(g["note"])  # e.g. waiting for labels
             cells.append(
                 f"<td class='{cls}'>{e(fmt_gate(gate, g.get('value')))}"
-                f"<br><small>≤ {e(fmt_gate(gate, g.get('threshold')))}</small></td>"
+                f"<br><small>≤ {e(fmt_gate(gate, g.get('threshold')))}</small>"
+                + (f"<br><small class='evidence'>{e(evidence)}</small>" if evidence else "")
+                + "</td>"
             )
         cells.append(f"<td class='text'>{e(s.decision)}</td>")
         cells.append(f"<td class='text'>{e('; '.join(s.reasons) or 'all gates passed')}</td>")

@@ -38,6 +38,10 @@ from rollout.router_series import (
     ROUTER_REQUEST_SECONDS,
     ROUTER_REQUESTS,
     ROUTER_SHADOW_ABS_DIFF,
+    ROUTER_SHADOW_DIFF_DOWN,
+    ROUTER_SHADOW_DIFF_SQUARES,
+    ROUTER_SHADOW_DIFF_UP,
+    ROUTER_SHADOW_PAIRS,
     ROUTER_SHADOW_REL_DIFF,
     ROUTER_SHADOW_REQUESTS,
     ROUTER_WEIGHT_PERCENT,
@@ -237,7 +241,29 @@ class Router:
             buckets=DIFF_BUCKETS,
             registry=self.registry,
         )
+        paired = ["model_version", "champion_version"]
+        self.paired = {
+            key: Counter(name, doc, paired, registry=self.registry)
+            for key, name, doc in (
+                ("pairs", ROUTER_SHADOW_PAIRS, "Predictions answered by both versions for the same row"),
+                ("up", ROUTER_SHADOW_DIFF_UP, "Σ max(r, 0), r = (challenger − champion)/|champion| per pair"),
+                ("down", ROUTER_SHADOW_DIFF_DOWN, "Σ max(−r, 0), r = (challenger − champion)/|champion| per pair"),
+                ("squares", ROUTER_SHADOW_DIFF_SQUARES, "Σ r², r = (challenger − champion)/|champion| per pair"),
+            )
+        }
         self._set_gauges()
+
+    def observe_pairs(self, champion: Upstream, challenger: Upstream, a: list[float], b: list[float]) -> None:
+        """Count the signed relative differences of the two answers to the same rows (the paired gate's input)."""
+        labels = (challenger.version, champion.version)
+        up = down = squares = 0.0
+        for x, y in zip(a, b, strict=True):
+            r = (y - x) / max(abs(x), 1e-9)
+            up, down, squares = up + max(r, 0.0), down + max(-r, 0.0), squares + r * r
+        self.paired["pairs"].labels(*labels).inc(len(a))
+        self.paired["up"].labels(*labels).inc(up)
+        self.paired["down"].labels(*labels).inc(down)
+        self.paired["squares"].labels(*labels).inc(squares)
 
     def _set_gauges(self) -> None:
         self.weight_gauge.labels("challenger").set(self.state.weight if self.state.challenger else 0)
@@ -286,14 +312,20 @@ class Router:
             and random.random() < state.shadow
         ):
             task = asyncio.create_task(
-                self._mirror(state.challenger, url[len(upstream.url) :], out_headers, body, content)
+                self._mirror(state.challenger, url[len(upstream.url) :], out_headers, body, content, upstream)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return status, content, {"content-type": ctype, VERSION_HEADER: upstream.version, ROLE_HEADER: role}
 
     async def _mirror(
-        self, challenger: Upstream, path: str, headers: dict[str, str], body: bytes, champion_answer: bytes
+        self,
+        challenger: Upstream,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        champion_answer: bytes,
+        champion: Upstream | None = None,
     ) -> None:
         assert self.client is not None
         self.shadow_stats.requests += 1
@@ -313,7 +345,19 @@ class Router:
         for d, r in self.shadow_stats.add(a, b):
             self.shadow_abs.observe(d)
             self.shadow_rel.observe(r)
+        if champion is not None:
+            self.observe_pairs(champion, challenger, a, b)
         self.shadow_requests.labels("compared").inc()
+
+
+def _not_json(request: Request) -> JSONResponse | None:
+    """415 unless the request says ``Content-Type: application/json``: a web page can send a cross-origin
+    POST of a form or text/plain without asking first, but not of JSON (the browser's CORS preflight,
+    which this server never grants), so a page cannot re-point or reset the router."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "application/json":
+        return None
+    return JSONResponse({"error": "content-type: must be application/json"}, status_code=415)
 
 
 def create_app(state: RouterState, timeout: float = 30.0) -> FastAPI:
@@ -335,6 +379,9 @@ def create_app(state: RouterState, timeout: float = 30.0) -> FastAPI:
 
     @app.post("/router/state")
     async def post_state(request: Request):  # noqa: ANN202
+        refused = _not_json(request)
+        if refused is not None:
+            return refused
         try:
             data = await request.json()
             if not isinstance(data, dict):
@@ -348,7 +395,10 @@ def create_app(state: RouterState, timeout: float = 30.0) -> FastAPI:
         return {"state": router.state.to_dict(), **router.shadow_stats.report()}
 
     @app.post("/router/shadow/reset")
-    async def shadow_reset() -> dict:
+    async def shadow_reset(request: Request):  # noqa: ANN202
+        refused = _not_json(request)
+        if refused is not None:
+            return refused
         router.shadow_stats = ShadowStats()
         return {"reset": True}
 

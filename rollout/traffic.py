@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from bundle.manifest import MANIFEST, REFERENCE_FILE
-from housing.config import API_KEY_ENV, API_KEY_HEADER
+from common.config import API_KEY_ENV, API_KEY_HEADER
 
 
 def sampler(bundle: dict[str, Any], seed: int = 0):  # noqa: ANN201 - a row factory

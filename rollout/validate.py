@@ -21,6 +21,8 @@ import inspect
 import re
 from typing import Any
 
+from rollout.errors import ValidationError
+
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 
@@ -28,18 +30,6 @@ _LIST = re.compile(r"^list\[(.+)\]$", re.IGNORECASE)
 _DICT = re.compile(r"^dict[(\[]([^,]+),\s*(.+)[)\]]$", re.IGNORECASE)
 #: Types the generators name but do not define as classes: a string or a number.
 _QUANTITY_TYPES = {"ResourceQuantity", "IntOrString", "K8sIoApimachineryPkgApiResourceQuantity"}
-
-
-class ValidationError(ValueError):
-    """The object does not match the kserve SDK models.
-
-    ``errors`` lists every problem as ``"path: reason"``; ``path`` and ``reason`` are the first.
-    """
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.errors = [f"{path or '<root>'}: {reason}" for path, reason in problems]
-        super().__init__("; ".join(self.errors))
-        self.path, self.reason = problems[0]
 
 
 @functools.cache

@@ -20,7 +20,12 @@ from rich.text import Text
 from rollout.backends.base import RolloutStatus
 from rollout.report import GATE_LABELS, TITLES, Summary, fmt_count, fmt_gate, read_events, summarize
 
-STYLES = {"promoted": "bold white on green", "rolled_back": "bold white on red", "in_progress": "bold white on blue"}
+STYLES = {
+    "promoted": "bold white on green",
+    "rolled_back": "bold white on red",
+    "in_progress": "bold white on blue",
+    "inconclusive": "bold black on yellow",
+}
 
 
 def latest_log(home: Path, name: str) -> Path | None:

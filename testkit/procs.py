@@ -7,28 +7,16 @@ the model is ready (or the process dies), and returns a handle with the URLs and
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from housing.net import free_port, wait_http
+from common.net import free_port, wait_http
+from common.procs import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
-    """Send ``sig`` (SIGTERM), then SIGKILL after ``timeout`` s; returns the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
 
 
 @dataclass

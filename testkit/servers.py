@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from housing import net
-from housing.net import free_port
+from common import net
+from common.net import free_port
+from common.procs import stop_process
 
 TOOLS_DIR = Path(os.environ.get("HOUSING_TOOLS_DIR", Path.home() / ".cache" / "housing" / "bin"))
 MINIO_USER = "housing-test"
@@ -39,7 +39,7 @@ def find_tool(name: str, hint: str) -> str:
 
 
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
-    """:func:`housing.net.wait_http`, with the tail of the server's log when it dies first."""
+    """:func:`common.net.wait_http`, with the tail of the server's log when it dies first."""
     try:
         net.wait_http(url, timeout, proc)
     except RuntimeError as exc:
@@ -93,17 +93,8 @@ class ServerProcess:
 
     def stop(self) -> None:
         """Stop the process (its process group) and wait for it."""
-        if not self.running:
-            return
-        assert self.proc is not None
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-        except ProcessLookupError:
-            pass
+        if self.proc is not None:
+            stop_process(self.proc, 15, group=True)
 
 
 class MinioServer(ServerProcess):

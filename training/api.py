@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bundle.manifest import Manifest
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
 
 CANDIDATES = ("linear", "random_forest", "xgboost")
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from housing.config import load_settings
+from common.config import load_settings
 from training.errors import TrainingError
 from training.prune import DEFAULT_GRACE_HOURS, delete, find_orphans, stamp
 
@@ -55,7 +55,7 @@ def prune(
 
     Exit status 0; 2 when S3 or MLflow cannot be read (nothing is deleted then).
     """
-    from bundle.registry import referenced_bundle_uris
+    from registry.lifecycle import referenced_bundle_uris
 
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # a server that is down fails in seconds
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")

@@ -115,7 +115,7 @@ def cross_validate(
     Each fold's preprocessing was fitted on that fold's training part only (see
     ``training.pipeline.make_folds``), so CV scores the whole pipeline, not just the model.
     """
-    from training.metrics import regression_metrics
+    from bundle.metrics import regression_metrics
 
     scores, truth, preds = [], [], []
     for X_fit, y_fit, X_val, y_val in folds:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from housing.config import DEFAULT_MODEL_NAME, load_settings
+from common.config import DEFAULT_MODEL_NAME, load_settings
 from training.api import CANDIDATES, TrainConfig, TrainResult
 from training.errors import TrainingError
 

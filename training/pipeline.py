@@ -30,7 +30,8 @@ import pandas as pd
 
 from bundle.evaluation import EVALUATION_FILE
 from bundle.manifest import MODEL_FILES, REFERENCE_FILE, Manifest, write_bundle
-from housing.config import load_settings
+from bundle.metrics import holdout_metrics
+from common.config import load_settings
 from training import candidates as cands
 from training import storage
 from training.api import TrainConfig, TrainResult
@@ -38,7 +39,6 @@ from training.datasets import Dataset, load_dataset
 from training.errors import TrainingError
 from training.features import FittedFeatures, fit_features
 from training.holdout import records, write_rows
-from training.metrics import holdout_metrics
 from training.reference import reference_stats
 
 SPLITS = ("hash", "random", "temporal")
@@ -190,7 +190,7 @@ def _version(model_file: Path, created: datetime) -> str:
 # -- the run ---------------------------------------------------------------------------------
 def _registry_step(step: Any, *args: Any) -> Any:
     """Call a registry step; its RegistryError becomes the TrainingError the CLI prints."""
-    from bundle.registry import RegistryError
+    from registry.resolve import RegistryError
 
     try:
         return step(*args)
@@ -301,7 +301,7 @@ def preflight(cfg: TrainConfig) -> tuple[TrainConfig, str, Any]:
     root = cfg.bundle_root or settings.bundle_root
     registry = None
     if cfg.register:
-        from bundle.registry import Registry
+        from registry.lifecycle import Registry
 
         registry = Registry(settings.tracking_uri, settings.home)
         _registry_step(registry.check)
@@ -321,7 +321,7 @@ def check_champion_schema(cfg: TrainConfig, data: Data) -> None:
     ``bundle.json`` (checked against the digest the registry recorded).
     """
     from bundle.compat import SchemaShape, describe_differences, differences
-    from bundle.registry import champion
+    from registry.lifecycle import champion
 
     current = _registry_step(champion, cfg.model_name)
     if current is None or not current.bundle_uri:
@@ -470,7 +470,7 @@ def write_staging_bundle(
 
 def datasets(data: Data) -> Any:
     """What the MLflow run logs about its data: the whole dataset and the evaluation rows."""
-    from bundle.registry import LoggedData
+    from registry.lifecycle import LoggedData
     from training.datasets import data_digest
 
     ds = data.ds

@@ -1,6 +1,6 @@
 """Where bundles go: a local directory or an ``s3://bucket/prefix`` (MinIO or any S3).
 
-The S3 endpoint comes from :func:`housing.config.s3_endpoint_from_env` and the credentials from
+The S3 endpoint comes from :func:`common.config.s3_endpoint_from_env` and the credentials from
 the usual ``AWS_*`` environment; retries and timeouts are kept short so an unreachable server
 fails in seconds with a one-line :class:`~training.errors.TrainingError`.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bundle.manifest import MANIFEST, load_manifest
-from housing.config import s3_endpoint_from_env
+from common.config import s3_endpoint_from_env
 from training.errors import TrainingError
 
 

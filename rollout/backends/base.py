@@ -1,18 +1,31 @@
-"""The backend interface every rollout target implements (KServe Standard, Serverless, local)."""
+"""The backend interface every rollout target implements (KServe Standard, Serverless, local), and
+the capabilities only some have, each a protocol of its own that callers test with ``isinstance``:
+``HoldsLease`` (the KServe backends), ``AwaitsReady`` (KServe Standard), ``GatewayRouted`` (KServe
+Standard with a Gateway route) and ``Mirrors`` (local: its router shadows requests)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+# re-exported for rollout/auto.py and rollout/auto_cli.py until they import rollout.errors themselves
+from rollout.errors import RolloutError
 
-class RolloutError(RuntimeError):
-    """A rollout operation could not be carried out (clear, one-line message)."""
+if TYPE_CHECKING:
+    from rollout.lease import RolloutLease
 
-
-class ConflictError(RolloutError):
-    """Another writer changed the object between our read and our write (HTTP 409/test failure)."""
+__all__ = [
+    "AwaitsReady",
+    "Backend",
+    "GatewayRouted",
+    "HoldsLease",
+    "Mirrors",
+    "Prepared",
+    "RolloutError",
+    "RolloutStatus",
+    "check_percent",
+]
 
 
 @dataclass
@@ -64,8 +77,9 @@ class Backend(Protocol):
     def close(self) -> None:
         """Stop whatever :meth:`prepare` started on this machine (nothing in a cluster)."""
 
-    def start(self, challenger_uri: str, percent: int) -> RolloutStatus:
-        """Deploy the challenger next to the champion and send it ``percent`` % of requests."""
+    def start(self, challenger_uri: str, percent: int, *, digest: str | None = None) -> RolloutStatus:
+        """Deploy the challenger next to the champion and send it ``percent`` % of requests; with
+        ``digest`` (the registered sha256 of its bundle.json) any other bundle is refused."""
 
     def set_weight(self, percent: int) -> RolloutStatus:
         """Move the challenger's share of traffic to ``percent`` %."""
@@ -78,6 +92,51 @@ class Backend(Protocol):
 
     def status(self) -> RolloutStatus:
         """Read the current state back from the target."""
+
+
+@runtime_checkable
+class HoldsLease(Protocol):
+    """A backend whose rollouts hold the InferenceService's Lease (the KServe backends)."""
+
+    #: Print what would be written instead of writing it (no Lease is taken then).
+    dry_run: bool
+
+    def lease(self, duration: int | None = None) -> RolloutLease:
+        """The Lease that keeps a second run off this InferenceService."""
+
+
+@runtime_checkable
+class AwaitsReady(Protocol):
+    """A backend that can tell when a just-deployed challenger is Ready (KServe Standard)."""
+
+    def wait_ready(self, timeout: float, interval: float = 2.0) -> RolloutStatus:
+        """Block until the challenger reports Ready; RolloutError after ``timeout`` s."""
+
+
+@runtime_checkable
+class GatewayRouted(Protocol):
+    """A backend whose traffic may enter through a Gateway route (KServe Standard): the gates then
+    also read the gateway's series of the Services behind it."""
+
+    namespace: str
+
+    def gateway_services(self, challenger_uri: str | None) -> dict[str, str] | None:
+        """The route's Services by role (``champion``, ``challenger``), or None without a route."""
+
+
+@runtime_checkable
+class Mirrors(Protocol):
+    """A backend running its own router, which can mirror requests to the challenger (local). Its
+    router's address is its ``url`` (a property read only once it is up, so not part of this check)."""
+
+    def up(self, champion_uri: str, port: int | None = None, sticky: bool = False) -> RolloutStatus:
+        """Start the champion behind the router."""
+
+    def set_shadow(self, fraction: float) -> RolloutStatus:
+        """Mirror ``fraction`` of the champion's requests to the challenger."""
+
+    def detach_challenger(self) -> RolloutStatus:
+        """Stop the challenger; the champion keeps serving."""
 
 
 def check_percent(percent: int) -> int:

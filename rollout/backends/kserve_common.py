@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from rollout.backends.base import ConflictError, Prepared, RolloutError, RolloutStatus
+from common.config import BUNDLE_DIGEST_ENV
+from rollout.backends.base import Prepared, RolloutStatus
+from rollout.errors import ConflictError, RolloutError
 from rollout.validate import validate_isvc
 
 GROUP = "serving.kserve.io"
@@ -113,6 +116,72 @@ def with_storage_uri(predictor: dict, uri: str) -> dict:
     return apply_patch({"p": predictor}, storage_uri_ops(predictor, "/p", uri))["p"]
 
 
+def check_digest(digest: str | None) -> str | None:
+    """``digest`` as a lowercase sha256 hex string (None stays None), or a RolloutError."""
+    if digest is None or digest == "":
+        return None
+    value = digest.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise RolloutError(f"bundle digest must be a sha256 (64 hex digits), got {digest!r}")
+    return value
+
+
+def _bundle_holder(predictor: dict) -> tuple[str, dict]:
+    """(relative pointer, spec) of what runs the bundle: ``model``, else the container with STORAGE_URI."""
+    model = predictor.get("model")
+    if isinstance(model, dict):
+        return "/model", model
+    for ci, container in enumerate(predictor.get("containers") or []):
+        if any(env.get("name") == "STORAGE_URI" for env in container.get("env") or []):
+            return f"/containers/{ci}", container
+    raise RolloutError("the predictor has neither model.storageUri nor a STORAGE_URI env to point at the challenger")
+
+
+def bundle_digest(predictor: dict) -> str | None:
+    """The digest a predictor spec pins (its HOUSING_BUNDLE_DIGEST env), None when unpinned."""
+    try:
+        _, holder = _bundle_holder(predictor)
+    except RolloutError:
+        return None
+    for env in holder.get("env") or []:
+        if env.get("name") == BUNDLE_DIGEST_ENV:
+            return env.get("value") or None
+    return None
+
+
+def digest_ops(predictor: dict, base: str, digest: str | None) -> list[Op]:
+    """Ops that pin the predictor at ``base`` to ``digest`` (HOUSING_BUNDLE_DIGEST next to the
+    storage URI), or unpin it (None): a canary copied from a pinned champion must not keep the
+    champion's digest, which its own bundle would fail."""
+    digest = check_digest(digest)
+    where, holder = _bundle_holder(predictor)
+    envs = holder.get("env")
+    index = next((i for i, e in enumerate(envs or []) if e.get("name") == BUNDLE_DIGEST_ENV), None)
+    path = f"{base}{where}/env"
+    if digest is None:
+        return [] if index is None else [{"op": "remove", "path": f"{path}/{index}"}]
+    entry = {"name": BUNDLE_DIGEST_ENV, "value": digest}
+    if index is not None:
+        return [{"op": "replace", "path": f"{path}/{index}", "value": entry}]
+    if envs is None:
+        return [{"op": "add", "path": path, "value": [entry]}]
+    # right after STORAGE_URI, where the chart renders it: helm 4 applies server-side and the env
+    # list is one field, so the same entries in another order are a conflict with the field manager
+    # that wrote them (`helm upgrade` after a promotion failed so on the node)
+    storage = next((i for i, e in enumerate(envs) if e.get("name") == "STORAGE_URI"), None)
+    return [{"op": "add", "path": f"{path}/{'-' if storage is None else storage + 1}", "value": entry}]
+
+
+def bundle_ops(predictor: dict, base: str, uri: str, digest: str | None) -> list[Op]:
+    """Ops that point the predictor at ``base`` to the bundle ``uri`` pinned to ``digest``."""
+    return storage_uri_ops(predictor, base, uri) + digest_ops(predictor, base, digest)
+
+
+def with_bundle(predictor: dict, uri: str, digest: str | None) -> dict:
+    """A copy of ``predictor`` serving ``uri``, pinned to ``digest`` (None: unpinned)."""
+    return apply_patch({"p": predictor}, bundle_ops(predictor, "/p", uri, digest))["p"]
+
+
 def annotation_ops(obj: dict, key: str, value: str) -> list[Op]:
     """Ops that set one metadata annotation (creating the map if needed)."""
     annotations = (obj.get("metadata") or {}).get("annotations")
@@ -126,6 +195,35 @@ def conditions_ready(obj: dict) -> bool:
         if cond.get("type") == "Ready":
             return cond.get("status") == "True"
     return False
+
+
+def bundle_version(uri: str) -> str:
+    """The ``model_version`` the predictor labels its series with: the bundle manifest's, read from
+    ``<uri>/bundle.json`` (S3 or a directory); the URI's last path segment when it cannot be read.
+
+    They differ for the bundle the chart's install trains (predictor.storageUri, e.g. …/housing/1,
+    holds a <time>-<random> version): the last segment alone found no champion series.
+    """
+    last = uri.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        if uri.startswith("s3://"):
+            if not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ACCESS_KEY_ID")):
+                return last  # no S3 configured here: do not go looking for one
+            import boto3
+            from botocore.config import Config
+
+            bucket, _, prefix = uri[len("s3://") :].partition("/")
+            s3 = boto3.client("s3", config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1}))
+            body = s3.get_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/bundle.json")["Body"]
+            manifest = json.loads(body.read())
+        elif uri and "://" not in uri.removeprefix("file://"):
+            with open(f"{uri.removeprefix('file://').rstrip('/')}/bundle.json") as f:
+                manifest = json.load(f)
+        else:
+            return last
+    except Exception:  # noqa: BLE001 - no credentials, no object, not JSON: the path's convention
+        return last
+    return str(manifest.get("model_version") or last)
 
 
 def default_api() -> Any:  # pragma: no cover - needs a cluster
@@ -204,8 +302,8 @@ class KServeBackend:
         step of a rollout deploys the challenger.
         """
         current = self.status()  # type: ignore[attr-defined]
-        champion_version = (current.champion or "").rstrip("/").rsplit("/", 1)[-1]
-        challenger_version = challenger_uri.rstrip("/").rsplit("/", 1)[-1]
+        champion_version = bundle_version(current.champion or "")
+        challenger_version = bundle_version(challenger_uri)
         return Prepared(champion_version, challenger_version, challenger_uri)
 
     def close(self) -> None:

@@ -4,8 +4,9 @@ KServe keeps the last rolled-out revision: changing the predictor (a new storage
 with ``canaryTrafficPercent`` makes a new Knative revision that receives that share while the
 previous one keeps the rest.
 
-- start: set the new storage URI and ``canaryTrafficPercent`` in one patch (the champion's URI is
-  remembered in an annotation, since the spec only holds the latest);
+- start: set the new storage URI (pinned to its registered digest) and ``canaryTrafficPercent``
+  in one patch (the champion's URI is remembered in an annotation, since the spec only holds the
+  latest);
 - set_weight: replace ``canaryTrafficPercent``;
 - promote: remove ``canaryTrafficPercent`` (the latest revision takes 100 %);
 - rollback: ``canaryTrafficPercent: 0`` (all traffic to the previous rolled-out revision).
@@ -13,17 +14,18 @@ previous one keeps the rest.
 
 from __future__ import annotations
 
-from rollout.backends.base import RolloutError, RolloutStatus, check_percent
+from rollout.backends.base import RolloutStatus, check_percent
 from rollout.backends.kserve_common import (
     ANNOTATION_CHAMPION_URI,
     ANNOTATION_REASON,
     KServeBackend,
     Op,
     annotation_ops,
+    bundle_ops,
     status_common,
     storage_uri,
-    storage_uri_ops,
 )
+from rollout.errors import RolloutError
 
 
 def _ctp_op(predictor: dict, percent: int) -> Op:
@@ -31,7 +33,9 @@ def _ctp_op(predictor: dict, percent: int) -> Op:
     return {"op": op, "path": "/spec/predictor/canaryTrafficPercent", "value": percent}
 
 
-def start_ops(obj: dict, challenger_uri: str, percent: int) -> list[Op]:
+def start_ops(obj: dict, challenger_uri: str, percent: int, digest: str | None = None) -> list[Op]:
+    """Ops pointing the predictor at ``challenger_uri`` pinned to ``digest`` (None: unpinned) with
+    ``percent`` % of the traffic; the previous revision keeps its own bundle and digest."""
     check_percent(percent)
     predictor = (obj.get("spec") or {}).get("predictor") or {}
     current = storage_uri(predictor)
@@ -41,7 +45,7 @@ def start_ops(obj: dict, challenger_uri: str, percent: int) -> list[Op]:
         raise RolloutError(f"a canary is already in progress ({current}); promote or roll it back first")
     if current and current != challenger_uri:
         ops += annotation_ops(obj, ANNOTATION_CHAMPION_URI, current)
-    ops += storage_uri_ops(predictor, "/spec/predictor", challenger_uri)
+    ops += bundle_ops(predictor, "/spec/predictor", challenger_uri, digest)
     ops.append(_ctp_op(predictor, percent))
     return ops
 
@@ -94,8 +98,8 @@ class ServerlessBackend(KServeBackend):
 
     name = "serverless"
 
-    def start(self, challenger_uri: str, percent: int) -> RolloutStatus:
-        return parse_status(self.patch(lambda obj: start_ops(obj, challenger_uri, percent)))
+    def start(self, challenger_uri: str, percent: int, *, digest: str | None = None) -> RolloutStatus:
+        return parse_status(self.patch(lambda obj: start_ops(obj, challenger_uri, percent, digest)))
 
     def set_weight(self, percent: int) -> RolloutStatus:
         return parse_status(self.patch(lambda obj: weight_ops(obj, percent)))

@@ -8,8 +8,9 @@ remove the canary entry". So:
 
 - start: add a canary entry — a copy of the champion predictor (same runtime, resources,
   service account; no autoscaling fields, which the webhook refuses on a canary) pointing at the
-  challenger's storage URI, named after the challenger, with the controller's own replica rule
-  written out — and raise the stable minReplicas by as much, so the champion keeps its pods;
+  challenger's storage URI and pinned to its registered digest, named after the challenger, with
+  the controller's own replica rule written out — and raise the stable minReplicas by as much, so
+  the champion keeps its pods;
   then wait until ``status.canaryStatuses`` reports it Ready (:meth:`StandardBackend.wait_ready`);
 - set_weight: replace ``/spec/canary/0/trafficPercent`` (and the replicas with it);
 - promote: replace ``/spec/predictor`` with the canary merged over the stable predictor the way
@@ -20,6 +21,11 @@ remove the canary entry". So:
 What a v0.20.0 controller does with these was checked on a real node (tests/cluster/
 test_node_rollout.py): the address of the InferenceService moves with ``predictor.name``, so the
 chart gives users a Service that does not (``<release>-inference``).
+
+v0.20 cannot weight routes: with ``route`` (the chart's ``gateway.enabled`` HTTPRoute/GRPCRoute) the
+backend also moves that route's weights (:mod:`rollout.backends.gateway_route`) — the canary gets
+its weight once Ready, every step writes the route before ``trafficPercent``, promote points the
+route at the canary's Service first, rollback sets it to 100/0 first.
 """
 
 from __future__ import annotations
@@ -28,15 +34,20 @@ import copy
 import math
 import re
 import time
+from collections.abc import Callable
 
-from rollout.backends.base import RolloutError, RolloutStatus, check_percent
+from rollout.backends.base import RolloutStatus, check_percent
+from rollout.backends.gateway_route import GatewayRoutes, predictor_service
 from rollout.backends.kserve_common import (
     KServeBackend,
     Op,
+    bundle_digest,
+    check_digest,
     status_common,
     storage_uri,
-    with_storage_uri,
+    with_bundle,
 )
+from rollout.errors import RolloutError
 
 #: KServe's name for the model server container (``constants.InferenceServiceContainerName``).
 KSERVE_CONTAINER = "kserve-container"
@@ -117,8 +128,11 @@ def capacity_ops(predictor: dict, stable: int, canary: int) -> list[Op]:
     return ops
 
 
-def start_ops(obj: dict, challenger_uri: str, percent: int, canary_name: str | None = None) -> list[Op]:
-    """Ops adding (or re-pointing) the canary entry for ``challenger_uri`` at ``percent`` %.
+def start_ops(
+    obj: dict, challenger_uri: str, percent: int, canary_name: str | None = None, digest: str | None = None
+) -> list[Op]:
+    """Ops adding (or re-pointing) the canary entry for ``challenger_uri`` at ``percent`` %, its
+    predictor pinned to ``digest`` (the registered sha256 of its bundle.json; None: unpinned).
 
     Only spec fields change (never the InferenceService's annotations: KServe copies them onto
     the pod template, so writing one would restart every predictor pod).
@@ -132,7 +146,7 @@ def start_ops(obj: dict, challenger_uri: str, percent: int, canary_name: str | N
     stable = stable_replicas(spec)
     pods = canary_replicas(stable, percent)
     base = {k: copy.deepcopy(v) for k, v in predictor.items() if k not in CANARY_OMIT}
-    canary_predictor = with_storage_uri(base, challenger_uri)
+    canary_predictor = with_bundle(base, challenger_uri, check_digest(digest))
     canary_predictor["name"] = name
     canary_predictor["minReplicas"] = pods
     for key in MODEL_KEYS:  # the CRD requires the container name here (see MODEL_KEYS)
@@ -217,9 +231,11 @@ def parse_status(obj: dict) -> RolloutStatus:
     spec = obj.get("spec") or {}
     result.champion = storage_uri(spec.get("predictor") or {})
     result.detail["championName"] = (spec.get("predictor") or {}).get("name")
+    result.detail["championDigest"] = bundle_digest(spec.get("predictor") or {})
     canaries = spec.get("canary") or []
     if canaries:
         result.challenger = storage_uri(canaries[0].get("predictor") or {})
+        result.detail["canaryDigest"] = bundle_digest(canaries[0].get("predictor") or {})
         result.detail["canaryName"] = (canaries[0].get("predictor") or {}).get("name")
         percent = int(canaries[0].get("trafficPercent") or 0)
         observed = [s for s in result.detail["canaryStatuses"] if s.get("name") == result.detail["canaryName"]]
@@ -230,29 +246,110 @@ def parse_status(obj: dict) -> RolloutStatus:
     return result
 
 
+#: What a step writes to the route: (champion's Service, canary's Service or None, canary percent).
+RouteStep = tuple[str, str | None, int]
+
+
 class StandardBackend(KServeBackend):
-    """``spec.canary[]`` on a RawDeployment/Standard-mode InferenceService."""
+    """``spec.canary[]`` on a RawDeployment/Standard-mode InferenceService; with ``route``, the
+    weights of that Gateway API route too (:mod:`rollout.backends.gateway_route`)."""
 
     name = "standard"
 
-    def __init__(self, *args, canary_name: str | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, canary_name: str | None = None, route: str | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
         self.canary_name = canary_name
+        self.route = route
+        self._routes: GatewayRoutes | None = None
 
-    def start(self, challenger_uri: str, percent: int) -> RolloutStatus:
-        return parse_status(self.patch(lambda obj: start_ops(obj, challenger_uri, percent, self.canary_name)))
+    @property
+    def routes(self) -> GatewayRoutes | None:
+        """The route this rollout moves (None: KServe's trafficPercent only, no gateway)."""
+        if self.route is None or self.dry_run:
+            return None
+        if self._routes is None:
+            self._routes = GatewayRoutes(self.api, self.namespace, self.route)
+        return self._routes
+
+    def services(self, obj: dict | None = None) -> tuple[str, str | None]:
+        """KServe's Services of the champion and of the canary (None without one)."""
+        spec = (obj if obj is not None else self.read()).get("spec") or {}
+        champion = predictor_service(self.isvc, (spec.get("predictor") or {}).get("name"))
+        canaries = spec.get("canary") or []
+        canary = predictor_service(self.isvc, (canaries[0].get("predictor") or {}).get("name")) if canaries else None
+        return champion, canary
+
+    def _with_routes(
+        self, routes_first: Callable[[dict], tuple[str, str | None, int]], build: Callable
+    ) -> RolloutStatus:
+        """Write the route(s) for the step, then the InferenceService; a failed InferenceService write
+        puts the route(s) back, so a failed step leaves the previous weights."""
+        current = self.read()
+        champion, canary, percent = routes_first(current)
+        written = self.routes.set(champion, canary, percent, current=self.services(current)[0])  # type: ignore[union-attr]
+        try:
+            return parse_status(self.patch(build))
+        except Exception:
+            self.routes.restore(written)  # type: ignore[union-attr]
+            raise
+
+    def start(self, challenger_uri: str, percent: int, *, digest: str | None = None) -> RolloutStatus:
+        """Deploy the canary pinned to ``digest`` (the route gets its weight once it is Ready:
+        :meth:`wait_ready`)."""
+        check_percent(percent)
+        check_digest(digest)
+        if self.routes is not None:
+            self.routes.check(self.services()[0])  # refused before anything is deployed
+        return parse_status(self.patch(lambda obj: start_ops(obj, challenger_uri, percent, self.canary_name, digest)))
 
     def set_weight(self, percent: int) -> RolloutStatus:
-        return parse_status(self.patch(lambda obj: weight_ops(obj, percent)))
+        check_percent(percent)
+        if self.routes is None:
+            return parse_status(self.patch(lambda obj: weight_ops(obj, percent)))
+
+        def routes(obj: dict) -> RouteStep:
+            champion, canary = self.services(obj)
+            if canary is None:
+                raise RolloutError("no canary in progress (spec.canary is empty)")
+            return champion, canary, percent
+
+        return self._with_routes(routes, lambda obj: weight_ops(obj, percent))
 
     def promote(self) -> RolloutStatus:
-        return parse_status(self.patch(promote_ops))
+        """The route to the canary's Service first (its pods become the champion's, so the Service
+        stays), then the InferenceService: no request finds a gap."""
+        if self.routes is None:
+            return parse_status(self.patch(promote_ops))
+
+        def routes(obj: dict) -> RouteStep:
+            canary = self.services(obj)[1]
+            if canary is None:
+                raise RolloutError("no canary in progress (spec.canary is empty)")
+            return canary, None, 0
+
+        return self._with_routes(routes, promote_ops)
 
     def rollback(self, reason: str) -> RolloutStatus:
-        return parse_status(self.patch(lambda obj: rollback_ops(obj, reason)))
+        """The route back to 100/0 first, then the canary removed (its pods get no new requests)."""
+        if self.routes is None:
+            return parse_status(self.patch(lambda obj: rollback_ops(obj, reason)))
+        return self._with_routes(lambda obj: (self.services(obj)[0], None, 0), lambda obj: rollback_ops(obj, reason))
 
     def status(self) -> RolloutStatus:
-        return parse_status(self.read())
+        result = parse_status(self.read())
+        if self.routes is not None:
+            result.detail["gateway"] = self.routes.weights()
+        return result
+
+    def gateway_services(self, challenger_uri: str | None) -> dict[str, str] | None:
+        """``{"champion": Service, "challenger": Service}`` behind the route (None without a route):
+        the gateway's per-backend series are counted against the version behind each."""
+        if self.route is None:
+            return None
+        champion, canary = self.services()
+        if challenger_uri:
+            canary = predictor_service(self.isvc, self.canary_name or canary_name_for(challenger_uri))
+        return {"champion": champion, "challenger": canary or ""}
 
     def wait_ready(self, timeout: float, interval: float = 2.0) -> RolloutStatus:
         """Block until the canary reports Ready in ``status.canaryStatuses``; RolloutError after ``timeout`` s."""
@@ -262,6 +359,12 @@ class StandardBackend(KServeBackend):
         while True:
             status = self.status()
             if status.detail.get("canaryReady"):
+                if self.routes is not None:  # now the canary's Service has endpoints: give it its weight
+                    obj = self.read()
+                    champion, canary = self.services(obj)
+                    percent = int(_canary(obj).get("trafficPercent") or 0)  # what was asked (status may lag)
+                    self.routes.set(champion, canary, percent)
+                    status.detail["gateway"] = self.routes.weights()
                 return status
             if time.monotonic() >= deadline:
                 conditions = {c.get("type"): c for c in status.detail.get("conditions", [])}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,41 +20,14 @@ from typing import Any
 
 import httpx
 
-from housing.net import free_port, wait_http
-from predictor.series import MODEL_INFO
-from rollout.backends.base import Prepared, RolloutError, RolloutStatus, check_percent
+from common.net import free_port, wait_http
+from common.procs import pid_alive, stop_pid
+from common.series import MODEL_INFO
+from rollout.backends.base import Prepared, RolloutStatus, check_percent
+from rollout.errors import RolloutError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _INFO = re.compile(rf"^{MODEL_INFO}\{{([^}}]*)\}}\s", re.MULTILINE)
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
-def stop_pid(pid: int | None, timeout: float = 10.0) -> None:
-    """SIGTERM one process we started (by its id), SIGKILL after ``timeout``."""
-    if not _alive(pid):
-        return
-    assert pid is not None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
 
 
 def model_version_from_metrics(text: str) -> str | None:
@@ -109,7 +81,7 @@ class LocalBackend:
 
     def _require(self) -> dict[str, Any]:
         state = self.load()
-        if not state.get("router") or not _alive(state["router"].get("pid")):
+        if not state.get("router") or not pid_alive(state["router"].get("pid")):
             raise RolloutError(
                 f"no local deployment {self.deployment!r} is running; start one with `housing rollout start`"
             )
@@ -144,10 +116,12 @@ class LocalBackend:
             stop_pid(proc.pid)
             raise RolloutError(f"{what} not ready after {self.ready_timeout:.0f}s ({url})") from None
 
-    def spawn_predictor(self, uri: str, role: str) -> dict[str, Any]:
-        """Start ``python -m predictor`` for ``uri`` and wait until the model is ready."""
+    def spawn_predictor(self, uri: str, role: str, digest: str | None = None) -> dict[str, Any]:
+        """Start ``python -m predictor`` for ``uri`` (pinned to ``digest``) and wait until the model is ready."""
         port, grpc = free_port(), free_port()
         where = ["--storage_uri", uri] if ("://" in uri or uri.startswith("models:/")) else ["--model_dir", uri]
+        if digest:
+            where += ["--bundle_digest", digest]
         args = [
             sys.executable,
             "-m",
@@ -190,7 +164,7 @@ class LocalBackend:
     def up(self, champion_uri: str, port: int | None = None, sticky: bool = False) -> RolloutStatus:
         """Start the champion predictor and the router (no-op when already running)."""
         state = self.load()
-        if state.get("router") and _alive(state["router"].get("pid")):
+        if state.get("router") and pid_alive(state["router"].get("pid")):
             return self.status()
         champion = self.spawn_predictor(champion_uri, "champion")
         port = port or free_port()
@@ -267,7 +241,9 @@ class LocalBackend:
     def url(self) -> str:
         return self._require()["router"]["url"]
 
-    def start(self, challenger_uri: str, percent: int, *, shadow: float = 0.0) -> RolloutStatus:
+    def start(
+        self, challenger_uri: str, percent: int, *, shadow: float = 0.0, digest: str | None = None
+    ) -> RolloutStatus:
         check_percent(percent)
         state = self._require()
         if state.get("challenger"):
@@ -276,7 +252,7 @@ class LocalBackend:
                     f"a challenger is already running ({state['challenger']['uri']}); promote or roll back first"
                 )
         else:
-            state["challenger"] = self.spawn_predictor(challenger_uri, "challenger")
+            state["challenger"] = self.spawn_predictor(challenger_uri, "challenger", digest)
             self.save(state)
         self._router({"challenger": self._upstream(state["challenger"]), "weight": percent, "shadow": shadow})
         return self.status()
@@ -318,7 +294,7 @@ class LocalBackend:
     def status(self) -> RolloutStatus:
         state = self.load()
         router = state.get("router")
-        if not router or not _alive(router.get("pid")):
+        if not router or not pid_alive(router.get("pid")):
             return RolloutStatus(backend="local", ready=False, detail={"running": False})
         try:
             live = self.http.get(f"{router['url']}/router/state").json()
@@ -326,7 +302,7 @@ class LocalBackend:
             return RolloutStatus(backend="local", ready=False, detail={"error": str(exc)})
         champion, challenger = state.get("champion") or {}, state.get("challenger") or {}
         weight = int(live.get("weight") or 0) if live.get("challenger") else 0
-        ready = all(_alive(e.get("pid")) for e in (champion, challenger) if e)
+        ready = all(pid_alive(e.get("pid")) for e in (champion, challenger) if e)
         return RolloutStatus(
             backend="local",
             champion=champion.get("uri"),

@@ -270,13 +270,13 @@ check_serving() {
   out="$(pm run "${CHECKED[@]}" "$ref" --model_dir /nonexistent 2>&1)" || rc=$?
   [[ $rc -eq 2 && "$out" == *"refusing to serve"*"bundle.json"* ]] \
     || die "serving: without a bundle it should refuse to serve (exit 2), got $rc: ${out: -600}"
-  log "serving: check imports (predictor._fastpath, kserve_storage, boto3), no training libraries, no compiler"
+  log "serving: check imports (predictor.core._fastpath, kserve_storage, boto3), no training libraries, no compiler"
   pm run "${CHECKED[@]}" --entrypoint python "$ref" -c "
 import importlib.util, sys
-import predictor._fastpath, boto3, kserve_storage
+import predictor.core._fastpath, boto3, kserve_storage
 $NO_COMPILER
 present = [m for m in ('training', 'rollout', 'sklearn', 'xgboost', 'mlflow', 'kubernetes', 'optuna',
-                       'matplotlib', 'pyarrow', 'scipy') if importlib.util.find_spec(m)]
+                       'matplotlib', 'scipy') if importlib.util.find_spec(m)]
 assert not present, f'not for the serving image: {present}'
 print('imports ok,', sys.executable, sys.version.split()[0])" >&2 || die "serving: import check failed"
 }
@@ -285,10 +285,10 @@ check_training() {
   local ref="$1"
   log "training: check the housing CLI as uid $IMAGE_UID, read-only, no network"
   pm run "${CHECKED[@]}" "$ref" --help >/dev/null || die "training: '$ref --help' failed"
-  log "training: check imports (predictor._fastpath, training, rollout, mlflow, boto3), mlflow CLI, no compiler"
+  log "training: check imports (predictor.core._fastpath, training, rollout, mlflow, boto3), mlflow CLI, no compiler"
   pm run "${CHECKED[@]}" --entrypoint python "$ref" -c "
 import shutil, sys
-import predictor._fastpath, training, rollout, mlflow, boto3
+import predictor.core._fastpath, training, rollout, mlflow, boto3
 $NO_COMPILER
 assert shutil.which('mlflow'), 'no mlflow CLI (the dev-stack MLflow runs it)'
 print('imports ok,', sys.executable, sys.version.split()[0])" >&2 || die "training: import check failed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the kind cluster and install, at pinned versions, what KServe needs:
-#   cert-manager, Gateway API CRDs, Envoy Gateway (+ GatewayClass/Gateway for KServe),
-#   KServe CRDs and controller from KServe's Helm charts (Standard mode, Gateway API).
+#   cert-manager, Gateway API CRDs, traefik as the Gateway API implementation (the node tier's,
+#   scripts/kind/gateway.sh), KServe CRDs and controller from KServe's Helm charts (Standard mode;
+#   its own ingress creation off: the chart's gateway.enabled route is the one clients use).
 # With --serverless (or HOUSING_KSERVE_MODE=Knative) it also installs Knative Serving with
 # Kourier and makes Knative KServe's default mode. Idempotent: re-running upgrades in place.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -11,7 +12,7 @@ for arg in "$@"; do
   case "$arg" in
     --serverless|--knative) MODE=Knative ;;
     --standard) MODE=Standard ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) die "unknown argument: $arg" ;;
   esac
 done
@@ -35,65 +36,7 @@ log "Gateway API CRDs ${GATEWAY_API_VERSION} (standard channel)"
 k apply --server-side --force-conflicts -f \
   "https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml"
 
-log "Envoy Gateway ${ENVOY_GATEWAY_VERSION}"
-# --skip-crds: the Gateway API CRDs come from the step above; Envoy Gateway's own CRDs are
-# installed from its crds chart so both stay pinned.
-h upgrade --install eg-crds oci://docker.io/envoyproxy/gateway-crds-helm \
-  --version "${ENVOY_GATEWAY_VERSION}" --namespace envoy-gateway-system --create-namespace \
-  --set crds.gatewayAPI.enabled=false --set crds.envoyGateway.enabled=true
-h upgrade --install eg oci://docker.io/envoyproxy/gateway-helm --skip-crds \
-  --version "${ENVOY_GATEWAY_VERSION}" --namespace envoy-gateway-system --create-namespace \
-  --wait --timeout 10m
-
-log "GatewayClass + Gateway kserve/kserve-ingress-gateway (NodePort ${GATEWAY_HTTP_NODEPORT} -> localhost:8080)"
-k create namespace kserve --dry-run=client -o yaml | k apply -f -
-k apply -f - <<YAML
-apiVersion: gateway.envoyproxy.io/v1alpha1
-kind: EnvoyProxy
-metadata:
-  name: kind-nodeport
-  namespace: kserve
-spec:
-  provider:
-    type: Kubernetes
-    kubernetes:
-      envoyService:
-        type: NodePort
-        patch:
-          type: StrategicMerge
-          value:
-            spec:
-              ports:
-                - port: 80
-                  nodePort: ${GATEWAY_HTTP_NODEPORT}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata:
-  name: envoy
-spec:
-  controllerName: gateway.envoyproxy.io/gatewayclass-controller
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: kserve-ingress-gateway
-  namespace: kserve
-spec:
-  gatewayClassName: envoy
-  infrastructure:
-    parametersRef:
-      group: gateway.envoyproxy.io
-      kind: EnvoyProxy
-      name: kind-nodeport
-  listeners:
-    - name: http
-      protocol: HTTP
-      port: 80
-      allowedRoutes:
-        namespaces:
-          from: All
-YAML
+bash "$(dirname "${BASH_SOURCE[0]}")/gateway.sh"   # traefik: NodePorts 30080 (HTTP) / 30082 (gRPC)
 
 if [[ "$MODE" == "Knative" ]]; then
   log "Knative Serving ${KNATIVE_VERSION} with Kourier (Serverless mode)"
@@ -122,3 +65,4 @@ h upgrade --install kserve oci://ghcr.io/kserve/charts/kserve \
 
 k create namespace "${NAMESPACE}" --dry-run=client -o yaml | k apply -f -
 log "cluster ${CLUSTER_NAME} ready (context $(kctx)); next: skaffold run  (or: make e2e)"
+log "Standard mode: install the chart with --set gateway.enabled=true; requests go to localhost:8080 (REST) and localhost:8082 (gRPC)"

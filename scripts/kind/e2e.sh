@@ -27,11 +27,14 @@ docker build --target serving -t "${SERVING_IMAGE}" "${REPO_ROOT}"
 docker build --target training -t "${TRAINING_IMAGE}" "${REPO_ROOT}"
 kind load docker-image "${SERVING_IMAGE}" "${TRAINING_IMAGE}" --name "${CLUSTER_NAME}"
 
+# Standard mode: the chart's Gateway and routes (gateway.enabled), served by traefik
+# (scripts/kind/gateway.sh); KServe creates no route of its own there. Knative: Kourier.
+gateway=(); [[ "$MODE" == "Standard" ]] && gateway=(--set gateway.enabled=true)
 log "helm install ${RELEASE} (mode ${MODE})"
 h upgrade --install "${RELEASE}" "${CHART}" -n "${NAMESPACE}" --create-namespace \
   --set image.repository=housing-serving --set image.tag=e2e --set image.pullPolicy=Never \
   --set training.image.repository=housing-training --set training.image.tag=e2e \
-  --set kserve.deploymentMode="${MODE}" --set training.args='{--dataset,ames,--fast}'
+  --set kserve.deploymentMode="${MODE}" --set training.args='{--dataset,ames,--fast}' ${gateway[@]+"${gateway[@]}"}
 
 log "waiting for the training Job"
 job="$(k -n "${NAMESPACE}" get jobs -l app.kubernetes.io/component=training -o name | tail -n1)"
@@ -39,8 +42,14 @@ k -n "${NAMESPACE}" wait --for=condition=Complete "${job}" --timeout=15m
 
 log "waiting for the InferenceService"
 k -n "${NAMESPACE}" wait --for=condition=Ready "inferenceservice/${RELEASE}" --timeout=10m
-host="$(k -n "${NAMESPACE}" get inferenceservice "${RELEASE}" -o jsonpath='{.status.url}' | cut -d/ -f3)"
-port=8080; [[ "$MODE" == "Knative" ]] && port=8081
+if [[ "$MODE" == "Knative" ]]; then
+  host="$(k -n "${NAMESPACE}" get inferenceservice "${RELEASE}" -o jsonpath='{.status.url}' | cut -d/ -f3)"
+  port=8081
+else  # the chart's route has no hostnames: any Host reaches it
+  host=localhost port=8080
+  k -n "${NAMESPACE}" wait --for=jsonpath='{.status.parents[0].conditions[?(@.type=="Accepted")].status}'=True \
+    "httproute/${RELEASE}" --timeout=2m
+fi
 base="http://127.0.0.1:${port}"
 
 log "V1 predict through the gateway (Host: ${host})"

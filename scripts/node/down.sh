@@ -21,6 +21,8 @@ stop() {  # stop NAME [SECONDS]: SIGTERM, then SIGKILL after SECONDS
 }
 
 [[ -d "$NODE_STATE" ]] || { log "nothing to stop ($NODE_STATE absent)"; }
+stop metrics-server
+stop traefik
 stop kserve-manager
 stop coredns
 stop kube-proxy

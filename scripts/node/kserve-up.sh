@@ -6,9 +6,9 @@
 #    scripts/tools/kserve.sh) instead of as a Deployment, its webhooks are called by URL on
 #    127.0.0.1 with a self-signed certificate, so the chart's Deployment, Services and
 #    cert-manager objects are left out;
-#  - no Gateway API implementation (Envoy Gateway): its CRDs are installed (KServe's Gateway API
-#    mode requires them) but ingress creation is disabled; clients use the predictor Services
-#    (status.address.url), as `kubectl port-forward` users on kind do;
+#  - the Gateway API CRDs are installed (KServe's Gateway API mode requires them) but KServe's
+#    ingress creation is disabled: the chart's own HTTPRoute (gateway.enabled) is the route, served
+#    by traefik (scripts/node/gateway-up.sh), and a rollout moves its weights;
 #  - the storage-initializer image is the one scripts/images/build.sh builds at v0.20.0.
 # Run by scripts/node/up.sh; idempotent.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,7 +18,7 @@ H=("$TOOLS_DIR/helm" --kubeconfig "$KUBECONFIG_ADMIN")
 PKI="$NODE_STATE/pki"
 VALUES="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/kind/kserve-values.yaml"  # shared with kind
 
-log "Gateway API CRDs (standard channel; no implementation runs here)"
+log "Gateway API CRDs (standard channel; traefik serves them: gateway-up.sh)"
 kubectl_admin apply --server-side --force-conflicts -f "$TOOLS_DIR/gateway-api-src/config/crd/standard/" >/dev/null
 
 log "KServe CRDs (helm install $TREE/charts/kserve-crd)"
@@ -29,7 +29,6 @@ log "KServe resources (helm template $TREE/charts/kserve-resources, Standard mod
 rendered="$NODE_STATE/kserve/resources.yaml"
 "${H[@]}" template kserve "$TREE/charts/kserve-resources" -n "$KSERVE_NAMESPACE" \
   -f "$VALUES" --set kserve.controller.deploymentMode=Standard \
-  --set kserve.controller.gateway.disableIngressCreation=true \
   --set kserve.certManager.enabled=false \
   --set kserve.storage.image=localhost/kserve-storage-initializer \
   --set kserve.storage.tag=v0.20.0 \

@@ -17,6 +17,15 @@ APISERVER_PORT=6443
 ETCD_PORT=23790          # client; peer is ETCD_PORT+10 — off the default 2379 so a host etcd can't clash
 KSERVE_WEBHOOK_PORT=9443
 KSERVE_NAMESPACE=kserve
+. "$(dirname "${BASH_SOURCE[0]}")/../gateway/traefik.sh"  # traefik's flags and ports, shared with kind
+GATEWAY_PORT=$TRAEFIK_WEB_PORT   # traefik's entry point `web` on $NODE_IP (chart: gateway.listenerPort)
+GATEWAY_GRPC_PORT=$TRAEFIK_GRPC_PORT  # … and `grpc`, the GRPCRoute's listener (chart: gateway.grpcListenerPort)
+GATEWAY_METRICS_PORT=18082  # traefik's /metrics and /ping on 127.0.0.1
+# kube-controller-manager's --horizontal-pod-autoscaler-downscale-stabilization: how long an HPA
+# keeps its highest recommendation before scaling in, for every HPA without its own
+# behavior.scaleDown (KServe v0.20 writes none). Kubernetes' default (kind, managed clusters) is
+# 5m0s; 30s here so the autoscale test sees a scale-in within its minutes (docs/capacity.md).
+HPA_DOWNSCALE_STABILIZATION="${HOUSING_NODE_HPA_DOWNSCALE_STABILIZATION:-30s}"
 MTU=1400                 # the host's
 KUBECONFIG_ADMIN="$NODE_STATE/admin.kubeconfig"
 CONTAINERD_SOCK="$NODE_STATE/containerd/containerd.sock"

@@ -88,6 +88,11 @@ cert scheduler system:kube-scheduler
 cert kube-proxy system:kube-proxy
 cert coredns system:coredns
 cert kserve-manager system:serviceaccount:kserve:kserve-controller-manager
+cert traefik housing-traefik
+# the API server's client certificate towards aggregated APIs (metrics.k8s.io: metrics-server-up.sh)
+cert front-proxy-client front-proxy-client
+# metrics-server: serving (the APIService's Service name) and client (API server, kubelets) in one
+cert metrics-server housing-metrics-server "" "IP:$NODE_IP,DNS:metrics-server.kube-system.svc"
 
 kubeconfig() {  # kubeconfig NAME SERVER: $NODE_STATE/NAME.kubeconfig for the client cert NAME
   local name="$1" server="$2" out="$NODE_STATE/$1.kubeconfig"
@@ -113,7 +118,7 @@ YAML
   chmod 600 "$out"
 }
 API="https://$NODE_IP:$APISERVER_PORT"
-for n in admin kubelet controller-manager scheduler kube-proxy coredns kserve-manager; do kubeconfig "$n" "$API"; done
+for n in admin kubelet controller-manager scheduler kube-proxy coredns kserve-manager traefik metrics-server; do kubeconfig "$n" "$API"; done
 
 # --- containerd (own root, state, socket and CNI config: nothing shared with podman) ----------
 cat > "$NODE_STATE/cni/net.d/10-housing.conflist" <<JSON
@@ -224,6 +229,10 @@ start kube-apiserver "$TOOLS_DIR/kube-apiserver" \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --service-account-issuer "https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
   --authorization-mode Node,RBAC \
+  --requestheader-client-ca-file "$PKI/ca.crt" --requestheader-allowed-names front-proxy-client \
+  --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+  --requestheader-extra-headers-prefix X-Remote-Extra- \
+  --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
   --enable-admission-plugins NodeRestriction \
   --allow-privileged=true \
   --profiling=false --v 1
@@ -237,7 +246,9 @@ start kube-controller-manager "$TOOLS_DIR/kube-controller-manager" \
   --bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials \
   --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
   --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-  --service-cluster-ip-range "$SERVICE_CIDR" --profiling=false --v 1
+  --service-cluster-ip-range "$SERVICE_CIDR" \
+  --horizontal-pod-autoscaler-downscale-stabilization "$HPA_DOWNSCALE_STABILIZATION" \
+  --profiling=false --v 1
 start kube-scheduler "$TOOLS_DIR/kube-scheduler" \
   --kubeconfig "$NODE_STATE/scheduler.kubeconfig" \
   --authentication-kubeconfig "$NODE_STATE/scheduler.kubeconfig" \
@@ -324,6 +335,13 @@ wait_for coredns 30 curl -fsS http://127.0.0.1:18080/health
 
 # --- KServe: CRDs and resources from its own charts, the manager on the host -----------------
 bash "$HERE/kserve-up.sh"
+
+# --- the Gateway API implementation (traefik on the host), when built ----------------------------
+if [[ -x "$TOOLS_DIR/traefik" ]]; then
+  bash "$HERE/gateway-up.sh"
+else
+  log "no traefik ($TOOLS_DIR/traefik): no Gateway API implementation runs (bash scripts/tools/traefik.sh)"
+fi
 
 if [[ -n "${IMPORT_PID:-}" ]]; then
   wait "$IMPORT_PID" || true

@@ -4,7 +4,9 @@
 #   scripts/tools/checkov.sh --install-only     # create/refresh the venv, print the binary path
 #   scripts/tools/checkov.sh [checkov args...]  # run checkov
 #
-# The venv lives in ${HOUSING_CACHE_DIR:-$HOME/.cache/housing}/checkov-venv; idempotent.
+# The venv lives in ${HOUSING_CACHE_DIR:-$HOME/.cache/housing}/checkov-venv; idempotent. Installed by
+# the lock's uv from the repository, so pyproject's [tool.uv] exclude-newer pins its dependencies in
+# time as requirements/lock.txt is (checkov's own pins clash with the project's: no shared lock).
 set -euo pipefail
 
 CHECKOV_VERSION="${HOUSING_CHECKOV_VERSION:-3.3.30}"
@@ -28,7 +30,9 @@ if [[ "$(installed_version || true)" != "$CHECKOV_VERSION" ]]; then
   echo "checkov.sh: installing checkov==$CHECKOV_VERSION into $VENV" >&2
   mkdir -p "$CACHE"
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION" >&2
+  REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+  UV="$(bash "$REPO/scripts/tools/uv.sh")"
+  (cd "$REPO" && "$UV" pip install -q --python "$VENV/bin/python" "checkov==$CHECKOV_VERSION") >&2
 fi
 
 if [[ "${1:-}" == "--install-only" ]]; then

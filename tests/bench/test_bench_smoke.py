@@ -19,6 +19,7 @@ def test_smoke_run_writes_a_complete_report(tmp_path: Path) -> None:
     summary = run(cfg)
     data = json.loads((tmp_path / "benchmarks.json").read_text())
     keys = ["ours.v1_1row", "ours.v2_1row", "ours.grpc_1row", "ours.v2_batch", "floor.v1_1row", "mlserver.v2_1row"]
+    keys += ["limit.v1_1row", "limit.v2_1row", "limit.grpc_1row"]  # the bare stack (bench.limit)
     keys.append("mlflow.invocations_1row")
     peers = data["peers"]
     runtimes = [r for r in ("xgbserver", "sklearnserver") if "skipped" not in peers[r]]
@@ -36,7 +37,8 @@ def test_smoke_run_writes_a_complete_report(tmp_path: Path) -> None:
     assert data["inprocess"]["single_row_us"] > 0
     assert data["inprocess"]["explain_single_row_us"] > 0
     md = (tmp_path / "benchmarks.md").read_text()
-    assert "| v1_1row | ours |" in md and "MLflow scoring server, one row" in md
+    assert "| v1_1row | ours | access log off, trace log off |" in md and "MLflow scoring server, one row" in md
+    assert "| v1_1row | limit | no per-request lines |" in md and "ours ÷ limit (bare uvicorn ASGI app)" in md
     for runtime in runtimes:
         assert f"| v1_1row | {runtime} |" in md and f"÷ KServe {runtime}, V1 one row" in md
     for runtime in {"xgbserver", "sklearnserver"} - set(runtimes):

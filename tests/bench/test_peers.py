@@ -18,7 +18,7 @@ import pytest
 
 from bench import kserve_runtimes, mlflow_serve, servers
 from bench.run import encoded_rows, holdout_rows, v2_tensor
-from predictor.loaded import load_bundle
+from predictor.core.loaded import load_bundle
 
 pytestmark = pytest.mark.integration
 

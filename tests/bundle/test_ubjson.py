@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bundle import ubjson
 
@@ -17,7 +19,9 @@ pytestmark = pytest.mark.skipif(ubjson._c is None, reason="bundle._ubjson is not
 def _python(data: bytes) -> Any:
     try:
         return ubjson._Reader(data).value()
-    except (struct.error, KeyError, UnicodeDecodeError) as exc:
+    except (struct.error, KeyError, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, ubjson.UBJSONError):
+            raise
         raise ubjson.UBJSONError(str(exc)) from exc
 
 
@@ -100,3 +104,77 @@ def test_every_marker_decodes_alike() -> None:
 def test_malformed_data_is_refused_by_the_c_decoder(blob: bytes) -> None:
     with pytest.raises(ubjson.UBJSONError):
         ubjson.loads(blob)
+
+
+# -- issue 22 item 13: both decoders bounded the same way, fuzzed ---------------------------------
+def _both(data: bytes) -> tuple[Any, Any]:
+    """(C result or its UBJSONError, Python result or its UBJSONError); anything else escapes and fails."""
+    out = []
+    for decode in (ubjson.loads, _python):
+        try:
+            out.append(decode(data))
+        except ubjson.UBJSONError as exc:
+            out.append(exc)
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"[#l\x7f\xff\xff\xff",  # count far beyond the data
+        b"{#l\x00\x10\x00\x00" + b"U\x01a" * 8,  # a count the data can hold only a few entries of
+        b"[#U\x08" + b"[#U\x01" * 3 + b"Z",  # counts add up beyond what is left
+        b"[$Z#l\x7f\xff\xff\xff",  # 2 billion nulls of no bytes each
+        b"[$T#U\x05",  # zero-width typed array, even short
+        b"[" * 300 + b"]" * 300,  # nested beyond the limit: no RecursionError from the Python decoder
+        b"{U\x01a" * 2000 + b"Z" + b"}" * 2000,
+    ],
+)
+def test_both_decoders_refuse_what_the_data_cannot_hold(blob: bytes) -> None:
+    c, py = _both(blob)
+    assert isinstance(c, ubjson.UBJSONError) and isinstance(py, ubjson.UBJSONError), (c, py)
+
+
+def test_counts_are_bounded_by_the_bytes_left_not_the_total() -> None:
+    """``[#U\x05`` inside a document has 5 bytes of data in total but fewer left where it stands."""
+    doc = b"[SU\x03abc[#U\x05ZZ]"
+    c, py = _both(doc)
+    assert isinstance(c, ubjson.UBJSONError) and isinstance(py, ubjson.UBJSONError)
+    assert _same(*_both(b"[SU\x03abc[#U\x02ZZ]"))
+
+
+_MARKERS = b"iUIlLdDSHCTFZN[]{}$#"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([bytes([m]) for m in _MARKERS]),
+            st.binary(max_size=4),
+            st.sampled_from([b"U\x01a", b"#U\x02", b"$d#U\x01", b"#l\x7f\xff\xff\xff", b"$Z#U\x03", b"SU\x02hi"]),
+        ),
+        max_size=40,
+    )
+)
+def test_fuzz_both_decoders_agree_and_only_refuse_with_ubjson_errors(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    c, py = _both(data)
+    if isinstance(c, ubjson.UBJSONError) or isinstance(py, ubjson.UBJSONError):
+        assert isinstance(c, ubjson.UBJSONError) and isinstance(py, ubjson.UBJSONError), (data, c, py)
+    else:
+        assert _same(c, py), data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzz_truncations_and_flips_of_a_real_model(ames_xgb: Path, data: st.DataObject) -> None:
+    blob = bytearray((ames_xgb / "model.ubj").read_bytes()[:4096])
+    cut = data.draw(st.integers(0, len(blob)))
+    for i in data.draw(st.lists(st.integers(0, len(blob) - 1), max_size=4)):
+        blob[i] = data.draw(st.integers(0, 255))
+    c, py = _both(bytes(blob[:cut]))
+    if isinstance(c, ubjson.UBJSONError) or isinstance(py, ubjson.UBJSONError):
+        assert isinstance(c, ubjson.UBJSONError) and isinstance(py, ubjson.UBJSONError), (c, py)
+    else:
+        assert _same(c, py)

@@ -21,6 +21,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -318,6 +319,18 @@ class ApiServer:
         cfg.api_key_prefix = {"authorization": "Bearer"}
         return client.ApiClient(cfg)
 
+    def admin_objects(self, namespace: str) -> Any:
+        """CustomObjectsApi as a system:masters user, with ``namespace`` created (if it was not)."""
+        from kubernetes import client
+
+        api_client = self.api_client()
+        try:
+            client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+        return client.CustomObjectsApi(api_client)
+
     def install_crd(self, timeout: float = 60.0) -> dict:
         """Create the KServe CRD from the cached file and wait until it is Established and served."""
         from kubernetes import client
@@ -345,6 +358,11 @@ class ApiServer:
                     raise
             time.sleep(0.2)
         raise ApiServerError(f"CRD {CRD_NAME} Established but not served after {timeout} s")
+
+
+def unique(prefix: str) -> str:
+    """``prefix`` with a random suffix, so objects of different tests do not collide."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def _version(cmd: list[str]) -> str:

@@ -49,10 +49,7 @@ VALUE_SETS: dict[str, list[str]] = {
         "s3.endpoint=minio.storage.svc.cluster.local:9000",
         "mlflow.trackingUri=http://mlflow.mlops.svc.cluster.local:5000",
     ],
-    "devstack-postgres-servicemonitor": [
-        "devStack.mlflow.backend=postgres",
-        "monitoring.serviceMonitor.enabled=true",
-    ],
+    "devstack-servicemonitor": ["monitoring.serviceMonitor.enabled=true"],
     "existing-secret": ["s3.existingSecret=my-s3-credentials"],
     "legacy-mode-names-canary": [
         "kserve.deploymentMode=RawDeployment",
@@ -65,15 +62,38 @@ VALUE_SETS: dict[str, list[str]] = {
         "rateLimit.requestsPerSecond=50",
         "rateLimit.burst=100",
         "networkPolicy.monitoring.podLabels.app\\.kubernetes\\.io/name=prometheus",
-        "devStack.mlflow.backend=postgres",
     ],
     # API keys work with several REST workers (each worker gets the guard); rate limits do not
     "api-keys-two-workers": ["auth.existingSecret=housing-api-keys", "predictor.workers=2"],
     "network-policy-off": ["networkPolicy.enabled=false"],
+    "gateway-canary-25": [
+        "gateway.enabled=true",
+        "predictor.name=blue",
+        "canary.enabled=true",
+        "canary.name=green",
+        "canary.storageUri=s3://models/housing/2",
+        "canary.trafficPercent=25",
+    ],
+    "gateway-existing-no-grpc": [
+        "gateway.enabled=true",
+        "gateway.create=false",
+        "gateway.gatewayName=shared",
+        "gateway.gatewayNamespace=gateways",
+        "gateway.grpc=false",
+        "gateway.hostnames={housing.example.com}",
+    ],
+    "delivery": [
+        "training.schedule=0 3 * * 0",
+        "rollout.auto.enabled=true",
+        "rollout.auto.prometheusUrl=http://prometheus.monitoring.svc:9090",
+        "rollout.auto.pauseAt=50",
+        "rollout.notify.url=http://hooks.example:8080/rollouts",
+    ],
     "monitoring-all": [
         "monitoring.serviceMonitor.enabled=true",
         "monitoring.grafanaDashboard.enabled=true",
         "monitoring.prometheusRule.enabled=true",
+        "monitoring.qualityExporter.enabled=true",
     ],
 }
 
@@ -196,6 +216,7 @@ NODE_TOOLS = (
     "crictl",
     "helm",
     "kubectl",
+    "traefik",
 )
 
 
@@ -213,7 +234,12 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         _missing("root (containerd, kubelet and kube-proxy need it)", "run the tests as root")
     missing = [t for t in NODE_TOOLS if not (TOOLS_DIR / t).is_file()]
     if missing and in_ci():
-        for script in ("scripts/tools/helm.sh", "scripts/tools/kube.sh", "scripts/tools/kserve.sh"):
+        for script in (
+            "scripts/tools/helm.sh",
+            "scripts/tools/kube.sh",
+            "scripts/tools/kserve.sh",
+            "scripts/tools/traefik.sh",
+        ):
             subprocess.run(["bash", str(REPO / script)], check=False)
         missing = [t for t in NODE_TOOLS if not (TOOLS_DIR / t).is_file()]
     if missing:

@@ -74,6 +74,21 @@ class Node:
         addr = self.state / "registry.addr"
         return addr.read_text().strip() if addr.is_file() else None
 
+    @property
+    def gateway(self) -> str:
+        """host:port where traefik serves the cluster's Gateways (scripts/node/gateway-up.sh)."""
+        return (self.state / "gateway.addr").read_text().strip()
+
+    @property
+    def gateway_grpc(self) -> str:
+        """host:port of the Gateways' gRPC listener (traefik's entry point `grpc`)."""
+        return (self.state / "gateway-grpc.addr").read_text().strip()
+
+    @property
+    def gateway_metrics(self) -> str:
+        """host:port of traefik's /metrics and /ping (loopback)."""
+        return (self.state / "gateway-metrics.addr").read_text().strip()
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
@@ -99,6 +114,11 @@ class Node:
 
     def helm(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run("helm", *args, **kw)
+
+    def upgrade(self, chart: Path, release: str, namespace: str, *sets: str) -> subprocess.CompletedProcess[str]:
+        """``helm upgrade --reuse-values`` of ``release`` with ``--set`` for each of ``sets`` (5 min at most)."""
+        args = [a for item in sets for a in ("--set", item)]
+        return self.helm("upgrade", release, str(chart), "-n", namespace, "--reuse-values", *args, "--timeout", "5m")
 
     def get(self, kind: str, name: str = "", namespace: str = "", selector: str = "") -> dict[str, Any]:
         args = ["get", kind] + ([name] if name else []) + (["-n", namespace] if namespace else [])
@@ -204,9 +224,13 @@ class Node:
 def up(state: Path, tools: Path, timeout: float = 900) -> Node:
     """Run scripts/node/up.sh into ``state``; on failure stop what started and raise with the logs."""
     env = {**os.environ, "HOUSING_NODE_STATE": str(state), "HOUSING_TOOLS_DIR": str(tools)}
-    result = subprocess.run(
-        ["bash", str(NODE_SCRIPTS / "up.sh")], capture_output=True, text=True, env=env, timeout=timeout
-    )
+    try:
+        result = subprocess.run(
+            ["bash", str(NODE_SCRIPTS / "up.sh")], capture_output=True, text=True, env=env, timeout=timeout
+        )
+    except BaseException:  # timeout, Ctrl-C: the fixture has not yielded, so no teardown would stop it
+        down(state, tools)
+        raise
     if result.returncode != 0:
         logs = []
         for log in sorted((state / "logs").glob("*.log")):

@@ -23,8 +23,9 @@ import pytest
 from rollout.backends import kserve_common as common
 from rollout.backends import kserve_serverless as sl
 from rollout.backends import kserve_standard as st
-from rollout.backends.base import ConflictError, RolloutError
+from rollout.errors import ConflictError, RolloutError
 
+from .apiserver import unique
 from .conftest import NAMESPACE, REPO, VALUE_SETS, by_kind
 
 pytestmark = pytest.mark.cluster
@@ -42,17 +43,7 @@ SERVER_FIELDS = ("resourceVersion", "generation", "managedFields", "uid", "creat
 @pytest.fixture(scope="module")
 def admin(apiserver) -> Any:
     """CustomObjectsApi as a system:masters user, with the chart's namespace created."""
-    api_client = apiserver.api_client()
-    try:
-        kclient.CoreV1Api(api_client).create_namespace({"metadata": {"name": NAMESPACE}})
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    return kclient.CustomObjectsApi(api_client)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+    return apiserver.admin_objects(NAMESPACE)
 
 
 def chart_isvc(render, value_set: str, name: str | None = None) -> dict:
@@ -558,8 +549,11 @@ def test_chart_rollout_role_is_enough_and_no_more(apiserver, render, admin):
         except ApiException as exc:
             if exc.status != 409:
                 raise
-    name = unique("rbac")
+    (role,) = [o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == "housing-rollout"]
+    (name,) = role["rules"][0]["resourceNames"]  # the release's own InferenceService, and no other
+    other = unique("rbac")
     create(admin, chart_isvc(render, "standard", name))
+    create(admin, chart_isvc(render, "standard", other))
     as_sa = apiserver.api_client()
     as_sa.set_default_header("Impersonate-User", f"system:serviceaccount:{NAMESPACE}:housing-rollout")
     sa_api = kclient.CustomObjectsApi(as_sa)
@@ -571,6 +565,9 @@ def test_chart_rollout_role_is_enough_and_no_more(apiserver, render, admin):
     with pytest.raises(ApiException) as info:
         sa_api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
     assert info.value.status == 403
+    # patch on any other InferenceService of the namespace would amount to running any image there
+    with pytest.raises(RolloutError, match="403|Forbidden|forbidden"):
+        standard(sa_api, other).start(CHALLENGER, 10)
 
 
 def test_missing_object_is_a_clear_error(admin):
@@ -703,7 +700,7 @@ def test_promote_with_mlflow_down_is_finished_by_a_rerun_without_a_second_cluste
 ):
     from mlflow import MlflowClient
 
-    from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, TAG_BUNDLE_URI
+    from common.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, TAG_BUNDLE_URI
 
     name = unique("mlfdown")
     model = unique("housing-mlfdown")

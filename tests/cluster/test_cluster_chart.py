@@ -7,15 +7,27 @@ models (rollout.validate.validate_isvc); the ServiceMonitor's few fields by hand
 
 from __future__ import annotations
 
+import copy
 import json
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from housing import config
+from common import config
+from predictor.guard.policy import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+    Guard,
+    GuardConfig,
+)
+from predictor.transport.drain import DRAIN_FILE_ENV
+from rollout.backends import kserve_standard
+from rollout.backends.kserve_common import apply_patch
 from rollout.validate import validate_isvc
 
+from . import gateway_api
 from .conftest import CHART, NAMESPACE, RELEASE, VALUE_SETS, by_kind, run_helm, template_args
 
 pytestmark = pytest.mark.cluster
@@ -53,10 +65,11 @@ def test_values_agree_with_housing_config():
     assert values["model"]["name"] == config.DEFAULT_MODEL_NAME
     assert values["predictor"]["httpPort"] == config.DEFAULT_HTTP_PORT
     assert values["predictor"]["grpcPort"] == config.DEFAULT_GRPC_PORT
+    assert values["predictor"]["metricsPort"] == config.METRICS_PORT
     assert values["s3"]["bucket"] == config.DEFAULT_BUCKET
     assert values["predictor"]["storageUri"].startswith(f"s3://{config.DEFAULT_BUCKET}/{config.DEFAULT_MODEL_NAME}/")
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert values["predictor"][probe]["httpGet"]["port"] == config.DEFAULT_HTTP_PORT
+    assert values["predictor"]["livenessProbe"]["httpGet"]["port"] == config.DEFAULT_HTTP_PORT
+    assert "httpGet" not in values["predictor"]["readinessProbe"]  # the chart writes it from model.name and httpPort
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
@@ -68,6 +81,8 @@ def test_rendered_objects_validate(render, name):
         where = f"{kind}/{obj['metadata']['name']}"
         if kind == "InferenceService":
             validate_isvc(obj)
+        elif obj["apiVersion"].startswith(f"{gateway_api.GROUP}/"):
+            gateway_api.validate(obj)
         elif kind == "ServiceMonitor":
             assert obj["apiVersion"] == "monitoring.coreos.com/v1", where
             assert set(obj) <= {"apiVersion", "kind", "metadata", "spec"}, where
@@ -147,8 +162,8 @@ def test_serving_and_training_images_each_run_their_workloads(render):
         (f"{RELEASE}-test-v1", "v1-predict"),
     }
     assert training == {
-        (f"{RELEASE}-train-r1", "wait-for-services"),
-        (f"{RELEASE}-train-r1", "training"),
+        (f"{RELEASE}-train-install", "wait-for-services"),
+        (f"{RELEASE}-train-install", "training"),
         (f"{RELEASE}-mlflow", "mlflow"),
         (f"{RELEASE}-minio-bucket-r1", "bucket"),
     }
@@ -156,7 +171,7 @@ def test_serving_and_training_images_each_run_their_workloads(render):
     assert others == {_values()["devStack"]["minio"]["image"]}
     defaults = _container_images(render())
     assert defaults[(RELEASE, "kserve-container")] == "housing-serving:0.1.0"
-    assert defaults[(f"{RELEASE}-train-r1", "training")] == "housing-training:0.1.0"
+    assert defaults[(f"{RELEASE}-train-install", "training")] == "housing-training:0.1.0"
 
 
 def test_knative_predictor_has_one_port_and_no_init_container(render):
@@ -191,7 +206,9 @@ def test_isvc_standard_defaults(render):
     assert container["ports"] == [
         {"name": "http1", "containerPort": config.DEFAULT_HTTP_PORT, "protocol": "TCP"},
         {"name": "grpc", "containerPort": config.DEFAULT_GRPC_PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": config.METRICS_PORT, "protocol": "TCP"},
     ]
+    assert args[args.index("--metrics_port") + 1] == str(config.METRICS_PORT)  # the HTTP port answers it 404
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     # the predictor waits for its bundle before KServe's storage-initializer runs
     (wait,) = predictor["initContainers"]
@@ -201,7 +218,7 @@ def test_isvc_standard_defaults(render):
     assert container["livenessProbe"]["httpGet"]["port"] == config.DEFAULT_HTTP_PORT
     annotations = predictor["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(config.DEFAULT_HTTP_PORT)
+    assert annotations["prometheus.io/port"] == str(config.METRICS_PORT)
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
@@ -216,6 +233,8 @@ def test_pods_meet_restricted_pod_security(render, name):
     for obj in objects:
         if obj["kind"] in ("Deployment", "Job"):
             pod_specs.append((obj["metadata"]["name"], obj["spec"]["template"]["spec"]))
+        elif obj["kind"] == "CronJob":
+            pod_specs.append((obj["metadata"]["name"], obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
         elif obj["kind"] == "Pod":
             pod_specs.append((obj["metadata"]["name"], obj["spec"]))
     assert len(pod_specs) >= 2
@@ -223,7 +242,8 @@ def test_pods_meet_restricted_pod_security(render, name):
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True, where
         assert psc["seccompProfile"]["type"] == "RuntimeDefault", where
-        assert spec.get("automountServiceAccountToken") is False, where
+        # only the rollout runner talks to the API server (as the rollout ServiceAccount, minimal Role)
+        assert spec.get("automountServiceAccountToken") is (where == f"{RELEASE}-rollout"), where
         for container in spec["containers"]:
             sc = container["securityContext"]
             for key, want in RESTRICTED_CONTAINER.items():
@@ -294,27 +314,81 @@ def test_named_predictor_standard(render):
     assert isvc["spec"]["canary"][0]["predictor"]["name"] == "challenger"
 
 
+def _secrets(objects: list[dict]) -> dict[str, dict]:
+    return {s["metadata"]["name"]: s for s in by_kind(objects, "Secret")}
+
+
 def test_s3_secret_annotations_and_generated_credentials(render):
     objects = render()
-    (secret,) = by_kind(objects, "Secret")
-    annotations = secret["metadata"]["annotations"]
-    assert annotations["serving.kserve.io/s3-endpoint"] == f"{RELEASE}-minio.{NAMESPACE}.svc.cluster.local:9000"
-    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
-    assert annotations["serving.kserve.io/s3-region"] == "us-east-1"
-    assert set(secret["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    secrets = _secrets(objects)
+    assert set(secrets) == {f"{RELEASE}-s3", f"{RELEASE}-s3-serving"}  # the admin's, the serving user's
+    for secret in secrets.values():
+        annotations = secret["metadata"]["annotations"]
+        assert annotations["serving.kserve.io/s3-endpoint"] == f"{RELEASE}-minio.{NAMESPACE}.svc.cluster.local:9000"
+        assert annotations["serving.kserve.io/s3-usehttps"] == "0"
+        assert annotations["serving.kserve.io/s3-region"] == "us-east-1"
+        assert set(secret["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert secrets[f"{RELEASE}-s3"]["data"] != secrets[f"{RELEASE}-s3-serving"]["data"]
     # Random on every render without a cluster: nothing secret comes from values.
-    (again,) = by_kind(render(["s3.region=us-east-1"]), "Secret")
-    assert again["data"] != secret["data"]
+    again = _secrets(render(["s3.region=us-east-1"]))
+    assert again[f"{RELEASE}-s3"]["data"] != secrets[f"{RELEASE}-s3"]["data"]
     service_accounts = {sa["metadata"]["name"]: sa for sa in by_kind(objects, "ServiceAccount")}
-    assert service_accounts[RELEASE]["secrets"] == [{"name": secret["metadata"]["name"]}]
+    # KServe's storage-initializer reads the bucket as the serving user
+    assert service_accounts[RELEASE]["secrets"] == [{"name": f"{RELEASE}-s3-serving"}]
+
+
+def _secret_refs(container: dict) -> dict[str, str]:
+    return {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e}
+
+
+@pytest.mark.parametrize("payload_log", [False, True])
+def test_serving_reads_the_bucket_as_its_own_user_that_the_bucket_job_creates(render, payload_log):
+    """Only training, MLflow and the bucket Job hold the admin keys: a predictor pod can read
+    bundles and write the payload log's prefix (housing.minio_users), never change a bundle."""
+    objects = render(["payloadLog.enabled=true"] if payload_log else [])
+    admin, serving = f"{RELEASE}-s3", f"{RELEASE}-s3-serving"
+    predictor = _isvc(objects)["spec"]["predictor"]
+    (wait,) = predictor["initContainers"]
+    assert set(_secret_refs(wait).values()) == {serving}
+    assert set(_secret_refs(_predictor_container(predictor)).values()) == ({serving} if payload_log else set())
+    jobs = {j["metadata"]["labels"]["app.kubernetes.io/component"]: j for j in by_kind(objects, "Job")}
+    assert set(_secret_refs(jobs["training"]["spec"]["template"]["spec"]["containers"][0]).values()) == {admin}
+    (bucket,) = jobs["minio-bucket"]["spec"]["template"]["spec"]["containers"]
+    refs = _secret_refs(bucket)
+    assert (refs["AWS_ACCESS_KEY_ID"], refs["SERVING_ACCESS_KEY"], refs["SERVING_SECRET_KEY"]) == (
+        admin,
+        serving,
+        serving,
+    )
+    assert "housing.minio_users" in bucket["command"][-1]
+    prefix = _env(bucket)["PAYLOAD_LOG_PREFIX"]
+    assert prefix == (f"{config.DEFAULT_BUCKET}/payloads" if payload_log else "")
+    if payload_log:
+        assert _flag(_args(objects), "--payload_log_uri") == f"s3://{prefix}"
+
+
+def test_a_serving_secret_of_ones_own_is_used_and_none_is_generated(render):
+    objects = render(["s3.servingSecret=reader"])
+    assert set(_secrets(objects)) == {f"{RELEASE}-s3"}
+    (sa,) = [sa for sa in by_kind(objects, "ServiceAccount") if sa["metadata"]["name"] == RELEASE]
+    assert sa["secrets"] == [{"name": "reader"}]
+    (wait,) = _isvc(objects)["spec"]["predictor"]["initContainers"]
+    assert set(_secret_refs(wait).values()) == {"reader"}
+    # the dev MinIO is the chart's: its bucket Job creates the user of that Secret
+    (job,) = [j for j in by_kind(objects, "Job") if j["metadata"]["name"].startswith(f"{RELEASE}-minio-bucket")]
+    assert _secret_refs(job["spec"]["template"]["spec"]["containers"][0])["SERVING_SECRET_KEY"] == "reader"
 
 
 def test_existing_secret_renders_no_secret(render):
     objects = render(VALUE_SETS["existing-secret"])
-    assert by_kind(objects, "Secret") == []
+    assert set(_secrets(objects)) <= {f"{RELEASE}-s3-serving"}
     (sa,) = [sa for sa in by_kind(objects, "ServiceAccount") if sa["metadata"]["name"] == RELEASE]
+    assert sa["secrets"] == [{"name": _values()["s3"]["servingSecret"] or f"{RELEASE}-s3-serving"}]
+    external = render([*VALUE_SETS["existing-secret"], "devStack.minio.enabled=false", "s3.endpoint=s3.example:9000"])
+    assert by_kind(external, "Secret") == []  # no dev MinIO, no serving Secret given: serving shares it
+    (sa,) = [sa for sa in by_kind(external, "ServiceAccount") if sa["metadata"]["name"] == RELEASE]
     assert sa["secrets"] == [{"name": "my-s3-credentials"}]
-    (job,) = [j for j in by_kind(objects, "Job") if "train" in j["metadata"]["name"]]
+    (job,) = [j for j in by_kind(objects, "Job") if j["metadata"]["name"].endswith("-train-install")]
     refs = {
         e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
         for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -346,7 +420,8 @@ def test_rollout_rbac_is_minimal(render):
         {
             "apiGroups": ["serving.kserve.io"],
             "resources": ["inferenceservices"],
-            "verbs": ["get", "list", "watch", "patch"],
+            "resourceNames": [_isvc(objects)["metadata"]["name"]],  # its own only (issue 22 item 9)
+            "verbs": ["get", "patch"],
         },
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {
@@ -355,6 +430,8 @@ def test_rollout_rbac_is_minimal(render):
             "resourceNames": [f"{RELEASE}-rollout"],  # the one Lease a run holds (rollout/lease.py)
             "verbs": ["get", "update"],
         },
+        # a rollout step is an Event on the InferenceService; `housing rollout status` lists them
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
     ]
     (binding,) = by_kind(objects, "RoleBinding")
     assert binding["roleRef"] == {
@@ -378,11 +455,9 @@ def test_dev_stack_flags(render):
     env = _env(job["spec"]["template"]["spec"]["containers"][0])
     assert env["AWS_ENDPOINT_URL"] == "http://minio.storage.svc.cluster.local:9000"
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlops.svc.cluster.local:5000"
-    pg = render(VALUE_SETS["devstack-postgres-servicemonitor"])
-    names = {o["metadata"]["name"] for o in pg if o["kind"] in ("Deployment", "Service", "Secret")}
-    assert f"{RELEASE}-postgres" in names
-    (monitor,) = by_kind(pg, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0]["targetPort"] == config.DEFAULT_HTTP_PORT
+    monitored = render(VALUE_SETS["devstack-servicemonitor"])
+    (monitor,) = by_kind(monitored, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["targetPort"] == config.METRICS_PORT  # not the routed HTTP port
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
@@ -423,6 +498,7 @@ def test_sample_requests_agree():
         assert tensor["datatype"] == ("BYTES" if isinstance(value, str) else "FP64")
 
 
+GATEWAY_CANARY = ["canary.enabled=true", "canary.storageUri=s3://models/housing/2"]
 BAD_VALUES = {
     "traffic-over-100": ["canary.trafficPercent=150"],
     "traffic-negative": ["canary.trafficPercent=-1"],
@@ -437,6 +513,7 @@ BAD_VALUES = {
     "privilege-escalation": ["containerSecurityContext.allowPrivilegeEscalation=true"],
     "run-as-root-allowed": ["podSecurityContext.runAsNonRoot=false"],
     "bad-mlflow-backend": ["devStack.mlflow.backend=mysql"],
+    "postgres-backend-removed": ["devStack.mlflow.backend=postgres"],
     "no-endpoint-without-minio": ["devStack.minio.enabled=false"],
     "bad-pull-policy": ["image.pullPolicy=Sometimes"],
     "training-image-tag-bad": ["training.image.tag=latest@sha256:short"],
@@ -455,6 +532,29 @@ BAD_VALUES = {
     "monitoring-namespace-bad": ["networkPolicy.monitoring.namespace=Monitoring_NS"],
     "network-policy-unknown-key": ["networkPolicy.egress=true"],
     "rate-limit-with-two-workers": ["rateLimit.requestsPerSecond=10", "predictor.workers=2"],
+    "payload-sample-over-1": ["payloadLog.sample=1.5"],
+    "payload-uri-not-s3": ["payloadLog.uri=/var/log/payloads"],
+    "trusted-proxy-not-a-cidr": ["rateLimit.trustedProxies={gateway}"],
+    "gateway-weight-over-100": [
+        "gateway.enabled=true",
+        "canary.enabled=true",
+        "canary.storageUri=s3://models/housing/2",
+        "canary.trafficPercent=101",
+    ],
+    "gateway-weight-negative": [
+        "gateway.enabled=true",
+        "canary.enabled=true",
+        "canary.storageUri=s3://models/housing/2",
+        "canary.trafficPercent=-1",
+    ],
+    "gateway-bad-listener-port": ["gateway.enabled=true", "gateway.listenerPort=0"],
+    "gateway-bad-listener-name": ["gateway.enabled=true", "gateway.grpcListener=gRPC_listener"],
+    "gateway-bad-name": ["gateway.enabled=true", "gateway.create=false", "gateway.gatewayName=Shared_GW"],
+    "gateway-unknown-key": ["gateway.mirror=true"],
+    "gateway-knative": ["gateway.enabled=true", "kserve.deploymentMode=Knative"],
+    "digest-not-hex": ["predictor.bundleDigest=" + "z" * 64],
+    "digest-too-short": ["predictor.bundleDigest=abc123"],
+    "canary-digest-uppercase": ["canary.bundleDigest=" + "A" * 64],
 }
 
 
@@ -466,7 +566,7 @@ def test_schema_rejects_bad_values(helm_bin, name):
 
 
 def _training_env(objects: list[dict]) -> dict[str, str]:
-    (job,) = [j for j in by_kind(objects, "Job") if "train" in j["metadata"]["name"]]
+    (job,) = [j for j in by_kind(objects, "Job") if j["metadata"]["name"].endswith("-train-install")]
     container = job["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
@@ -478,9 +578,9 @@ def test_install_trains_exactly_the_bundle_the_inferenceservice_serves(render):
     isvc = by_kind(objects, "InferenceService")[0]
     env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0].get("env", [])}
     assert env["STORAGE_URI"] == "s3://models/housing/7"
-    upgraded = render(["training.bundleUri=s3://models/housing/8"], extra=["--is-upgrade"])
-    assert _training_env(upgraded)["HOUSING_BUNDLE_URI"] == "s3://models/housing/8"
-    assert "HOUSING_BUNDLE_URI" not in _training_env(render([], extra=["--is-upgrade"]))
+    assert _training_env(render(["training.bundleUri=s3://models/housing/8"]))["HOUSING_BUNDLE_URI"] == (
+        "s3://models/housing/8"
+    )
 
 
 def test_monitoring_extras_are_off_by_default(render):
@@ -524,7 +624,7 @@ def test_standard_mode_keeps_the_predictors_own_scrape_port(render):
     isvc = _isvc(render(VALUE_SETS["standard"]))
     assert isvc["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "false"
     pod = isvc["spec"]["predictor"]["annotations"]
-    assert pod["prometheus.io/port"] == str(_values()["predictor"]["httpPort"])
+    assert pod["prometheus.io/port"] == str(_values()["predictor"]["metricsPort"])
     knative = _isvc(render(VALUE_SETS["canary-10-serverless"]))
     assert knative["metadata"]["annotations"]["serving.kserve.io/enable-prometheus-scraping"] == "true"
 
@@ -538,13 +638,54 @@ def _flag(args: list[str], flag: str) -> str | None:
     return args[args.index(flag) + 1] if flag in args else None
 
 
+def test_payload_log_is_off_by_default_and_points_at_the_charts_s3(render):
+    assert _flag(_args(render()), "--payload_log_uri") is None
+    objects = render(["payloadLog.enabled=true", "payloadLog.sample=0.5", "payloadLog.drop={LSTAT,B}"])
+    args = _args(objects)
+    bucket = _values()["s3"]["bucket"]
+    assert _flag(args, "--payload_log_uri") == f"s3://{bucket}/payloads"
+    assert (_flag(args, "--payload_log_sample"), _flag(args, "--payload_log_drop")) == ("0.5", "LSTAT,B")
+    env = {e["name"] for e in _predictor_container(_isvc(objects)["spec"]["predictor"])["env"]}
+    assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= env
+    own = _args(render(["payloadLog.enabled=true", "payloadLog.uri=s3://audit/housing"]))
+    assert _flag(own, "--payload_log_uri") == "s3://audit/housing"
+
+
 def test_guard_is_off_by_default_but_the_body_limit(render):
     objects = render()
     args = _args(objects)
     assert _flag(args, "--api_keys_file") is None and _flag(args, "--rate_limit") is None
     assert int(_flag(args, "--max_body_bytes")) == _values()["predictor"]["maxBodyBytes"]
+    assert int(_flag(args, "--max_inflight_body_bytes")) == _values()["predictor"]["maxInflightBodyBytes"]
+    assert int(_flag(args, "--max_concurrency")) == _values()["predictor"]["maxConcurrency"]
     predictor = _isvc(objects)["spec"]["predictor"]
     assert [v["name"] for v in predictor["volumes"]] == ["tmp"]
+
+
+def test_trusted_proxies_reach_the_predictor(render):
+    assert _flag(_args(render()), "--trusted_proxies") is None
+    args = _args(render(["rateLimit.trustedProxies={10.244.0.0/16,fd00::/8}"]))
+    assert _flag(args, "--trusted_proxies") == "10.244.0.0/16,fd00::/8"
+
+
+def test_memory_defaults_agree_with_the_predictor():
+    """One source of truth: the chart's defaults are the predictor's (``predictor.guard.policy``)."""
+    predictor = _values()["predictor"]
+    assert predictor["maxBodyBytes"] == DEFAULT_MAX_BODY_BYTES
+    assert predictor["maxInflightBodyBytes"] == DEFAULT_MAX_INFLIGHT_BODY_BYTES
+    assert predictor["maxConcurrency"] == DEFAULT_MAX_CONCURRENCY
+
+
+def test_inflight_budget_below_the_body_limit_is_refused(helm_bin):
+    result = run_helm(
+        helm_bin, template_args(["predictor.maxBodyBytes=2000000", "predictor.maxInflightBodyBytes=1000000"])
+    )
+    assert result.returncode != 0 and "maxInflightBodyBytes must be at least" in result.stderr, result.stderr
+
+
+def test_a_grpc_listener_on_the_http_listeners_port_is_refused(helm_bin):
+    result = run_helm(helm_bin, template_args(["gateway.enabled=true", "gateway.grpcListenerPort=8000"]))
+    assert result.returncode != 0 and "gateway.grpcListenerPort: must differ" in result.stderr, result.stderr
 
 
 def test_api_keys_secret_is_mounted_whole_and_passed(render):
@@ -557,8 +698,9 @@ def test_api_keys_secret_is_mounted_whole_and_passed(render):
     assert mount["readOnly"] is True and "subPath" not in mount  # a subPath mount never sees a rotation
     assert _flag(container["args"], "--api_keys_file") == f"{mount['mountPath']}/api-keys"
     open_paths = _flag(container["args"], "--open_paths").split(",")
-    probes = {container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")}
-    assert probes <= set(open_paths) and "/metrics" in open_paths
+    probes = [container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")]
+    guard = Guard(GuardConfig(open_paths=tuple(open_paths)))
+    assert all(guard.is_open(p) for p in probes) and "/metrics" in open_paths  # probes never need a key
     assert (_flag(container["args"], "--rate_limit"), _flag(container["args"], "--rate_burst")) == ("50", "100")
     assert not [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "housing-api-keys"]
 
@@ -591,13 +733,12 @@ def _components(objects: list[dict], selector: dict) -> set[str]:
 
 @pytest.mark.parametrize("name", ["standard", "guarded", "serverless"])
 def test_network_policies_default_deny_and_allow_only_the_named_peers(render, name):
-    objects = render(VALUE_SETS[name] + ["devStack.mlflow.backend=postgres"])
+    objects = render(VALUE_SETS[name])
     policies = _policies(objects)
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     expected_peers = {
-        "minio": {"training", "predictor", "minio-bucket", "mlflow"},
+        "minio": {"training", "predictor", "minio-bucket", "mlflow", "rollout"},
         "mlflow": {"training", "rollout"},
-        "postgres": {"mlflow"},
     }
     for target, peers in expected_peers.items():
         spec = policies[target]
@@ -612,22 +753,73 @@ def test_network_policies_default_deny_and_allow_only_the_named_peers(render, na
         )
     predictor = policies["predictor"]
     assert _components(objects, predictor["podSelector"]) == {"predictor"}
-    (rule,) = predictor["ingress"]
-    gateways, monitoring, test_pod = rule["from"]
+    rule, scrape = predictor["ingress"]
+    gateways, test_pod = rule["from"]
+    (monitoring,) = scrape["from"]
     namespaces = set(gateways["namespaceSelector"]["matchExpressions"][0]["values"])
-    assert {"kserve", "envoy-gateway-system"} <= namespaces
+    assert {"kserve", "traefik"} <= namespaces  # traefik: scripts/kind/gateway.sh's namespace
     assert ("knative-serving" in namespaces) == (name == "serverless")
     assert monitoring["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
     if name == "guarded":
         assert monitoring["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
     assert _components(objects, test_pod["podSelector"]) == {"test"}
     assert {p["port"] for p in rule["ports"]} == {config.DEFAULT_HTTP_PORT, config.DEFAULT_GRPC_PORT}
+    assert [p["port"] for p in scrape["ports"]] == [config.METRICS_PORT]  # the scraper reaches /metrics only
 
 
 def test_network_policies_follow_the_dev_stack_and_can_be_off(render):
     assert "minio" not in _policies(render(VALUE_SETS["devstack-off"]))
-    assert set(_policies(render(VALUE_SETS["devstack-off"]))) == {"default-deny", "predictor"}
+    ingress = {
+        n for n, spec in _policies(render(VALUE_SETS["devstack-off"])).items() if "Ingress" in spec["policyTypes"]
+    }
+    assert ingress == {"default-deny", "predictor"}
     assert by_kind(render(VALUE_SETS["network-policy-off"]), "NetworkPolicy") == []
+
+
+@pytest.mark.parametrize("model_name", [None, "boston-prices"])
+def test_readiness_probes_the_model_itself(render, model_name):
+    """Issue 22: /v2/health/ready stayed 200 with the model unloaded; the model's own path does not."""
+    isvc = _isvc(render([f"model.name={model_name}"] if model_name else []))
+    want = f"/v2/models/{model_name or config.DEFAULT_MODEL_NAME}/ready"
+    container = _predictor_container(isvc["spec"]["predictor"])
+    assert container["readinessProbe"]["httpGet"] == {"path": want, "port": config.DEFAULT_HTTP_PORT}
+    assert container["readinessProbe"]["periodSeconds"] == _values()["predictor"]["readinessProbe"]["periodSeconds"]
+    assert _flag(container["args"], "--model_name") == (model_name or config.DEFAULT_MODEL_NAME)
+
+
+@pytest.mark.parametrize("sets", [[], ["predictor.preStopSleepSeconds=30", "predictor.drainSeconds=60"]])
+def test_the_grace_period_covers_prestop_and_both_drains(render, sets):
+    """Issue 22: the default 30 s was shorter than the preStop sleep plus uvicorn's grace."""
+    isvc = _isvc(render(VALUE_SETS["canary-10-standard"] + sets))
+    values = {k.split("=")[0].split(".")[1]: int(k.split("=")[1]) for k in sets} or _values()["predictor"]
+    pre, drain = values["preStopSleepSeconds"], values["drainSeconds"]
+    for predictor in (isvc["spec"]["predictor"], isvc["spec"]["canary"][0]["predictor"]):
+        assert predictor["terminationGracePeriodSeconds"] >= pre + 2 * drain
+        assert int(_flag(_predictor_container(predictor)["args"], "--drain_seconds")) == drain
+
+
+@pytest.mark.parametrize("sets", [[], ["predictor.accessLog=true", "predictor.traceLog=true"]])
+def test_the_per_request_log_lines_are_off_unless_asked_for(render, sets):
+    """Issue 27: the values reach the predictor's flags; the defaults are the predictor's own (off)."""
+    from predictor.__main__ import build_parser
+
+    isvc = _isvc(render(VALUE_SETS["canary-10-standard"] + sets))
+    args = _predictor_container(isvc["spec"]["predictor"])["args"]
+    want = "true" if sets else "false"
+    assert (_flag(args, "--access_log"), _flag(args, "--trace_log")) == (want, want)
+    parsed = build_parser().parse_args(args)
+    assert (parsed.access_log, parsed.trace_log) == (bool(sets), bool(sets))
+    defaults = build_parser().parse_args([])
+    assert (_values()["predictor"]["accessLog"], _values()["predictor"]["traceLog"]) == (
+        defaults.access_log,
+        defaults.trace_log,
+    )
+
+
+def test_drain_default_agrees_with_the_predictor():
+    from predictor.__main__ import DEFAULT_DRAIN_SECONDS
+
+    assert _values()["predictor"]["drainSeconds"] == DEFAULT_DRAIN_SECONDS
 
 
 def test_predictor_keeps_serving_while_it_leaves_the_endpoints(render):
@@ -635,4 +827,299 @@ def test_predictor_keeps_serving_while_it_leaves_the_endpoints(render):
     isvc = _isvc(render(VALUE_SETS["canary-10-standard"]))
     seconds = _values()["predictor"]["preStopSleepSeconds"]
     for predictor in (isvc["spec"]["predictor"], isvc["spec"]["canary"][0]["predictor"]):
-        assert _predictor_container(predictor)["lifecycle"]["preStop"]["sleep"]["seconds"] == seconds > 0
+        container = _predictor_container(predictor)
+        command = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[:3] == ["python", "-m", "predictor.transport.drain"]
+        assert float(_flag(command, "--seconds")) == seconds > 0
+        # the hook and the server agree on the flag file through the container's environment
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env[DRAIN_FILE_ENV].startswith("/tmp/")  # the writable emptyDir: the root is read-only
+
+
+def test_no_prestop_no_drain_file(render):
+    isvc = _isvc(render(VALUE_SETS["canary-10-standard"] + ["predictor.preStopSleepSeconds=0"]))
+    container = _predictor_container(isvc["spec"]["predictor"])
+    assert "lifecycle" not in container
+    assert DRAIN_FILE_ENV not in {e["name"] for e in container["env"]}
+
+
+def _routes(objects: list[dict]) -> dict[str, dict]:
+    return {o["kind"]: o for o in objects if o["kind"] in ("HTTPRoute", "GRPCRoute")}
+
+
+def test_gateway_is_off_by_default(render):
+    kinds = {o["kind"] for o in render()}
+    assert not kinds & {"HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass"}
+
+
+def test_gateway_route_weights_champion_and_canary_and_a_header_reaches_the_canary(render):
+    """gateway.enabled: the routes' first rule weights KServe's Services of the champion and the
+    canary 100 − p / p; x-housing-variant: challenger goes to the canary (HTTP and gRPC alike)."""
+    objects = render(VALUE_SETS["gateway-canary-25"])
+    routes = _routes(objects)
+    assert set(routes) == {"HTTPRoute", "GRPCRoute"}
+    (gateway,) = by_kind(objects, "Gateway")
+    (klass,) = by_kind(objects, "GatewayClass")
+    assert gateway["spec"]["gatewayClassName"] == klass["metadata"]["name"] == "traefik"
+    # KServe v0.20's Service names (constants.PredictorServiceName): {isvc}-{predictor name}-predictor
+    champion, canary = f"{RELEASE}-blue-predictor", f"{RELEASE}-green-predictor"
+    ports = {"HTTPRoute": 80, "GRPCRoute": _values()["predictor"]["grpcPort"]}
+    # each route on a listener of its own (an HTTPRoute and a GRPCRoute may not share one)
+    listeners = {item["name"]: item for item in gateway["spec"]["listeners"]}
+    assert {name: (item["port"], item["allowedRoutes"]["kinds"]) for name, item in listeners.items()} == {
+        "http": (8000, [{"kind": "HTTPRoute"}]),
+        "grpc": (8001, [{"kind": "GRPCRoute"}]),
+    }
+    sections = {"HTTPRoute": "http", "GRPCRoute": "grpc"}
+    for kind, route in routes.items():
+        assert route["metadata"]["name"] == RELEASE
+        assert route["spec"]["parentRefs"] == [
+            {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "name": RELEASE,
+                "namespace": NAMESPACE,
+                "sectionName": sections[kind],
+            }
+        ]
+        weighted, variant = route["spec"]["rules"]
+        assert weighted["backendRefs"] == [
+            {"name": champion, "port": ports[kind], "weight": 75},
+            {"name": canary, "port": ports[kind], "weight": 25},
+        ]
+        assert variant["backendRefs"] == [{"name": canary, "port": ports[kind]}]
+        (match,) = variant["matches"]
+        assert match["headers"] == [{"name": "x-housing-variant", "value": "challenger"}]
+    assert routes["GRPCRoute"]["spec"]["rules"][0]["matches"] == [
+        {"method": {"service": "inference.GRPCInferenceService"}}
+    ]
+    assert routes["GRPCRoute"]["spec"]["rules"][1]["matches"][0]["method"] == {
+        "service": "inference.GRPCInferenceService"
+    }
+
+
+def test_gateway_route_without_canary_sends_everything_to_the_champion(render):
+    (route,) = [r for r in render(["gateway.enabled=true", "gateway.grpc=false"]) if r["kind"] == "HTTPRoute"]
+    assert route["spec"]["rules"] == [{"backendRefs": [{"name": f"{RELEASE}-predictor", "port": 80, "weight": 100}]}]
+
+
+def test_gateway_can_attach_to_an_existing_gateway(render):
+    objects = render(VALUE_SETS["gateway-existing-no-grpc"])
+    assert not by_kind(objects, "Gateway") and not by_kind(objects, "GatewayClass")
+    routes = _routes(objects)
+    assert set(routes) == {"HTTPRoute"}
+    assert routes["HTTPRoute"]["spec"]["parentRefs"][0] == {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": "shared",
+        "namespace": "gateways",
+        "sectionName": "http",
+    }
+    # a Gateway whose listeners have other names: the route attaches to all of them
+    (route,) = by_kind(render([*VALUE_SETS["gateway-existing-no-grpc"], "gateway.httpListener="]), "HTTPRoute")
+    assert "sectionName" not in route["spec"]["parentRefs"][0]
+    assert routes["HTTPRoute"]["spec"]["hostnames"] == ["housing.example.com"]
+
+
+def test_gateway_lets_the_rollout_account_move_only_the_charts_routes(render):
+    (role,) = by_kind(render(VALUE_SETS["gateway-canary-25"]), "Role")
+    assert {
+        "apiGroups": ["gateway.networking.k8s.io"],
+        "resources": ["httproutes", "grpcroutes"],
+        "resourceNames": [RELEASE],
+        "verbs": ["get", "patch"],
+    } in role["rules"]
+    assert {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gateways"], "verbs": ["get"]} in role["rules"]
+
+
+# -- bundle digests pinned in the cluster (issue 22 item 4) --------------------------------------
+CHAMPION_DIGEST, CANARY_DIGEST = "1" * 64, "2" * 64
+
+
+def test_bundle_digests_are_unpinned_by_default_and_pinned_from_values(render):
+    """HOUSING_BUNDLE_DIGEST (the predictor's --bundle_digest) carries the registered sha256 to each
+    predictor; without it the bundle only vouches for itself."""
+    spec = _isvc(render())["spec"]
+    assert config.BUNDLE_DIGEST_ENV not in _env(_predictor_container(spec["predictor"]))
+    sets = [
+        f"predictor.bundleDigest={CHAMPION_DIGEST}",
+        *VALUE_SETS["canary-10-standard"],
+        f"canary.bundleDigest={CANARY_DIGEST}",
+    ]
+    spec = _isvc(render(sets))["spec"]
+    assert _env(_predictor_container(spec["predictor"]))[config.BUNDLE_DIGEST_ENV] == CHAMPION_DIGEST
+    canary = _env(_predictor_container(spec["canary"][0]["predictor"]))
+    assert canary[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
+    knative = [*VALUE_SETS["canary-10-serverless"], f"canary.bundleDigest={CANARY_DIGEST}"]
+    predictor = _isvc(render(knative))["spec"]["predictor"]  # Knative: the predictor is the new revision
+    assert _env(_predictor_container(predictor))[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
+
+
+def test_a_rollout_of_the_charts_object_pins_the_canary_and_promotes_its_pin(render):
+    """What `housing rollout` (and the in-cluster runner) writes to the chart's InferenceService: the
+    canary gets its own registered digest, never the champion's, and promotion keeps it."""
+    isvc = copy.deepcopy(_isvc(render([f"predictor.bundleDigest={CHAMPION_DIGEST}"])))
+    started = apply_patch(isvc, kserve_standard.start_ops(isvc, "s3://models/housing/2", 10, digest=CANARY_DIGEST))
+    validate_isvc(started)
+    canary = _predictor_container(started["spec"]["canary"][0]["predictor"])
+    assert _env(canary)[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
+    unpinned = apply_patch(isvc, kserve_standard.start_ops(isvc, "s3://models/housing/2", 10))
+    assert config.BUNDLE_DIGEST_ENV not in _env(_predictor_container(unpinned["spec"]["canary"][0]["predictor"]))
+    promoted = apply_patch(started, kserve_standard.promote_ops(started))
+    validate_isvc(promoted)
+    assert _env(_predictor_container(promoted["spec"]["predictor"]))[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
+
+
+# -- egress (issue 22 item 14) ----------------------------------------------------------------------
+def _reaches(objects: list[dict], labels: dict[str, str]) -> set[tuple[str, int | None]]:
+    """(peer, port) a pod with ``labels`` may open connections to: a component of this release, a
+    namespace, or "any" address."""
+    out: set[tuple[str, int | None]] = set()
+    for spec in _policies(objects).values():
+        if "Egress" not in spec["policyTypes"] or not _selects(spec["podSelector"], labels):
+            continue
+        for rule in spec.get("egress", []):
+            peers = set()
+            for to in rule.get("to") or [{"ipBlock": {"cidr": "0.0.0.0/0"}}]:
+                if "namespaceSelector" in to:
+                    peers.add(f"ns:{to['namespaceSelector']['matchLabels']['kubernetes.io/metadata.name']}")
+                elif "podSelector" in to:
+                    peers |= _components(objects, to["podSelector"])
+                else:
+                    assert to["ipBlock"]["cidr"] == "0.0.0.0/0", to
+                    peers.add("any")
+            ports = [p["port"] for p in rule.get("ports") or []] or [None]
+            out |= {(peer, port) for peer in peers for port in ports}
+    return out
+
+
+def test_egress_is_denied_but_for_what_each_pod_needs(render):
+    objects = render()
+    base = {lab["app.kubernetes.io/component"]: lab for lab in _pod_labels(objects)}
+    base["rollout"] = {**base["predictor"], "app.kubernetes.io/component": "rollout"}  # the user's or the runner's
+    dns, s3, mlflow = ("any", 53), ("minio", 9000), ("mlflow", 5000)
+    expected = {
+        "predictor": {dns, s3},  # storage-initializer, wait-for-bundle, payload log
+        "minio-bucket": {dns, s3},
+        "mlflow": {dns, s3},  # the artifact proxy
+        "minio": {dns},
+        "training": {dns, s3, mlflow, ("any", 443)},  # the dataset download
+        "test": {dns, ("predictor", config.DEFAULT_HTTP_PORT)},
+        "rollout": {dns, s3, mlflow, ("any", 443), ("any", 6443), ("ns:monitoring", None)},
+    }
+    assert set(base) >= set(expected)
+    for component, reach in expected.items():
+        assert _reaches(objects, base[component]) == reach, component
+    other = {"app.kubernetes.io/name": "someone-else"}  # any other pod of the namespace: names only
+    assert _reaches(objects, other) == {dns}
+
+
+def test_egress_follows_external_services_and_can_be_off(render):
+    external = render(
+        [
+            "devStack.minio.enabled=false",
+            "s3.endpoint=s3.example.com",
+            "s3.useHttps=true",
+            "devStack.mlflow.enabled=false",
+            "mlflow.trackingUri=https://mlflow.example:8443/",
+            "rollout.notify.url=http://hooks.example:9999/x",
+            "networkPolicy.egress.trainingInternet=false",
+            "networkPolicy.egress.apiServer.cidrs={10.0.0.1/32}",
+            "networkPolicy.egress.apiServer.ports={6443}",
+        ]
+    )
+    predictor = _isvc(external)["spec"]["predictor"]["labels"]
+    assert _reaches(external, predictor) == {("any", 53), ("any", 443)}
+    training = {**predictor, "app.kubernetes.io/component": "training"}
+    assert _reaches(external, training) == {("any", 53), ("any", 443), ("any", 8443)}
+    rollout_spec = _policies(external)["egress-rollout"]
+    assert rollout_spec["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    assert [p["port"] for p in rollout_spec["egress"][-1]["ports"]] == [9999]  # the notify webhook
+    off = _policies(render(["networkPolicy.egress.enabled=false"]))
+    assert not [name for name, spec in off.items() if "Egress" in spec["policyTypes"]]
+
+
+def test_the_third_party_image_can_be_pinned_by_digest(render):
+    """The chart's one third-party image (the dev stack's MinIO) is a tag by default — these machines
+    cannot reach its registry to read the digest (docs/security.md) — and takes a digest as given."""
+    pinned = f"quay.io/minio/minio@sha256:{'c' * 64}"
+    objects = render([f"devStack.minio.image={pinned}"])
+    (minio,) = [d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == f"{RELEASE}-minio"]
+    assert minio["spec"]["template"]["spec"]["containers"][0]["image"] == pinned
+
+
+# -- the quality exporter (issue 25) --------------------------------------------------------------
+def _exporter(objects: list[dict]) -> tuple[dict | None, dict | None]:
+    name = f"{RELEASE}-quality"
+    deployments = [o for o in by_kind(objects, "Deployment") if o["metadata"]["name"] == name]
+    services = [o for o in by_kind(objects, "Service") if o["metadata"]["name"] == name]
+    return (deployments[0] if deployments else None), (services[0] if services else None)
+
+
+def test_quality_exporter_is_off_by_default(render):
+    assert _exporter(render()) == (None, None)
+    assert "quality" not in _policies(render())
+
+
+def test_quality_exporter_serves_live_accuracy_from_the_predictors_payload_log(render):
+    """`housing quality --serve` in the training image, reading the log the predictor writes (one
+    template names it), with the chart's S3 credentials; its Service and scrape annotations name the
+    same port, and only the monitoring namespace may reach it."""
+    sets = ["monitoring.qualityExporter.enabled=true", "payloadLog.enabled=true"]
+    objects = render(sets)
+    deployment, service = _exporter(objects)
+    assert deployment is not None and service is not None
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    port = _values()["monitoring"]["qualityExporter"]["port"]
+    assert container["command"] == ["housing", "quality"]
+    assert container["image"] == "housing-training:0.1.0"
+    args = container["args"]
+    assert _flag(args, "--serve") == str(port) and _flag(args, "--days") == "7"
+    assert (
+        _flag(args, "--log")
+        == _flag(_args(objects), "--payload_log_uri")
+        == f"s3://{_values()['s3']['bucket']}/payloads"
+    )
+    assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(_env(container))
+    assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
+    assert _selects({"matchLabels": service["spec"]["selector"]}, pod["metadata"]["labels"])
+    for obj in (deployment, service):
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    policy = _policies(objects)["quality"]
+    assert _components(objects, policy["podSelector"]) == {"quality-exporter"}
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert [p["port"] for p in rule["ports"]] == [port]
+    # MinIO lets it in (it reads the log there) only when it is on
+    minio = _policies(objects)["minio"]["ingress"][0]["from"][0]["podSelector"]
+    assert _selects(minio, pod["metadata"]["labels"])
+    assert "quality-exporter" not in json.dumps(_policies(render())["minio"])
+    # its own log, window and port
+    own = render(
+        [
+            "monitoring.qualityExporter.enabled=true",
+            "monitoring.qualityExporter.logUri=s3://audit/housing",
+            "monitoring.qualityExporter.days=30",
+            "monitoring.qualityExporter.port=9200",
+        ]
+    )
+    (container,) = _exporter(own)[0]["spec"]["template"]["spec"]["containers"]
+    assert (_flag(container["args"], "--log"), _flag(container["args"], "--days")) == ("s3://audit/housing", "30")
+    assert _flag(container["args"], "--serve") == "9200"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "monitoring.qualityExporter.logUri=/var/log",
+        "monitoring.qualityExporter.port=0",
+        "monitoring.qualityExporter.days=0",
+    ],
+)
+def test_quality_exporter_bad_values_are_refused(helm_bin, bad):
+    done = run_helm(helm_bin, template_args(["monitoring.qualityExporter.enabled=true", bad]))
+    assert done.returncode != 0 and "qualityExporter" in done.stderr, done.stderr

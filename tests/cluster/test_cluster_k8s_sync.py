@@ -30,13 +30,15 @@ def test_k8s_manifests_in_sync(helm_bin, tmp_path):
 def test_kustomization_builds(kubectl_bin, tmp_path):
     for name in GENERATED:
         (tmp_path / name).write_text((REPO / "k8s" / name).read_text())
-    (tmp_path / "s3-credentials.env").write_text("AWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test-secret\n")
+    for name in ("s3-credentials.env", "s3-serving-credentials.env"):  # MinIO's admin, the serving user
+        (tmp_path / name).write_text("AWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test-secret\n")
     result = subprocess.run([str(kubectl_bin), "kustomize", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     objects = [o for o in yaml.safe_load_all(result.stdout) if o]
     kinds = {o["kind"] for o in objects}
     assert {"Namespace", "Secret", "InferenceService", "Job", "Role", "RoleBinding"} <= kinds
-    (secret,) = [o for o in objects if o["kind"] == "Secret"]
-    assert secret["metadata"]["name"] == "housing-s3"
-    assert secret["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"].endswith(":9000")
+    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    assert set(secrets) == {"housing-s3", "housing-s3-serving"}
+    for secret in secrets.values():
+        assert secret["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"].endswith(":9000")
     assert all(o["metadata"].get("namespace", "housing") == "housing" for o in objects if o["kind"] != "Namespace")

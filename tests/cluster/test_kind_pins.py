@@ -37,7 +37,6 @@ def knative_module_version(release: str) -> str:
 MODULES = {
     "CERT_MANAGER_VERSION": ("github.com/cert-manager/cert-manager", lambda v: v),
     "GATEWAY_API_VERSION": ("sigs.k8s.io/gateway-api", lambda v: v),
-    "ENVOY_GATEWAY_VERSION": ("github.com/envoyproxy/gateway", lambda v: v),
     "KNATIVE_VERSION": ("knative.dev/serving", knative_module_version),
 }
 

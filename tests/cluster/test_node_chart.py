@@ -26,17 +26,18 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 
 from bundle.manifest import MANIFEST, bundle_digest
 from bundle.schema import CATEGORICAL
-from housing.config import (
+from common.config import (
     ALIAS_CHAMPION,
     DEFAULT_BUCKET,
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
     DEFAULT_MODEL_NAME,
+    METRICS_PORT,
     TAG_BUNDLE_DIGEST,
     TAG_BUNDLE_URI,
 )
-from predictor.cli import to_v2
-from predictor.loaded import load_bundle
+from predictor.client.cli import to_v2
+from predictor.core.loaded import load_bundle
 from testkit.holdout import holdout, records
 from testkit.procs import start_predictor
 
@@ -80,7 +81,7 @@ def release(node: Node) -> Iterator[Node]:
 @pytest.fixture(scope="module")
 def trained(release: Node) -> Node:
     """The install's training Job has completed (it wrote the bundle the InferenceService serves)."""
-    job = f"{RELEASE}-train-r1"
+    job = f"{RELEASE}-train-install"
     poll(
         f"job/{job} to complete",
         lambda: release.get("job", job, NS).get("status", {}).get("succeeded"),
@@ -218,7 +219,9 @@ def test_pod_metrics_carry_model_version(served: Node, rows: list[dict[str, Any]
         base = f"http://127.0.0.1:{port}"
         answer = httpx.post(f"{base}/v1/models/{DEFAULT_MODEL_NAME}:predict", json={"instances": rows[:1]}, timeout=30)
         assert answer.status_code == 200, answer.text
-        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+        assert httpx.get(f"{base}/metrics", timeout=30).status_code == 404  # the routed port hides the series
+    with served.port_forward(NS, f"pod/{pod}", METRICS_PORT) as port:  # the chart's scrape port
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
     lines = [line for line in metrics.splitlines() if line.startswith("housing_predictions_total{")]
     assert lines and all(f'model_version="{version}"' in line for line in lines), (version, lines)
 
@@ -226,10 +229,7 @@ def test_pod_metrics_carry_model_version(served: Node, rows: list[dict[str, Any]
 # -- scale, RBAC, faults -------------------------------------------------------------------------
 def upgrade(node: Node, *sets: str) -> None:
     """``helm upgrade --reuse-values`` without a new training Job."""
-    args = ["--set", "training.enabled=false"]
-    for item in sets:
-        args += ["--set", item]
-    node.helm("upgrade", RELEASE, str(CHART), "-n", NS, "--reuse-values", *args, "--timeout", "5m")
+    node.upgrade(CHART, RELEASE, NS, "training.enabled=false", *sets)
 
 
 def cluster_url(node: Node) -> str:
@@ -239,7 +239,7 @@ def cluster_url(node: Node) -> str:
 
 
 def predictions_counted(node: Node, pod: str) -> float:
-    with node.port_forward(NS, f"pod/{pod}", DEFAULT_HTTP_PORT) as port:
+    with node.port_forward(NS, f"pod/{pod}", METRICS_PORT) as port:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("housing_predictions_total{")
@@ -445,3 +445,99 @@ def test_bundle_with_a_wrong_digest_never_turns_ready(served: Node, rows: list[d
     assert any("reference.json" in m for m in messages), messages
     upgrade(served, f"predictor.storageUri={good_uri}")
     poll("back to the good bundle", lambda: isvc_ready(served) and len(predictor_pods(served)) >= 1, 300, 2)
+
+
+# -- the payload log (issue 25) ----------------------------------------------------------------
+def test_payload_log_rows_land_in_minio_and_join_ground_truth(
+    served: Node, rows: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``payloadLog.enabled``: requests through the InferenceService's Service become Parquet rows in the
+    in-cluster MinIO equal to what was sent and answered (a refused one with its status and reason); a
+    feedback file joins them and ``housing quality`` reports the version's live RMSE (labels =
+    prediction ± 1000, so exactly 1000)."""
+    import io
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    from monitor.feedback import join_feedback
+    from monitor.quality import quality
+    from monitor.store import Store
+    from predictor.observe.payload_rows import PREDICTION, REASON, REQUEST_ID, ROW, STATUS, expand
+
+    bundle = download_bundle(served, BUNDLE_1.removeprefix(f"s3://{DEFAULT_BUCKET}/"), tmp_path / "bundle")
+    loaded = load_bundle(bundle)
+    version, categorical = (
+        loaded.manifest.model_version,
+        {f.name for f in loaded.schema.features if f.kind == CATEGORICAL},
+    )
+    selector = f"serving.kserve.io/inferenceservice={ISVC}"
+    old = {p["metadata"]["uid"] for p in served.get("pods", namespace=NS, selector=selector)["items"]}
+    upgrade(served, "payloadLog.enabled=true")
+    # every pod the Service can send to logs: the old ones are gone, a new one is Ready
+    poll(
+        "the pods with the payload log to serve alone",
+        lambda: (
+            (pods := served.get("pods", namespace=NS, selector=selector)["items"])
+            and not {p["metadata"]["uid"] for p in pods} & old
+            and predictor_pods(served)
+        ),
+        300,
+        2,
+        lambda: served.diagnose(NS),
+    )
+    run = uuid.uuid4().hex[:6]
+    sent: dict[str, tuple[dict[str, Any], float]] = {}
+    with served.port_forward(NS, f"svc/{PREDICTOR_SVC}", 80) as http_port:
+        url = f"http://127.0.0.1:{http_port}/v1/models/{DEFAULT_MODEL_NAME}:predict"
+        with httpx.Client(timeout=30) as client:
+            for i, row in enumerate(rows):
+                rid = f"node-{run}-{i}"
+                r = client.post(url, json={"instances": [row]}, headers={"x-request-id": rid})
+                assert r.status_code == 200 and r.headers["x-request-id"] == rid, r.text
+                sent[rid] = (row, r.json()["predictions"][0])
+            numeric = next(f.name for f in loaded.schema.features if f.kind != CATEGORICAL)
+            bad = client.post(
+                url, json={"instances": [{**rows[0], numeric: "many"}]}, headers={"x-request-id": f"bad-{run}"}
+            )
+            assert bad.status_code == 400, bad.text
+    log_uri = f"s3://{DEFAULT_BUCKET}/payloads"  # the chart's default payloadLog.uri
+    with served.port_forward(NS, f"svc/{RELEASE}-minio", 9000) as port:
+        s3 = s3_client(served, port)
+
+        def logged() -> dict[str, dict[str, Any]] | None:
+            listed = s3.list_objects_v2(Bucket=DEFAULT_BUCKET, Prefix=f"payloads/model_version={version}/")
+            tables = [
+                expand(pq.read_table(io.BytesIO(s3.get_object(Bucket=DEFAULT_BUCKET, Key=o["Key"])["Body"].read())))
+                for o in listed.get("Contents", [])
+            ]
+            found = {r[REQUEST_ID]: r for t in tables for r in t.to_pylist() if run in r[REQUEST_ID]}
+            return found if set(found) >= {*sent, f"bad-{run}"} else None
+
+        found = poll("the rows in MinIO (written every 10 s)", logged, 120, 3, lambda: served.diagnose(NS))
+        for rid, (row, price) in sent.items():
+            got = found[rid]
+            assert (got[ROW], got[STATUS], got[REASON]) == (0, 200, None), got
+            assert got[PREDICTION] == pytest.approx(price, rel=1e-12)
+            for name, value in row.items():
+                if name in categorical and isinstance(value, str):
+                    assert got[name] == value, (rid, name)
+                elif name not in categorical and isinstance(value, (int, float)) and value == value:
+                    assert got[name] == pytest.approx(float(value), rel=1e-12), (rid, name)
+        refused = found[f"bad-{run}"]
+        assert refused[STATUS] == 400 and numeric in refused[REASON] and refused[PREDICTION] is None
+
+        # ground truth arrives: prediction ± 1000 → live RMSE 1000 for this version
+        creds = served.secret(NS, f"{RELEASE}-s3")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["AWS_ACCESS_KEY_ID"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["AWS_SECRET_ACCESS_KEY"])
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        labels = tmp_path / "labels.csv"
+        lines = [f"{rid},{price + 1000.0 * (1 if i % 2 else -1)!r}" for i, (rid, (_, price)) in enumerate(sent.items())]
+        labels.write_text("request_id,actual\n" + "\n".join(lines) + "\n")
+        joined = join_feedback(str(labels), log_uri)
+        assert (joined.joined, joined.unknown) == (len(sent), 0), joined.to_dict()
+        (live,) = quality(Store(log_uri), None, None, [version])
+        assert live.count == len(sent) and live.rmse == pytest.approx(1000.0, rel=1e-9)
+        print(f"payload log on the node: {len(found)} rows of this run; live RMSE {live.rmse:.3f} (n={live.count})")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
 
 from .conftest import REPO
 from .node import Node, poll
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(2400)]
 
 NS = "housing"
 K8S = REPO / "k8s"
-CREDENTIALS = K8S / "s3-credentials.env"
+CREDENTIALS = (K8S / "s3-credentials.env", K8S / "s3-serving-credentials.env")  # MinIO's admin, serving's user
 
 
 def overlay(node: Node, where: Path) -> Path:
@@ -47,7 +47,7 @@ def overlay(node: Node, where: Path) -> Path:
                 "images": [{"name": minio_image.rpartition(":")[0], "newName": name, "newTag": tag}],
                 "patches": [
                     {
-                        "target": {"kind": "Job", "name": "housing-train-r1"},
+                        "target": {"kind": "Job", "name": "housing-train-install"},
                         "patch": yaml.safe_dump(
                             [{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--fast"}]
                         ),
@@ -63,7 +63,7 @@ def overlay(node: Node, where: Path) -> Path:
 def applied(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     gone = lambda: node.kubectl("get", "namespace", NS, check=False).returncode != 0  # noqa: E731
     poll("namespace housing to be free", gone, 300, 2)
-    created = not CREDENTIALS.exists()
+    created = [path for path in CREDENTIALS if not path.exists()]
     subprocess.run(["bash", str(REPO / "scripts/kind/k8s-credentials.sh")], check=True, capture_output=True)
     where = overlay(node, tmp_path_factory.mktemp("kustomize") / "overlay")
     try:
@@ -71,14 +71,14 @@ def applied(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         yield node
     finally:
         node.kubectl("delete", "-k", str(where), "--wait=false", "--ignore-not-found", check=False)
-        if created:
-            CREDENTIALS.unlink(missing_ok=True)
+        for path in created:
+            path.unlink(missing_ok=True)
 
 
 def test_kubectl_apply_k_reaches_ready(applied: Node) -> None:
     poll(
-        "job/housing-train-r1 to complete",
-        lambda: applied.get("job", "housing-train-r1", NS).get("status", {}).get("succeeded"),
+        "job/housing-train-install to complete",
+        lambda: applied.get("job", "housing-train-install", NS).get("status", {}).get("succeeded"),
         900,
         3,
         lambda: applied.diagnose(NS),

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from housing.config import DEFAULT_MODEL_NAME
+from common.config import DEFAULT_MODEL_NAME
 from testkit.procs import stop_process
 
 from .conftest import REPO, _missing
@@ -42,7 +42,7 @@ CONFIG = yaml.safe_load((REPO / "skaffold.yaml").read_text())
 RELEASE = CONFIG["deploy"]["helm"]["releases"][0]
 NS, NAME = RELEASE["namespace"], RELEASE["name"]
 ENDPOINT = f"{NAME}-inference"  # the chart's Service, what skaffold.yaml port-forwards
-#: what the predictor answers a request naming a model version (predictor/rest.py)
+#: what the predictor answers a request naming a model version (predictor/transport/rest_middleware.py)
 OLD_TEXT = "omit the version"
 NEW_TEXT = "omit the version (changed under skaffold dev)"
 
@@ -57,7 +57,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if src.is_file():
             (dst / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / name)
-    assert OLD_TEXT in (dst / "predictor/rest.py").read_text()
+    assert OLD_TEXT in (dst / "predictor/transport/rest_middleware.py").read_text()
     return dst
 
 
@@ -164,7 +164,7 @@ def test_skaffold_run_then_dev_rebuilds_and_redeploys_a_source_change(
         poll("the dev deployment Ready", lambda: ready_on(node, first), 900, 3, lambda: node.diagnose(NS))
         poll("the chart's Service to answer", lambda: OLD_TEXT in answer_text(node), 120, 2)
         t1 = time.monotonic()
-        rest = source / "predictor/rest.py"
+        rest = source / "predictor/transport/rest_middleware.py"
         rest.write_text(rest.read_text().replace(OLD_TEXT, NEW_TEXT))
         poll(
             "the redeployed predictor to answer with the changed source",

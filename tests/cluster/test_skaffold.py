@@ -62,7 +62,7 @@ def test_skaffold_diagnose_reads_our_config_through_podman(skaffold_env: dict[st
             check=True,
         )
         files[target] = json.loads(deps.stdout)
-        assert "predictor/rest.py" in files[target] and "Dockerfile" in files[target]
+        assert "predictor/transport/rest_middleware.py" in files[target] and "Dockerfile" in files[target]
         assert not any(f.startswith("tests/") for f in files[target])
         assert f"Dependencies: {len(files[target])} files" in result.stdout
     assert "requirements/serving.txt" in files["serving"] and "requirements/serving.txt" not in files["training"]
@@ -86,3 +86,18 @@ def test_skaffold_render_deploys_the_chart_with_the_built_tag(skaffold_env: dict
     assert isvc["metadata"]["namespace"] == "housing"
     names = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
     assert "housing-inference" in names  # the port-forward target of skaffold.yaml
+
+
+@pytest.mark.parametrize(("profile", "routes"), [("standard", {"HTTPRoute", "GRPCRoute"}), ("serverless", set())])
+def test_skaffold_on_kind_deploys_the_charts_gateway_routes_in_standard_mode(
+    skaffold_env: dict[str, str], tmp_path: Path, profile: str, routes: set[str]
+) -> None:
+    """kind's KServe creates no route of its own (disableIngressCreation): the chart's routes, served
+    by traefik (scripts/kind/gateway.sh), are how requests reach the predictor; Knative keeps Kourier."""
+    out = tmp_path / "rendered.yaml"
+    result = skaffold(
+        skaffold_env, "render", "-p", profile, "--digest-source=tag", "--offline=true", "--output", str(out)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    kinds = {o["kind"] for o in yaml.safe_load_all(out.read_text()) if o}
+    assert kinds & {"HTTPRoute", "GRPCRoute"} == routes, kinds

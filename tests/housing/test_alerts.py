@@ -12,9 +12,9 @@ import subprocess
 import pytest
 import yaml
 
+from common import series as m
 from housing import alerts
 from housing import dashboard as d
-from predictor import series as m
 from testkit.servers import find_tool
 
 MODEL = "housing"

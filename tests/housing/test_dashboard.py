@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from common import series as metrics
 from housing import dashboard
-from predictor import series as metrics
 
 
 def test_chart_json_is_the_generated_one():

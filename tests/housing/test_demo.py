@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from housing.config import ALIAS_CHAMPION, DEFAULT_MODEL_NAME
+from common.config import ALIAS_CHAMPION, DEFAULT_MODEL_NAME
 from testkit.servers import find_tool
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,9 @@ import pytest
 from bundle.manifest import load_manifest
 from housing import dashboard
 from rollout.prom import Prometheus
+from testkit.bundles import derive_bundle
+from testkit.holdout import boston_rows
 from testkit.procs import start_predictor, train_bundle
-from tests.integration.test_rollout_canary import boston_rows, derive_bundle
 
 pytestmark = pytest.mark.integration
 MODEL = "housing"

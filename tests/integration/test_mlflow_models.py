@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from bundle.manifest import BundleError
-from housing.config import DEFAULT_BUCKET
-from housing.net import free_port, wait_http
+from common.config import DEFAULT_BUCKET
+from common.net import free_port, wait_http
 from testkit.holdout import holdout, records
 from testkit.procs import start_predictor
 from training.api import TrainConfig, run_training
@@ -164,8 +164,9 @@ def test_another_schema_under_the_same_name_is_refused_before_anything_is_writte
 
 
 def test_quality_gate_scores_both_versions_and_logs_to_mlflow(stack_env, mlflow_server, monkeypatch) -> None:
-    from housing.config import ALIAS_CHALLENGER
-    from rollout.orchestrator import GateRefused, quality_gate, resolve_uris
+    from common.config import ALIAS_CHALLENGER
+    from rollout.errors import GateRefused
+    from rollout.orchestrator import pinned, quality_gate, resolve_uris
 
     name = "housing-it-gate"
     monkeypatch.setenv("HOUSING_MODEL_NAME", name)
@@ -186,6 +187,12 @@ def test_quality_gate_scores_both_versions_and_logs_to_mlflow(stack_env, mlflow_
     assert runs and runs[0].data.metrics["challenger_rmse"] == pytest.approx(record["challenger"]["rmse"])
     assert runs[0].data.metrics["champion_rmse"] == pytest.approx(record["champion"]["rmse"])
     assert client.get_model_version_by_alias(name, ALIAS_CHALLENGER).tags["quality_gate"] == "overridden"
+    # --challenger-uri: no registry digest, so the canary is pinned to the bundle the gate judged
+    by_uri = {"uri": chall["uri"], "version": None, "digest": None}
+    judged = quality_gate(champ, by_uri, 0.02, True, said.append)
+    assert judged["challenger_digest"] == chall["digest"]  # the very bundle training registered
+    assert pinned(by_uri, judged)["digest"] == chall["digest"] and pinned(chall, judged) is chall
+    assert any("pinned to the bundle it judged" in line for line in said)
 
 
 def test_s3_training_leaves_no_local_copy(stack_env, monkeypatch, tmp_path: Path) -> None:

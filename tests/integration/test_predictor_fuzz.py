@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from predictor.loaded import load_bundle
+from predictor.core.loaded import load_bundle
 from testkit.procs import start_predictor
 
 pytestmark = pytest.mark.integration

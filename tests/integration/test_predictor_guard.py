@@ -11,20 +11,17 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from housing.config import API_KEY_ENV
-from predictor.loaded import load_bundle
-from predictor.series import REQUEST_ERRORS_TOTAL, REQUESTS_REFUSED_TOTAL
-from predictor.v2_request import v2_body
+from common.config import API_KEY_ENV
+from common.series import REQUEST_ERRORS_TOTAL, REQUESTS_REFUSED_TOTAL
+from predictor.client.v2_request import v2_body
+from predictor.core.loaded import load_bundle
+from testkit.holdout import BOSTON_ROW as ROW
 from testkit.poll import poll
 from testkit.procs import start_predictor
 
 pytestmark = pytest.mark.integration
 
 NAME = "housing"
-ROW = {
-    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
-    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-}  # fmt: skip
 PREDICT = f"/v1/models/{NAME}:predict"
 INFER = f"/v2/models/{NAME}/infer"
 KEY, OTHER_KEY = "k-7f3a9c-first", "k-51d2e0-second"
@@ -49,7 +46,8 @@ def keyfile(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def guarded(boston_xgb, keyfile):
-    proc = start_predictor(boston_xgb, NAME, ["--api_keys_file", str(keyfile)])
+    # many tests here send bad keys from one address: the failed-authentication limit is tested on its own
+    proc = start_predictor(boston_xgb, NAME, ["--api_keys_file", str(keyfile), "--auth_failure_burst", "10000"])
     client = httpx.Client(base_url=proc.http_url, timeout=30)
     try:
         yield proc, client

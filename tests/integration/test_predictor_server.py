@@ -15,18 +15,15 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 
 from bundle.manifest import bundle_digest, load_manifest
 from bundle.schema import CATEGORICAL
-from predictor.loaded import load_bundle
-from predictor.v2_request import v2_body
+from predictor.client.v2_request import v2_body
+from predictor.core.loaded import load_bundle
+from testkit.holdout import BOSTON_ROW as SEED_BOSTON
 from testkit.holdout import holdout, records
 from testkit.procs import start_predictor
 
 pytestmark = pytest.mark.integration
 
 NAME = "housing"
-SEED_BOSTON = {
-    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
-    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-}  # fmt: skip
 MAX_BATCH = 500
 
 
@@ -329,6 +326,38 @@ def test_metrics_labelled_by_model_version(boston):
     assert _sample(text, "housing_drift_psi", model_version=version, feature="__prediction__") > 1.0
     assert _sample(text, "housing_model_info", model_version=version, flavor="xgboost") == 1
     assert re.search(r'^request_predict_seconds_count\{model_name="housing"\}', text, re.M)  # KServe's own
+
+
+def test_every_inference_request_is_counted_by_protocol_and_code(boston, boston_grpc):
+    """housing_requests_total: one per request (not per row), whatever it was answered with."""
+    _, client, bundle = boston
+    version = bundle.manifest.model_version
+
+    def count(protocol: str, code: str) -> float:
+        try:
+            text = client.get("/metrics").text
+            return _sample(text, "housing_requests_total", model_version=version, protocol=protocol, code=code)
+        except AssertionError:
+            return 0.0
+
+    before = {(p, c): count(p, c) for p in ("v1", "v2", "grpc") for c in ("200", "400")}
+    client.post(f"/v1/models/{NAME}:predict", json={"instances": [SEED_BOSTON] * 5})
+    client.post(f"/v1/models/{NAME}:predict", json={"instances": [{**SEED_BOSTON, "RM": "six"}]})
+    client.post(f"/v2/models/{NAME}/infer", json=_v2_columns(SEED_BOSTON, bundle.schema))
+    boston_grpc.ModelInfer(_grpc_request(SEED_BOSTON, bundle.schema))
+    bad = _grpc_request(SEED_BOSTON, bundle.schema)
+    bad.inputs[5].contents.fp64_contents.append(float("nan"))
+    with pytest.raises(grpc.RpcError):
+        boston_grpc.ModelInfer(bad)
+    after = {key: count(*key) for key in before}
+    assert {k: after[k] - before[k] for k in after} == {
+        ("v1", "200"): 1,
+        ("v1", "400"): 1,
+        ("v2", "200"): 1,
+        ("v2", "400"): 0,
+        ("grpc", "200"): 1,
+        ("grpc", "400"): 1,
+    }
 
 
 # -- loading: digests, pinning, storage URIs ---------------------------------------------------

@@ -6,16 +6,13 @@ import httpx
 import pytest
 
 from bundle.manifest import bundle_digest, load_manifest
-from housing.config import ALIAS_CHAMPION, DEFAULT_BUCKET, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
+from common.config import ALIAS_CHAMPION, DEFAULT_BUCKET, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
+from testkit.holdout import BOSTON_ROW as ROW
 from testkit.procs import start_predictor
 
 pytestmark = pytest.mark.integration
 
 NAME = "housing"
-ROW = {
-    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
-    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-}  # fmt: skip
 
 
 def _predict(proc) -> float:
@@ -73,7 +70,7 @@ def test_models_uri_resolves_alias_and_pins_digest(registry, boston_xgb, tmp_pat
 
 
 def test_housing_serve_defaults_to_the_embedded_champion(monkeypatch, tmp_path):
-    from predictor.cli import serve_argv
+    from predictor.client.cli import serve_argv
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("HOUSING_MODEL_NAME", raising=False)
@@ -138,7 +135,7 @@ def test_models_uri_over_mlflow_rest_matches_the_mlflow_client(mlflow_server, bo
 
     from mlflow import MlflowClient
 
-    from bundle.registry import RegistryError, resolve_uri
+    from registry.resolve import RegistryError, resolve_uri
 
     client = MlflowClient(tracking_uri=mlflow_server.uri)
     name = "rest-lookup"
@@ -184,3 +181,30 @@ def test_models_uri_served_through_mlflow_rest(mlflow_server, boston_xgb, tmp_pa
         assert 20 < _predict(proc) < 35
     finally:
         proc.stop()
+
+
+def test_s3_download_takes_the_listed_files_of_the_exact_prefix(minio, boston_xgb, tmp_path, monkeypatch):
+    """kserve-storage took every key under ``housing-x/1`` — ``housing-x/10/…`` too — and wrote each raw key
+    under the target; now bundle.json's flat names under ``housing-x/1/`` are fetched, nothing else."""
+    import json
+
+    from predictor.core.storage import StorageError, download
+
+    for key, value in minio.env().items():
+        monkeypatch.setenv(key, value)
+    client = minio.s3()
+    for path in sorted(boston_xgb.iterdir()):
+        client.upload_file(str(path), DEFAULT_BUCKET, f"housing-x/1/{path.name}")
+    client.put_object(Bucket=DEFAULT_BUCKET, Key="housing-x/10/other.bin", Body=b"not this bundle")
+    client.put_object(Bucket=DEFAULT_BUCKET, Key="housing-x/1/unlisted.bin", Body=b"not listed")
+    path, _ = download(f"s3://{DEFAULT_BUCKET}/housing-x/1", str(tmp_path / "ok"))
+    assert sorted(p.relative_to(path).as_posix() for p in path.rglob("*")) == sorted(
+        p.name for p in boston_xgb.iterdir()
+    )
+    load_manifest(path)  # every digest verifies
+    manifest = json.loads((boston_xgb / "bundle.json").read_text())
+    manifest["files"]["../escape.bin"] = "0" * 64
+    client.put_object(Bucket=DEFAULT_BUCKET, Key="housing-y/1/bundle.json", Body=json.dumps(manifest).encode())
+    with pytest.raises(StorageError, match="'../escape.bin' is not a flat file name"):
+        download(f"s3://{DEFAULT_BUCKET}/housing-y/1", str(tmp_path / "bad"))
+    assert not (tmp_path / "escape.bin").exists() and not (tmp_path / "bad").exists()

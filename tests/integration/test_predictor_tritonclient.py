@@ -1,7 +1,7 @@
 """Conformance judged by a client nobody here wrote: NVIDIA's ``tritonclient`` against a real predictor.
 
 HTTP with JSON tensors, with the binary tensor extension and mixed; health and metadata; gRPC.
-Every prediction must equal what our own V2 JSON request (:func:`predictor.v2_request.v2_body`)
+Every prediction must equal what our own V2 JSON request (:func:`predictor.client.v2_request.v2_body`)
 gets for the same rows. Malformed binary bodies (which tritonclient never sends) are 400s naming
 the header or field, never a 500.
 """
@@ -22,8 +22,8 @@ import pytest
 import tritonclient.http as thttp
 from tritonclient.utils import InferenceServerException
 
-from predictor.loaded import LoadedBundle, load_bundle
-from predictor.v2_request import v2_body
+from predictor.client.v2_request import v2_body
+from predictor.core.loaded import LoadedBundle, load_bundle
 from testkit.holdout import holdout, records
 from testkit.procs import PredictorProcess, start_predictor
 

@@ -1,4 +1,4 @@
-"""The V2 JSON infer route (``predictor.v2_rest``) against a real predictor: answers, edge cases, errors.
+"""The V2 JSON infer route (``predictor.transport.v2_rest``) against a real predictor: answers, edge cases, errors.
 
 What KServe's route did stays: the JSON answer's keys, request ids, parameters, binary outputs on
 request, 404 for an unknown model, 400 for a model version, 405 for GET; KServe's own request
@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from predictor.loaded import load_bundle
-from predictor.v2_request import v2_body
+from predictor.client.v2_request import v2_body
+from predictor.core.loaded import load_bundle
 from testkit.holdout import holdout, records
 from testkit.procs import PredictorProcess, start_predictor
 
@@ -163,7 +163,7 @@ def test_unknown_model_version_and_method_are_kserves_answers(served) -> None:
     assert _error(_post(client, b"{", "/v2/models/nope/infer")).startswith("body: not valid JSON")
     versioned = _post(client, body, f"/v2/models/{NAME}/versions/1/infer")
     assert _error(versioned) == "model_version: this server serves one model version; omit the version"
-    assert _error(client.get(INFER), 405) == "Method Not Allowed"
+    assert _error(client.get(INFER), 405) == f"GET is not allowed on {INFER}; use POST"
 
 
 def test_client_errors_are_one_warning_line_with_the_request_id_and_counted(served) -> None:

@@ -13,18 +13,15 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from predictor.loaded import load_bundle
-from predictor.v2_request import v2_body
+from predictor.client.v2_request import v2_body
+from predictor.core.loaded import load_bundle
+from testkit.holdout import BOSTON_ROW as SEED
 from testkit.poll import poll
 from testkit.procs import PredictorProcess, start_predictor
 
 pytestmark = pytest.mark.integration
 
 NAME = "housing"
-SEED = {
-    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
-    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-}  # fmt: skip
 KEY = "workers-test-key-0123456789"
 V1_REQUESTS, V2_REQUESTS, GRPC_REQUESTS, BAD_REQUESTS = 240, 30, 12, 5
 
@@ -135,14 +132,15 @@ def test_metrics_are_the_sum_over_workers(boston_xgb, tmp_path, workers):
         assert proc.stop() == 0
     assert list(tmp.iterdir()) == []  # the metrics directory went with the server
     if workers > 1:
-        assert "Started child process" in proc.log()
+        assert proc.log().count("started REST worker") == workers
 
 
 def test_guard_and_rest_handling_reach_every_worker(boston_xgb, tmp_path):
     keyfile = tmp_path / "keys"
     keyfile.write_text(KEY + "\n")
     bundle = load_bundle(boston_xgb)
-    proc = _start(boston_xgb, 2, tmp_path, "--api_keys_file", str(keyfile))
+    # 40 keyless requests from one address: past the failed-authentication limit (tested on its own)
+    proc = _start(boston_xgb, 2, tmp_path, "--api_keys_file", str(keyfile), "--auth_failure_burst", "1000")
     try:
         body = {"instances": [SEED]}
         refused = _fresh_connections(proc.http_url, 40, lambda c: c.post(f"/v1/models/{NAME}:predict", json=body))
@@ -162,7 +160,8 @@ def test_guard_and_rest_handling_reach_every_worker(boston_xgb, tmp_path):
             ),
         )
         assert {r.status_code for r in untyped} == {200}, untyped[0].text
-        # predictor.v2_rest: our V2 JSON route in every worker (KServe's says "InferenceRequest.inputs: …; bytes: …")
+        # predictor.transport.v2_rest: our V2 JSON route in every worker
+        # (KServe's says "InferenceRequest.inputs: …; bytes: …")
         invalid = _fresh_connections(
             proc.http_url, 20, lambda c: c.post(f"/v2/models/{NAME}/infer", json={"inputs": "nope"}, headers=auth)
         )

@@ -26,13 +26,13 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
 from bundle.schema import CATEGORICAL
-from housing.net import free_port
-from predictor.loaded import LoadedBundle, load_bundle
-from predictor.model import HousingModel
-from predictor.v2_request import v2_body
+from common.net import free_port
+from predictor.client.v2_request import v2_body
+from predictor.core.loaded import LoadedBundle, load_bundle
+from predictor.transport.model import HousingModel
 from testkit.holdout import holdout, records
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.images, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 PODMAN = ["bash", str(ROOT / "scripts/images/podman.sh")]
@@ -77,13 +77,13 @@ class Served:
 
 @pytest.fixture(scope="module")
 def serve(serving_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """serve(bundle_dir) -> Served: the image serving a read-only copy of the bundle."""
+    """serve(bundle_dir, dataset, args) -> Served: the image serving a read-only copy of the bundle."""
     started: list[tuple[str, httpx.Client, grpc.Channel]] = []
-    cache: dict[Path, Served] = {}
+    cache: dict[tuple[Path, tuple[str, ...]], Served] = {}
 
-    def _serve(bundle_dir: Path, dataset: str) -> Served:
-        if bundle_dir in cache:
-            return cache[bundle_dir]
+    def _serve(bundle_dir: Path, dataset: str, args: tuple[str, ...] = ()) -> Served:
+        if (bundle_dir, args) in cache:
+            return cache[bundle_dir, args]
         mounted = tmp_path_factory.mktemp("mounted") / "bundle"
         shutil.copytree(bundle_dir, mounted)
         for path in [mounted, *mounted.rglob("*")]:  # readable by the image's user, nothing more
@@ -96,7 +96,7 @@ def serve(serving_image: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "-p", f"127.0.0.1:{http_port}:8080", "-p", f"127.0.0.1:{grpc_port}:8081",
             "-v", f"{mounted}:/mnt/models:ro",
-            serving_image, "--model_name", NAME, "--model_dir", "/mnt/models",
+            serving_image, "--model_name", NAME, "--model_dir", "/mnt/models", *args,
         )  # fmt: skip
         http = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=60)
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
@@ -107,7 +107,7 @@ def serve(serving_image: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         test, features = holdout(dataset)
         served = Served(name, http, GRPCInferenceServiceStub(channel), load_bundle(bundle_dir), model,
                         records(test[features])[:ROWS])  # fmt: skip
-        cache[bundle_dir] = served
+        cache[bundle_dir, args] = served
         return served
 
     yield _serve
@@ -187,6 +187,28 @@ def test_v2_grpc_matches_the_in_process_model(ames: Served) -> None:
     np.testing.assert_allclose(values, _expected(ames), rtol=1e-9)
 
 
+def test_two_rest_workers_serve_in_the_image(serve, ames_xgb: Path) -> None:
+    """``--workers 2`` (chart: predictor.workers): each spawned worker first imported kserve's package,
+    hence the Kubernetes client the image does not have — every worker died and was restarted forever."""
+    served = serve(ames_xgb, "ames", ("--workers", "2"))
+    for _ in range(8):
+        answer = served.http.post(f"/v1/models/{NAME}:predict", json={"instances": served.rows})
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["predictions"], _expected(served), rtol=1e-6)
+
+    def read_logs() -> str:
+        printed = _podman("logs", served.container)
+        return printed.stdout + printed.stderr
+
+    # the first worker up answers ready: on a loaded machine the second may still be importing
+    deadline = time.monotonic() + 120
+    while read_logs().count("serving housing with the guard") < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+    logs = read_logs()
+    assert logs.count("serving housing with the guard") == 2, logs[-3000:]
+    assert "died" not in logs and "No module named" not in logs, logs[-3000:]
+
+
 def test_client_errors_are_400_naming_the_field(ames: Served) -> None:
     row = dict(ames.rows[0])
     row.pop(ames.bundle.schema.names[0])
@@ -229,10 +251,15 @@ def test_explain_xgboost_matches_the_in_process_model(ames: Served) -> None:
 
 
 def test_the_image_carries_its_code_and_standard_library_compiled(serving_image: str) -> None:
-    """Read-only at run time: a module without its .pyc here is compiled again at every start."""
+    """Read-only at run time: a module without its .pyc here is compiled again at every start.
+
+    The standard library, our code and the installed packages (uv installs them, byte-compiled).
+    """
     check = (
-        "import importlib.util, os, json, asyncio, email.message, predictor.model, bundle.manifest, bundle._ubjson\n"
-        "mods = (json, asyncio, email.message, predictor.model, bundle.manifest)\n"
+        "import importlib.util, os, json, asyncio, email.message, predictor.transport.model, bundle.manifest\n"
+        "import bundle._ubjson, kserve.model, fastapi, numpy, grpc\n"
+        "mods = (json, asyncio, email.message, predictor.transport.model, bundle.manifest, kserve.model, fastapi,\n"
+        "        numpy, grpc)\n"
         "print([m.__name__ for m in mods if not os.path.exists(importlib.util.cache_from_source(m.__file__))])"
     )
     out = _podman("run", "--rm", "--read-only", "--user", f"{UID}:{UID}", "--entrypoint", "python", serving_image,

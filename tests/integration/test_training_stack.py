@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bundle.manifest import MANIFEST, load_manifest
-from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, DEFAULT_BUCKET, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
+from common.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, DEFAULT_BUCKET, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
 from training.api import TrainConfig, run_training
 from training.errors import TrainingError
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from predictor.codec import Decoder
-from predictor.loaded import load_bundle
+from predictor.codec.decode import Decoder
+from predictor.core.loaded import load_bundle
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,15 @@ def test_help_teaches_with_examples():
         (["start", "--percent", "120"], "within 0..100"),
         (["shadow", "--fraction", "0"], "--fraction"),
         (["run", "--backend", "standard", "--manifest", "/nonexistent.yaml", "--dry-run"], "--manifest"),
+        (["run", "--max-psi", "-0.1"], "--max-psi must be within [0, inf)"),
+        (["run", "--max-error-rate", "1.5"], "--max-error-rate must be within [0, 1]"),
+        (["run", "--max-mean-shift", "nan"], "--max-mean-shift"),
+        (["run", "--alpha", "0"], "--alpha must be within (0, 0.5]"),
+        (["run", "--alpha", "0.6"], "--alpha must be within (0, 0.5]"),
+        (["run", "--shadow", "2"], "--shadow must be within [0, 1]"),
+        (["run", "--backend", "standard", "--shadow", "1"], "--shadow needs the local router"),
+        (["promote", "--backend", "serverless", "--route", "housing"], "--route applies to the standard backend"),
+        (["start", "--backend", "standard", "--route", "housing", "--percent", "-5"], "within 0..100"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message):
@@ -81,3 +90,21 @@ def test_run_dry_run_prints_every_patch_offline(manifest, backend, field):
     predictor = final["spec"]["predictor"]
     assert predictor["model"]["storageUri"] == "s3://models/housing/B"
     assert "canary" not in final["spec"] and "canaryTrafficPercent" not in predictor
+
+
+def test_a_manual_step_whose_registry_step_fails_names_the_command_to_run_again(capsys) -> None:
+    from rollout.backends.base import RolloutStatus
+    from rollout.cli import _finish
+    from rollout.errors import RolloutError
+
+    status = RolloutStatus(backend="standard", champion="s3://models/housing/2", ready=True)
+    with pytest.raises(
+        RolloutError, match=r"the cluster is rolled back but MLflow is down; run `housing rollout rollback`"
+    ):
+        _finish(status, False, lambda: "MLflow is down", "rolled back", "rollback")
+    assert capsys.readouterr().out == ""  # nothing shown as done
+    _finish(status, True, lambda: pytest.fail("a dry run moves no registry"), "promoted", "promote")
+    assert capsys.readouterr().out == ""
+    _finish(status, False, None, "promoted", "promote")  # --no-registry
+    _finish(status, False, lambda: None, "promoted", "promote")
+    assert capsys.readouterr().out.count("s3://models/housing/2") == 2

@@ -8,7 +8,8 @@ import pytest
 
 from rollout import orchestrator
 from rollout.backends.base import Backend, Prepared, RolloutStatus
-from rollout.orchestrator import RunOptions, UsageError, run_rollout
+from rollout.errors import UsageError
+from rollout.orchestrator import RunOptions, run_rollout
 
 
 class FakeBackend:
@@ -64,7 +65,7 @@ def events(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
         def __init__(self, *args, **kwargs) -> None:
             pass
 
-        def run(self, challenger_uri):
+        def run(self, challenger_uri, digest=None):
             events.append(f"analysis {challenger_uri}")
             raise RuntimeError("prometheus went away")
 

@@ -9,8 +9,9 @@ import pytest
 from mlflow import MlflowClient
 
 from rollout import orchestrator
-from rollout.orchestrator import GateRefused, RunOptions, run_rollout
-from rollout.quality_gate import OVERRIDDEN, PASSED, REFUSED, SchemaMismatch, check
+from rollout.errors import GateRefused, SchemaMismatch
+from rollout.orchestrator import RunOptions, run_rollout
+from rollout.quality_gate import OVERRIDDEN, PASSED, REFUSED, check
 from testkit.procs import train_bundle
 
 

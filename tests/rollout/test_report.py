@@ -10,16 +10,9 @@ from rollout import report
 from rollout.analysis import Analysis
 from rollout.analysis_config import AnalysisConfig
 from rollout.event_log import EventLog
-from tests.rollout.test_analysis import FakeBackend, GivenValues
+from testkit.rollout_runs import FakeBackend, FewRequests, run_to_log
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run_to_log(tmp_path, error_rate: float) -> EventLog:
-    cfg = AnalysisConfig(steps=[10, 50, 100], interval=0, min_requests=10, max_failures=2, settle=0)
-    log = EventLog(tmp_path / "rollouts" / "housing-20260101T000000-abcdef.jsonl")
-    Analysis(FakeBackend(), GivenValues(error_rate), cfg, "1", "2", log, sleep=lambda s: None).run("s3://m/h/2")
-    return log
 
 
 def test_promoted_rollout_report(tmp_path):
@@ -79,3 +72,66 @@ def test_main(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(p) for p in report.report_paths(log.path)]
     assert report.main([]) == 2
     assert report.main([str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_report_shows_the_evidence_behind_each_gate(tmp_path):
+    page = report.write_report(run_to_log(tmp_path, 0.0).path)[0].read_text()
+    # the PSI and mean-shift cells carry their test: verdict, comparison, interval, p-value, counts
+    assert page.count("within, marginal: [") == 2 * 3
+    assert "p=" in page and "champion 5,000, challenger 5,000" in page
+
+
+def test_inconclusive_rollout_report(tmp_path):
+    cfg = AnalysisConfig(steps=[10, 100], interval=0, min_requests=10, settle=0)
+    log = EventLog(tmp_path / "rollouts" / "housing-20260101T000000-abcdef.jsonl")
+    Analysis(FakeBackend(), FewRequests(0.0), cfg, "1", "2", log, sleep=lambda s: None).run("s3://m/h/2")
+    page = report.write_report(log.path)[0].read_text()
+    assert 'data-decision="inconclusive"' in page and ">NOT ENOUGH EVIDENCE<" in page
+    assert "nothing promoted or rolled back" in page and "only 4 challenger requests &lt; 10" in page
+    assert [s.look for s in report.summarize(log.read(), "x").steps] == [1, 2, 3]
+
+
+def _live_run(tmp_path, ratios):
+    """The real Analysis loop with the live_rmse gate (as rollout.live_step makes it) giving ``ratios`` per
+    look (None: waiting for labels, not required)."""
+    from rollout.gates import GateResult
+    from rollout.live_step import NAME
+    from testkit.rollout_runs import GivenValues
+
+    looks = iter(ratios)
+
+    def live():
+        ratio = next(looks)
+        note = "waiting for labels: champion 3 < 20 labelled rows" if ratio is None else "within tolerance"
+        return [GateResult(NAME, ratio, 1.02, True, note)]
+
+    cfg = AnalysisConfig(steps=[10, 50, 100], interval=0, min_requests=10, max_failures=2, settle=0)
+    log = EventLog(tmp_path / "rollouts" / "housing-20260101T000000-live00.jsonl")
+    Analysis(FakeBackend(), GivenValues(0.0), cfg, "1", "2", log, sleep=lambda s: None, extra_gates=live).run(
+        "s3://m/h/2"
+    )
+    return log
+
+
+def test_report_draws_live_rmse_per_look_when_the_log_has_it(tmp_path):
+    log = _live_run(tmp_path, [None, 0.97, 1.01])
+    html_path, png_path = report.write_report(log.path)
+    page = html_path.read_text()
+    assert "live RMSE ÷ champion&#x27;s" in page  # its column
+    assert "0.970×" in page and "1.010×" in page and "≤ 1.020×" in page
+    assert "waiting for labels: champion 3 &lt; 20 labelled rows" in page  # the look without a value says why
+    assert png_path.read_bytes().startswith(PNG_MAGIC)
+    summary = report.summarize(log.read(), "x")
+    assert "live_rmse" in report.chart_gates(summary)
+    fig = report.figure(summary)
+    (ax,) = [a for a in fig.axes if a.get_title() == "live RMSE ÷ champion's"]
+    drawn = ax.collections[0].get_offsets().tolist()  # one point per look with a value, at its look
+    assert drawn == [[1.0, 0.97], [2.0, 1.01]]
+    assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_label() == "threshold"] == [1.02]
+    assert any("1 look waiting for labels" in t.get_text() for t in ax.texts)
+
+
+def test_report_without_the_live_gate_has_no_live_panel(tmp_path):
+    summary = report.summarize(run_to_log(tmp_path, 0.0).read(), "x")
+    assert "live_rmse" not in report.chart_gates(summary)
+    assert not [a for a in report.figure(summary).axes if "live" in a.get_title()]

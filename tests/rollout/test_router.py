@@ -75,3 +75,38 @@ def test_shadow_stats_report():
     assert report["max_abs_diff"] == pytest.approx(10.0)
     assert report["mean_rel_diff"] == pytest.approx(0.05)
     assert report["challenger_mean"] == pytest.approx(155.0)
+
+
+def test_paired_counters_carry_the_signed_relative_differences():
+    """The paired gate reads n, Σr⁺, Σr⁻ and Σr² (counters only grow, so the signed sum is split)."""
+    from prometheus_client import generate_latest
+
+    from rollout.router import Router
+
+    router = Router(state())
+    router.observe_pairs(Upstream("http://a", "1"), Upstream("http://b", "2"), [100.0, 200.0], [110.0, 190.0])
+    text = generate_latest(router.registry).decode()
+    labels = '{champion_version="1",model_version="2"}'
+    assert f"housing_router_shadow_pairs_total{labels} 2.0" in text
+    assert f"housing_router_shadow_rel_diff_up_total{labels} 0.1" in text
+    assert f"housing_router_shadow_rel_diff_down_total{labels} 0.05" in text
+    squares = next(
+        line for line in text.splitlines() if line.startswith("housing_router_shadow_rel_diff_squares_total{")
+    )
+    assert float(squares.split()[-1]) == pytest.approx(0.01 + 0.0025)
+
+
+@pytest.mark.parametrize("path", ["/router/state", "/router/shadow/reset"])
+def test_router_controls_take_json_only(path):
+    """A web page can POST a form or text/plain cross-origin without a preflight, not JSON (issue 22 item 14)."""
+    from fastapi.testclient import TestClient
+
+    from rollout.router import create_app
+
+    state = RouterState(champion=Upstream("http://127.0.0.1:1", "1"), challenger=None, weight=0)
+    with TestClient(create_app(state)) as client:
+        for headers in ({"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}, {}):
+            answer = client.post(path, content=b'{"weight": 50}', headers=headers)
+            assert answer.status_code == 415 and "application/json" in answer.json()["error"]
+        assert client.get("/router/state").json()["weight"] == 0
+        assert client.post(path, json={}).status_code in (200, 400)

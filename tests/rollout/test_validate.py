@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from rollout.validate import ValidationError, validate_isvc
+from rollout.errors import ValidationError
+from rollout.validate import validate_isvc
 
 GOOD = {
     "apiVersion": "serving.kserve.io/v1beta1",

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from rollout.backends.base import RolloutStatus
 from rollout.cli import app
 from rollout.watch import latest_log, snapshot, watch
-from tests.rollout.test_report import run_to_log
+from testkit.rollout_runs import run_to_log
 
 
 def render(renderable) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from bundle.manifest import MODEL_FILES, REFERENCE_FILE, load_manifest
 from bundle.schema import FeatureSchema
-from housing.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
+from common.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
 from training.api import TrainConfig, run_training
 from training.errors import TrainingError
 
@@ -41,10 +41,10 @@ def test_fast_run_writes_a_valid_bundle_per_flavor(tmp_path: Path, csv_path: Pat
 def test_predictions_from_the_bundle_match_the_reported_holdout(tmp_path: Path, csv_path: Path, frame) -> None:
     """Replaying the bundle (schema + model file) on its evaluation rows reproduces the holdout metrics."""
     from bundle.evaluation import EVALUATION_FILE, read_evaluation
+    from bundle.metrics import holdout_metrics
     from bundle.model_files import load_forest, predict_forest
     from training.datasets import data_digest
     from training.holdout import hash_mask
-    from training.metrics import holdout_metrics
 
     result = run_training(_cfg(csv_path, tmp_path, candidates=("random_forest",), log_target=True))
     manifest = result.manifest
@@ -147,7 +147,7 @@ def test_unreachable_mlflow_fails_before_training(
 def test_registration_failure_removes_the_bundle(
     housing_home: Path, csv_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bundle.registry import Registry
+    from registry.lifecycle import Registry
 
     def boom(self, *args, **kwargs):
         raise TrainingError("MLflow registration failed: boom")

@@ -53,6 +53,35 @@ app.kubernetes.io/part-of: housing
 {{- end }}
 {{- end }}
 
+{{/*
+The install's training Job (training-job.yaml); not named after a revision. It is kept by helm
+(resource-policy keep), so after `helm uninstall` it stays until its TTL: a later `helm install`
+would adopt that finished Job and train nothing (the dev stack's new MinIO then never gets a
+bundle). So an install takes the first free name of <release>-train-install, -2, -3, … among the
+namespace's Jobs. `helm template` sees no Jobs: the plain name.
+*/}}
+{{- define "housing.installTrainingJobName" -}}
+{{- $base := printf "%s-train-install" (include "housing.fullname" .) -}}
+{{- $taken := dict -}}
+{{- if .Release.IsInstall -}}
+{{- range (lookup "batch/v1" "Job" .Release.Namespace "").items -}}
+{{- $_ := set $taken .metadata.name true -}}
+{{- end -}}
+{{- end -}}
+{{- $name := $base -}}
+{{- range $i := untilStep 2 100 1 -}}
+{{- if hasKey $taken $name -}}
+{{- $name = printf "%s-%d" $base $i -}}
+{{- end -}}
+{{- end -}}
+{{- $name -}}
+{{- end }}
+
+{{/* The CronJob of later training runs (scheduled or `kubectl create job --from=cronjob/...`). */}}
+{{- define "housing.trainingCronJobName" -}}
+{{- printf "%s-train" (include "housing.fullname" .) }}
+{{- end }}
+
 {{- define "housing.rolloutServiceAccountName" -}}
 {{- printf "%s-rollout" (include "housing.fullname" .) }}
 {{- end }}
@@ -66,16 +95,35 @@ app.kubernetes.io/part-of: housing
 {{- end }}
 {{- end }}
 
+{{/*
+Secret of the serving user (read the bucket, write the payload log's prefix): the storage-initializer
+(through the predictor's ServiceAccount), the wait-for-bundle init container and the payload log.
+s3.servingSecret; else, with the dev-stack MinIO, the chart's <fullname>-s3-serving (its bucket Job
+creates that user); else the S3 Secret itself (give serving its own read-only user: s3.servingSecret).
+*/}}
+{{- define "housing.s3ServingSecretName" -}}
+{{- if .Values.s3.servingSecret }}
+{{- .Values.s3.servingSecret }}
+{{- else if .Values.devStack.minio.enabled }}
+{{- printf "%s-s3-serving" (include "housing.fullname" .) }}
+{{- else }}
+{{- include "housing.s3SecretName" . }}
+{{- end }}
+{{- end }}
+
+{{/* Where the serving user may write: the payload log's bucket/prefix ("" when the log is off). */}}
+{{- define "housing.payloadLogPrefix" -}}
+{{- if .Values.payloadLog.enabled }}
+{{- include "housing.payloadLogUri" . | trimPrefix "s3://" | trimSuffix "/" }}
+{{- end }}
+{{- end }}
+
 {{- define "housing.minioName" -}}
 {{- printf "%s-minio" (include "housing.fullname" .) }}
 {{- end }}
 
 {{- define "housing.mlflowName" -}}
 {{- printf "%s-mlflow" (include "housing.fullname" .) }}
-{{- end }}
-
-{{- define "housing.postgresName" -}}
-{{- printf "%s-postgres" (include "housing.fullname" .) }}
 {{- end }}
 
 {{/* S3 endpoint host:port (no scheme). */}}
@@ -91,6 +139,34 @@ app.kubernetes.io/part-of: housing
 
 {{- define "housing.s3EndpointUrl" -}}
 {{- printf "%s://%s" (ternary "https" "http" .Values.s3.useHttps) (include "housing.s3Endpoint" .) }}
+{{- end }}
+
+{{/* The TCP port of a URL: its explicit port, else 443 for https and 80 otherwise. */}}
+{{- define "housing.urlPort" -}}
+{{- $u := urlParse . }}
+{{- if regexMatch ":[0-9]+$" $u.host }}
+{{- regexFind "[0-9]+$" $u.host }}
+{{- else if eq $u.scheme "https" }}443
+{{- else }}80
+{{- end }}
+{{- end }}
+
+{{/* The port pods reach S3 on (egress policy). */}}
+{{- define "housing.s3Port" -}}
+{{- if and .Values.devStack.minio.enabled (not .Values.s3.endpoint) }}
+{{- .Values.devStack.minio.port }}
+{{- else }}
+{{- include "housing.urlPort" (include "housing.s3EndpointUrl" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The port pods reach MLflow on (egress policy); empty without an MLflow. */}}
+{{- define "housing.mlflowPort" -}}
+{{- if .Values.devStack.mlflow.enabled }}
+{{- .Values.devStack.mlflow.port }}
+{{- else if .Values.mlflow.trackingUri }}
+{{- include "housing.urlPort" .Values.mlflow.trackingUri }}
+{{- end }}
 {{- end }}
 
 {{- define "housing.mlflowTrackingUri" -}}
@@ -141,7 +217,7 @@ mode: KServe's predictor Service.
 
 {{/*
 The predictor container for one bundle: args = the KServe ModelServer flags.
-Called with (dict "root" $ "storageUri" URI "canary" true|false). A canary entry sets no replica
+Called with (dict "root" $ "storageUri" URI "digest" SHA256-or-"" "canary" true|false). A canary entry sets no replica
 fields: KServe v0.20 refuses maxReplicas on a canary and derives its pods from the stable's.
 */}}
 {{- define "housing.predictorPod" -}}
@@ -151,13 +227,22 @@ serviceAccountName: {{ include "housing.serviceAccountName" $root }}
 {{- if not .canary }}
 minReplicas: {{ $v.predictor.minReplicas }}
 maxReplicas: {{ $v.predictor.maxReplicas }}
+{{- with $v.predictor.scaleMetric }}
+scaleMetric: {{ . }}
+{{- end }}
+{{- if gt (int $v.predictor.scaleTarget) 0 }}
+scaleTarget: {{ $v.predictor.scaleTarget }}
+{{- end }}
 {{- end }}
 timeout: {{ $v.predictor.timeoutSeconds }}
 automountServiceAccountToken: false
+# preStop, then REST's drain, then gRPC's (each up to drainSeconds), with 5 s to spare: the
+# default 30 s was shorter than preStop + uvicorn's grace, so a slow drain was SIGKILLed
+terminationGracePeriodSeconds: {{ add (int $v.predictor.preStopSleepSeconds) (mul 2 (int $v.predictor.drainSeconds)) 5 }}
 {{- if $v.monitoring.podAnnotations }}
 annotations:
   prometheus.io/scrape: "true"
-  prometheus.io/port: {{ $v.predictor.httpPort | quote }}
+  prometheus.io/port: {{ $v.predictor.metricsPort | quote }}
   prometheus.io/path: /metrics
 {{- end }}
 labels:
@@ -201,7 +286,8 @@ initContainers:
         value: {{ .storageUri | quote }}
       - name: WAIT_SECONDS
         value: {{ $v.predictor.waitForBundleSeconds | quote }}
-      {{- include "housing.s3Env" $root | nindent 6 }}
+      # the serving user (read-only but for the payload log's prefix)
+      {{- include "housing.s3ServingEnv" $root | nindent 6 }}
     resources:
       {{- toYaml $v.tests.resources | nindent 6 }}
     securityContext:
@@ -221,11 +307,18 @@ containers:
     {{- if gt (int $v.predictor.preStopSleepSeconds) 0 }}
     # keep answering while kube-proxy and gateways drop this pod from their endpoints: a canary's
     # pods all stop at once when it is rolled back, and without this a few requests reached a
-    # pod that no longer accepted connections (seen on the node tier)
+    # pod that no longer accepted connections (seen on the node tier). The hook also makes every
+    # answer carry "Connection: close" meanwhile (HOUSING_DRAIN_FILE, predictor/transport/drain.py):
+    # a kept-alive client moves to a staying pod instead of losing a request when this one stops
     lifecycle:
       preStop:
-        sleep:
-          seconds: {{ $v.predictor.preStopSleepSeconds }}
+        exec:
+          command:
+            - python
+            - -m
+            - predictor.transport.drain
+            - --seconds
+            - {{ $v.predictor.preStopSleepSeconds | quote }}
     {{- end }}
     args:
       - --model_name
@@ -236,10 +329,24 @@ containers:
       - {{ $v.predictor.httpPort | quote }}
       - --grpc_port
       - {{ $v.predictor.grpcPort | quote }}
+      # /metrics here only: the HTTP port, which routes reach, answers it 404
+      - --metrics_port
+      - {{ $v.predictor.metricsPort | quote }}
       - --workers
-      - {{ $v.predictor.workers | quote }}
+      - {{ include "housing.predictorWorkers" $root | quote }}
       - --max_body_bytes
       - {{ $v.predictor.maxBodyBytes | int64 | quote }}
+      - --max_inflight_body_bytes
+      - {{ $v.predictor.maxInflightBodyBytes | int64 | quote }}
+      - --max_concurrency
+      - {{ $v.predictor.maxConcurrency | int64 | quote }}
+      - --drain_seconds
+      - {{ $v.predictor.drainSeconds | int64 | quote }}
+      # per-request log lines (predictor/observe/request_logs.py); errors are logged either way
+      - --access_log
+      - {{ $v.predictor.accessLog | toString | quote }}
+      - --trace_log
+      - {{ $v.predictor.traceLog | toString | quote }}
       {{- if $v.auth.existingSecret }}
       - --api_keys_file
       - {{ printf "%s/%s" (include "housing.apiKeysDir" $root) $v.auth.key | quote }}
@@ -254,13 +361,40 @@ containers:
       - {{ $v.rateLimit.burst | toString | quote }}
       {{- end }}
       {{- end }}
+      {{- if $v.payloadLog.enabled }}
+      - --payload_log_uri
+      - {{ include "housing.payloadLogUri" $root | quote }}
+      - --payload_log_sample
+      - {{ $v.payloadLog.sample | toString | quote }}
+      {{- with $v.payloadLog.drop }}
+      - --payload_log_drop
+      - {{ join "," . | quote }}
+      {{- end }}
+      {{- end }}
+      {{- if $v.rateLimit.trustedProxies }}
+      - --trusted_proxies
+      - {{ join "," $v.rateLimit.trustedProxies | quote }}
+      {{- end }}
       {{- range $v.predictor.extraArgs }}
       - {{ . | quote }}
       {{- end }}
     env:
       - name: STORAGE_URI
         value: {{ .storageUri | quote }}
+      {{- if .digest }}
+      # the registered sha256 of bundle.json: any other bundle under STORAGE_URI is refused
+      - name: {{ include "housing.bundleDigestEnv" $root }}
+        value: {{ .digest | quote }}
+      {{- end }}
       {{- include "housing.scratchEnv" $root | nindent 6 }}
+      {{- if gt (int $v.predictor.preStopSleepSeconds) 0 }}
+      - name: HOUSING_DRAIN_FILE
+        value: /tmp/housing-draining
+      {{- end }}
+      {{- if $v.payloadLog.enabled }}
+      # the serving user: it may write the payload log's prefix and nothing else
+      {{- include "housing.s3ServingEnv" $root | nindent 6 }}
+      {{- end }}
     ports:
       - name: http1
         containerPort: {{ $v.predictor.httpPort }}
@@ -271,8 +405,15 @@ containers:
       - name: grpc
         containerPort: {{ $v.predictor.grpcPort }}
         protocol: TCP
+      - name: metrics
+        containerPort: {{ $v.predictor.metricsPort }}
+        protocol: TCP
       {{- end }}
     readinessProbe:
+      # the model itself, not the server: /v2/health/ready stays 200 when the model is gone
+      httpGet:
+        path: {{ printf "/v2/models/%s/ready" $v.model.name | quote }}
+        port: {{ $v.predictor.httpPort }}
       {{- toYaml $v.predictor.readinessProbe | nindent 6 }}
     livenessProbe:
       {{- toYaml $v.predictor.livenessProbe | nindent 6 }}
@@ -301,6 +442,46 @@ volumes:
   {{- end }}
 {{- end }}
 
+{{/*
+The predictor's --workers: predictor.workers when set; else 1 with a rate limit (its token buckets
+are per process), else one per CPU of resources.limits.cpu, rounded up ("2" -> 2, 1500m -> 2).
+*/}}
+{{- define "housing.predictorWorkers" -}}
+{{- $v := .Values.predictor -}}
+{{- if $v.workers -}}
+{{- $v.workers -}}
+{{- else if gt (float64 .Values.rateLimit.requestsPerSecond) 0.0 -}}
+1
+{{- else -}}
+{{- $cpu := toString $v.resources.limits.cpu -}}
+{{- $milli := 0 -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- $milli = int64 (trimSuffix "m" $cpu) -}}
+{{- else -}}
+{{- $milli = int64 (mulf (float64 $cpu) 1000.0) -}}
+{{- end -}}
+{{- max 1 (div (add $milli 999) 1000) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Checks of the autoscaling values against what KServe v0.20 does with them: its Standard-mode HPA
+scales on cpu or memory only (any other scaleMetric gives an HPA without a metric), and memory
+has no default target.
+*/}}
+{{- define "housing.checkAutoscaling" -}}
+{{- $v := .Values.predictor -}}
+{{- if lt (int $v.maxReplicas) (int $v.minReplicas) }}
+{{- fail (printf "predictor.maxReplicas (%d) must be at least predictor.minReplicas (%d)" (int $v.maxReplicas) (int $v.minReplicas)) }}
+{{- end }}
+{{- if and (include "housing.standardMode" .) (has $v.scaleMetric (list "concurrency" "rps")) }}
+{{- fail (printf "predictor.scaleMetric %s needs kserve.deploymentMode Knative: KServe's HPA in Standard mode scales on cpu or memory only" $v.scaleMetric) }}
+{{- end }}
+{{- if and (eq $v.scaleMetric "memory") (le (int $v.scaleTarget) 0) }}
+{{- fail "predictor.scaleTarget is required with predictor.scaleMetric memory: KServe sets no default memory target (its HPA would have no metric)" }}
+{{- end }}
+{{- end }}
+
 {{/* Where the API-key Secret is mounted in the predictor container. */}}
 {{- define "housing.apiKeysDir" -}}
 /etc/housing/auth
@@ -322,32 +503,96 @@ volumes:
   value: {{ printf "s3://%s" .Values.s3.bucket | quote }}
 - name: HOUSING_MODEL_NAME
   value: {{ .Values.model.name | quote }}
-{{- /* The first install trains exactly the bundle the InferenceService serves; later
-       revisions publish new versions (<bucket>/<model>/<version>) as challengers. */}}
-{{- $bundleUri := .Values.training.bundleUri | default (ternary .Values.predictor.storageUri "" .Release.IsInstall) }}
-{{- with $bundleUri }}
-- name: HOUSING_BUNDLE_URI
-  value: {{ . | quote }}
-{{- end }}
 {{ include "housing.scratchEnv" . }}
+{{- end }}
+
+{{/* Where the predictor writes its payload log (and the quality exporter reads it): payloadLog.uri,
+else a prefix of its own in the chart's bucket. */}}
+{{- define "housing.payloadLogUri" -}}
+{{- .Values.payloadLog.uri | default (printf "s3://%s/payloads" .Values.s3.bucket) }}
 {{- end }}
 
 {{/* S3 endpoint and credentials (the chart's Secret or s3.existingSecret) for boto3 and MLflow. */}}
 {{- define "housing.s3Env" -}}
+{{ include "housing.s3EnvWith" (dict "root" . "secret" (include "housing.s3SecretName" .)) }}
+{{- end }}
+
+{{/* The same with the serving user's credentials (housing.s3ServingSecretName). */}}
+{{- define "housing.s3ServingEnv" -}}
+{{ include "housing.s3EnvWith" (dict "root" . "secret" (include "housing.s3ServingSecretName" .)) }}
+{{- end }}
+
+{{/* S3 endpoint and the credentials of the Secret .secret; called with (dict "root" $ "secret" NAME). */}}
+{{- define "housing.s3EnvWith" -}}
+{{- with .root }}
 - name: AWS_ENDPOINT_URL
   value: {{ include "housing.s3EndpointUrl" . | quote }}
 - name: MLFLOW_S3_ENDPOINT_URL
   value: {{ include "housing.s3EndpointUrl" . | quote }}
 - name: AWS_DEFAULT_REGION
   value: {{ .Values.s3.region | quote }}
+{{- end }}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
-      name: {{ include "housing.s3SecretName" . }}
+      name: {{ .secret }}
       key: AWS_ACCESS_KEY_ID
 - name: AWS_SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ include "housing.s3SecretName" . }}
+      name: {{ .secret }}
       key: AWS_SECRET_ACCESS_KEY
+{{- end }}
+
+{{/*
+The champion the InferenceService is to serve, as YAML {storageUri, name, bundleDigest}. Values, except after a
+promotion by `housing rollout` (the runner or by hand): on an upgrade in Standard mode, when
+predictor.storageUri still equals what the chart rendered last time (the annotation
+rollout.housing.dev/values-storage-uri on the live object), the live predictor's STORAGE_URI,
+name and pinned digest stand, so `helm upgrade` (plain or --reuse-values) keeps the promoted model. A new
+predictor.storageUri in values is a deliberate change and wins. `helm template` and installs see
+no live object: values.
+*/}}
+{{- define "housing.champion" -}}
+{{- $uri := .Values.predictor.storageUri }}
+{{- $name := .Values.predictor.name }}
+{{- $digest := .Values.predictor.bundleDigest }}
+{{- if and (not .Release.IsInstall) (include "housing.standardMode" .) }}
+{{- $live := lookup "serving.kserve.io/v1beta1" "InferenceService" .Release.Namespace (include "housing.fullname" .) }}
+{{- if $live }}
+{{- $annotations := (($live.metadata).annotations) | default dict }}
+{{- if eq (index $annotations (include "housing.valuesStorageUriKey" .) | default "") .Values.predictor.storageUri }}
+{{- $predictor := (($live.spec).predictor) | default dict }}
+{{- range $c := $predictor.containers | default list }}
+{{- if eq $c.name "kserve-container" }}
+{{- range $e := $c.env | default list }}
+{{- if and (eq $e.name "STORAGE_URI") $e.value }}
+{{- $uri = $e.value }}
+{{- $name = $predictor.name | default "" }}
+{{- $digest = "" }}
+{{- range $d := $c.env | default list }}
+{{- if eq $d.name (include "housing.bundleDigestEnv" $) }}
+{{- $digest = $d.value | default "" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+storageUri: {{ $uri | quote }}
+name: {{ $name | quote }}
+bundleDigest: {{ $digest | quote }}
+{{- end }}
+
+{{/* The predictor's variable pinning bundle.json's sha256 (common.config.BUNDLE_DIGEST_ENV). */}}
+{{- define "housing.bundleDigestEnv" -}}
+HOUSING_BUNDLE_DIGEST
+{{- end }}
+
+{{/* Annotation on the InferenceService: predictor.storageUri as the chart last rendered it. */}}
+{{- define "housing.valuesStorageUriKey" -}}
+rollout.housing.dev/values-storage-uri
 {{- end }}

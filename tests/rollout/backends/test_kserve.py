@@ -10,9 +10,9 @@ import pytest
 
 from rollout.backends import kserve_serverless as sl
 from rollout.backends import kserve_standard as st
-from rollout.backends.base import ConflictError, RolloutError
 from rollout.backends.kserve_common import KServeBackend, apply_patch
-from rollout.validate import ValidationError, isvc_errors, validate_isvc
+from rollout.errors import ConflictError, RolloutError, ValidationError
+from rollout.validate import isvc_errors, validate_isvc
 
 CHAMPION = "s3://models/housing/1"
 CHALLENGER = "s3://models/housing/2"
@@ -344,3 +344,80 @@ def test_status_written_by_the_v0_20_controller_is_not_judged():
     assert isvc_errors(live) == []
     obj = step(live, st.start_ops(live, CHALLENGER, 10))
     assert obj["spec"]["canary"][0]["trafficPercent"] == 10
+
+
+# -- digests: every deployed bundle pinned to its registered sha256 -----------------------------
+OLD_DIGEST, NEW_DIGEST = "a" * 64, "b" * 64
+
+
+def _pinned(digest: str | None = OLD_DIGEST) -> dict:
+    """The chart's shape: a kserve-container with STORAGE_URI (and the champion's pin)."""
+    obj = isvc(name="v1")
+    env = [{"name": "STORAGE_URI", "value": CHAMPION}, {"name": "HOME", "value": "/tmp"}]
+    if digest:
+        env.append({"name": "HOUSING_BUNDLE_DIGEST", "value": digest})
+    obj["spec"]["predictor"] = {
+        "name": "v1",
+        "minReplicas": 1,
+        "containers": [{"name": "kserve-container", "image": "housing:dev", "env": env}],
+    }
+    return obj
+
+
+def _env(predictor: dict) -> dict[str, str]:
+    (container,) = predictor["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+@pytest.mark.parametrize("champion_digest", [OLD_DIGEST, None])
+def test_standard_canary_carries_its_own_digest_and_promotion_keeps_it(champion_digest):
+    obj = _pinned(champion_digest)
+    started = step(obj, st.start_ops(obj, CHALLENGER, 10, digest=NEW_DIGEST.upper()))
+    canary = _env(started["spec"]["canary"][0]["predictor"])
+    assert (canary["STORAGE_URI"], canary["HOUSING_BUNDLE_DIGEST"]) == (CHALLENGER, NEW_DIGEST)
+    assert _env(started["spec"]["predictor"]).get("HOUSING_BUNDLE_DIGEST") == champion_digest  # untouched
+    status = st.parse_status(started)
+    assert (status.detail["championDigest"], status.detail["canaryDigest"]) == (champion_digest, NEW_DIGEST)
+    promoted = step(started, st.promote_ops(started))
+    assert _env(promoted["spec"]["predictor"])["HOUSING_BUNDLE_DIGEST"] == NEW_DIGEST
+    rolled_back = step(started, st.rollback_ops(started, "bad"))
+    assert _env(rolled_back["spec"]["predictor"]).get("HOUSING_BUNDLE_DIGEST") == champion_digest
+
+
+def test_standard_canary_without_a_digest_drops_the_champions_pin():
+    """A canary is a copy of the champion: keeping the champion's digest would fail its own bundle."""
+    obj = _pinned()
+    started = step(obj, st.start_ops(obj, CHALLENGER, 10))
+    assert "HOUSING_BUNDLE_DIGEST" not in _env(started["spec"]["canary"][0]["predictor"])
+    assert _env(started["spec"]["predictor"])["HOUSING_BUNDLE_DIGEST"] == OLD_DIGEST
+
+
+def test_serverless_start_pins_the_new_revision():
+    for champion_digest in (OLD_DIGEST, None):
+        obj = _pinned(champion_digest)
+        out = step(obj, sl.start_ops(obj, CHALLENGER, 10, NEW_DIGEST))
+        assert _env(out["spec"]["predictor"])["HOUSING_BUNDLE_DIGEST"] == NEW_DIGEST
+        assert _env(out["spec"]["predictor"])["STORAGE_URI"] == CHALLENGER
+        unpinned = step(obj, sl.start_ops(obj, CHALLENGER, 10))
+        assert "HOUSING_BUNDLE_DIGEST" not in _env(unpinned["spec"]["predictor"])
+
+
+def test_model_spec_is_pinned_in_its_own_env():
+    obj = isvc(name="v1")
+    out = step(obj, st.start_ops(obj, CHALLENGER, 10, digest=NEW_DIGEST))
+    model = out["spec"]["canary"][0]["predictor"]["model"]
+    assert model["env"] == [{"name": "HOUSING_BUNDLE_DIGEST", "value": NEW_DIGEST}]
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 64, "a" * 63])
+def test_a_malformed_digest_is_refused_before_any_write(bad):
+    api = _Api(_pinned(), conflicts=0)
+    with pytest.raises(RolloutError, match="sha256"):
+        st.StandardBackend("housing", "ml", api=api).start(CHALLENGER, 10, digest=bad)
+    assert api.patches == []
+
+
+def test_backend_start_sends_the_digest_to_the_api_server():
+    api = _Api(_pinned(), conflicts=0)
+    st.StandardBackend("housing", "ml", api=api).start(CHALLENGER, 10, digest=NEW_DIGEST)
+    assert _env(api.obj["spec"]["canary"][0]["predictor"])["HOUSING_BUNDLE_DIGEST"] == NEW_DIGEST

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rollout.backends.base import RolloutError
 from rollout.backends.local import LocalBackend, model_version_from_metrics
+from rollout.errors import RolloutError
 
 
 def test_model_version_from_metrics():

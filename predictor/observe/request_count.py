@@ -1,0 +1,113 @@
+"""Every inference request counted by protocol and status code, server errors included.
+
+The rollout's error gate is failed requests ÷ requests (``housing_requests_total``, label
+``code``): a challenger that answers 500 from an exception in its model, or whose guard refuses,
+must be counted against its version like one that answers. The client-error counter
+(``housing_request_errors_total``) says *why* a request was refused; this one says *how many*
+requests were answered and with which code.
+
+- REST: :class:`RequestCountMiddleware`, outermost, reads the status of ``http.response.start``;
+  an exception that escapes the app (KServe's generic handler answers it further out) is counted
+  as 500.
+- gRPC: :class:`RequestCountInterceptor`, outermost, reads the status code the call ended with;
+  gRPC codes are counted as the HTTP codes gateways map them to (:data:`GRPC_TO_HTTP`), so one
+  ``code=~"5.."`` selects failures on every protocol.
+
+Only inference calls are counted (V1 predict/explain, V2 infer, gRPC ModelInfer): probes and
+metadata calls would dilute the error rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import grpc
+from grpc_interceptor.server import AsyncServerInterceptor
+
+CountRequest = Callable[[str, int], None]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+
+#: gRPC status → the HTTP status gateways answer it with (grpc-gateway's mapping); others: 500.
+GRPC_TO_HTTP = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+INFER_METHOD = "ModelInfer"
+
+
+def inference_protocol(path: str) -> str | None:
+    """The ``protocol`` label of an inference REST path (``v1``, ``explain``, ``v2``), else None."""
+    if path.startswith("/v1/models/"):
+        if path.endswith(":predict"):
+            return "v1"
+        if path.endswith(":explain"):
+            return "explain"
+        return None
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return "v2"
+    return None
+
+
+class RequestCountMiddleware:
+    """Pure ASGI: count each inference request's response status (500 when the app raised)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], count: CountRequest) -> None:
+        self.app = app
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        protocol = inference_protocol(scope["path"]) if scope["type"] == "http" else None
+        if protocol is None:
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        except BaseException:
+            self.count(protocol, status if status >= 500 else 500)
+            raise
+        self.count(protocol, status or 500)
+
+
+def grpc_status(code: Any) -> int:
+    """The HTTP status counted for a gRPC status code (None: the call ended OK)."""
+    return 200 if code is None else GRPC_TO_HTTP.get(code, 500)
+
+
+class RequestCountInterceptor(AsyncServerInterceptor):
+    """Count each ModelInfer call by the status code it ended with (internal errors included)."""
+
+    def __init__(self, count: CountRequest) -> None:
+        self.count = count
+
+    async def intercept(self, method: Callable, request_or_iterator: Any, context: Any, method_name: str) -> Any:
+        if not method_name.endswith(INFER_METHOD):
+            return await method(request_or_iterator, context)
+        try:
+            response = await method(request_or_iterator, context)
+        except BaseException:
+            code = context.code()
+            self.count("grpc", grpc_status(code) if code not in (None, grpc.StatusCode.OK) else 500)
+            raise
+        self.count("grpc", grpc_status(context.code()))
+        return response

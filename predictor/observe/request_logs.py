@@ -1,0 +1,107 @@
+"""The per-request log lines, on or off: ``--access_log`` and ``--trace_log`` (both off by default).
+
+At INFO, KServe writes three lines for every REST request and two for every gRPC one: uvicorn's
+access line (``uvicorn.access``), the ``kserve.trace`` timing line of KServe's ``TimingMiddleware``
+(which also walks the app's routes to name the request), the ``kserve.trace`` latency line of
+``Model.__call__`` (``--enable_latency_logging``), and for gRPC KServe's ``LoggingInterceptor``'s
+``grpc method: …`` line. At production rates that is CPU on the request path and a flood in the log
+pipeline, and it says nothing the request metrics (``housing_requests_total``, KServe's latency
+histograms) and the gateway's own access log do not.
+
+- ``--access_log false`` (default): no uvicorn access line (its logger has no handler, so uvicorn
+  skips the formatting too) and no ``grpc method`` line (the interceptor is not installed);
+- ``--trace_log false`` (default): no ``TimingMiddleware`` (nothing else reads it) and no latency
+  line (``enable_latency_logging`` off whatever ``--enable_latency_logging`` says).
+
+Errors and client errors are logged as before either way: they are separate WARNING/ERROR lines
+(:mod:`predictor.guard.client_errors`, KServe's handlers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+ACCESS_LOG_ENV = "HOUSING_ACCESS_LOG"
+TRACE_LOG_ENV = "HOUSING_TRACE_LOG"
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+
+def on_off(value: str) -> bool:
+    """``true``/``false`` (and 1/0, yes/no, on/off) → bool; anything else is an argparse error."""
+    lowered = str(value).strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RequestLogs:
+    """Which per-request lines are written (picklable: REST workers get it too)."""
+
+    access: bool = False
+    trace: bool = False
+
+    def describe(self) -> str:
+        """``access log off, trace log off``: how the bench and the start-up line name the setting."""
+        return f"access log {'on' if self.access else 'off'}, trace log {'on' if self.trace else 'off'}"
+
+
+#: The defaults: no per-request line.
+OFF = RequestLogs()
+#: Every per-request line KServe writes at INFO.
+ON = RequestLogs(access=True, trace=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--access_log`` and ``--trace_log`` (defaults from HOUSING_ACCESS_LOG / HOUSING_TRACE_LOG, else off)."""
+    env = os.environ.get
+    group = parser.add_argument_group("per-request log lines (off by default; errors are always logged)")
+    group.add_argument(
+        "--access_log",
+        type=on_off,
+        default=on_off(env(ACCESS_LOG_ENV, "false")),
+        help="One line per request: uvicorn's access line (REST) and KServe's 'grpc method' line (gRPC). "
+        f"Default: {ACCESS_LOG_ENV}, else false.",
+    )
+    group.add_argument(
+        "--trace_log",
+        type=on_off,
+        default=on_off(env(TRACE_LOG_ENV, "false")),
+        help="KServe's kserve.trace lines: the REST timing line and the per-request latency line "
+        f"(--enable_latency_logging applies only when this is on). Default: {TRACE_LOG_ENV}, else false.",
+    )
+
+
+def from_args(args: argparse.Namespace) -> RequestLogs:
+    """The settings of the parsed flags."""
+    return RequestLogs(access=args.access_log, trace=args.trace_log)
+
+
+def apply(logs: RequestLogs) -> None:
+    """This process's loggers (after KServe configured logging): no access handler when the access log is off."""
+    if not logs.access:
+        access = logging.getLogger("uvicorn.access")
+        access.handlers = []
+        access.propagate = False  # uvicorn then writes (and formats) nothing: hasHandlers() is False
+
+
+def install(app: Any, logs: RequestLogs) -> None:
+    """With the trace log off, KServe's ``TimingMiddleware`` is left out of ``app`` when its stack is built
+    (KServe adds it when its server starts, after this)."""
+    if logs.trace:
+        return
+    build: Callable[[], Any] = app.build_middleware_stack
+
+    def build_without_timing() -> Any:
+        app.user_middleware = [m for m in app.user_middleware if getattr(m.cls, "__name__", "") != "TimingMiddleware"]
+        return build()
+
+    app.build_middleware_stack = build_without_timing

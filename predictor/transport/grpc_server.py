@@ -1,0 +1,257 @@
+"""The gRPC side of the guard: KServe's gRPC server with our interceptors.
+
+KServe builds its ``grpc.aio`` server with a fixed interceptor tuple
+(``kserve.protocol.grpc.server.GRPCServer.start``) whose exception interceptor logs every
+client error at ERROR with a traceback. :class:`GuardedGRPCServer` builds the same server with:
+
+1. :class:`GuardInterceptor` (only when keys or limits are on): UNAUTHENTICATED for a missing or
+   invalid key (``x-api-key`` or ``authorization: Bearer`` metadata), RESOURCE_EXHAUSTED with
+   ``retry-after`` trailing metadata over the rate; the health RPCs stay open.
+2. KServe's logging interceptor, unchanged.
+3. :class:`QuietErrorsInterceptor`: client errors (INVALID_ARGUMENT, NOT_FOUND) as one WARNING line,
+   counted by reason; everything else as KServe does it.
+
+and :class:`CheckedServicer`: KServe's servicer without the model repository RPCs
+(``RepositoryModelLoad``/``Unload`` answer UNIMPLEMENTED: this server loads its one model at start),
+whose ``ModelInfer`` charges the request's size to the guard's budget of bytes in flight
+(RESOURCE_EXHAUSTED when it does not fit) and refuses more input tensors than the model has features
+before KServe turns each into Python objects (7 MB of empty tensors took 350 MB and 5 s of the event
+loop). A plain request (:func:`predictor.codec.v2_grpc.decode_grpc`) is then decoded from the protobuf
+straight into the model's matrix — not into ~80 ``InferInput`` objects per row — and the model's
+answer written into a ``ModelInferResponse`` directly (:func:`encode_response`); both go through
+KServe's data plane in between (``DataPlane.infer``: the model's lookup, KServe's pre/predict/post
+latency histograms). Anything else — and every request while the payload log is on, which keeps the
+tensors — takes KServe's own ``ModelInfer``, which writes the error messages.
+At most ``--max_concurrency`` RPCs run at once (``maximum_concurrent_rpcs``), and a bounded number
+more wait to be taken (:func:`server_options`).
+Outermost of all, :class:`~predictor.observe.request_count.RequestCountInterceptor` counts every ModelInfer
+call by the status it ended with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_interceptor.server import AsyncServerInterceptor
+from kserve.errors import InvalidInput, ModelNotFound
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.infer_type import InferResponse, to_grpc_parameters
+from kserve.utils.utils import to_headers
+
+from predictor.codec.v2_grpc import decode_grpc
+from predictor.guard.client_errors import log_client_error, log_refusal, request_id
+from predictor.guard.policy import OPEN_GRPC_METHODS, RATE_LIMITED, Guard
+from predictor.observe.request_count import CountRequest, RequestCountInterceptor
+from predictor.transport.model import HousingModel
+from predictor.transport.rest_middleware import REPOSITORY_REFUSED, Refused
+
+CountError = Callable[[str, str], None]
+#: gRPC calls that may wait to be taken: ``--max_concurrency``, but at least this many (a burst that the
+#: cap answers RESOURCE_EXHAUSTED must first fit in the backlog).
+MIN_GRPC_BACKLOG = 64
+_CODES = {401: grpc.StatusCode.UNAUTHENTICATED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def _peer_address(peer: str) -> str:
+    """``ipv4:127.0.0.1:5555`` → ``127.0.0.1``, ``ipv6:[::1]:5555`` → ``::1`` (the client, not its port)."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6") or ":" not in rest:
+        return peer
+    return rest.rsplit(":", 1)[0].strip("[]")
+
+
+class GuardInterceptor(AsyncServerInterceptor):
+    """API keys and rate limits for every RPC but the health ones."""
+
+    def __init__(self, guard: Guard, refused: Refused | None = None) -> None:
+        self.guard = guard
+        self.refused = refused
+
+    async def intercept(self, method: Callable, request_or_iterator: Any, context: Any, method_name: str) -> Any:
+        if method_name.rsplit("/", 1)[-1] not in OPEN_GRPC_METHODS:
+            metadata = dict(context.invocation_metadata() or ())
+            refusal = self.guard.check("grpc", metadata.get, _peer_address(context.peer()))
+            if refusal is not None:
+                rid = request_id(getattr(request_or_iterator, "id", "") or None)
+                if self.refused is not None and method_name.endswith("/ModelInfer"):
+                    name = getattr(request_or_iterator, "model_name", None)
+                    self.refused("grpc", name, refusal.status, f"{refusal.reason}: {refusal.message}", rid)
+                log_refusal("gRPC", method_name, refusal.status, refusal.reason, rid, refusal.message)
+                if refusal.reason == RATE_LIMITED:
+                    context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
+                await context.abort(_CODES[refusal.status], refusal.message)
+        return await method(request_or_iterator, context)
+
+
+class QuietErrorsInterceptor(ExceptionToStatusInterceptor):
+    """KServe's exception → status mapping, with client errors quiet and counted."""
+
+    def __init__(self, count_error: CountError, refused: Refused | None = None) -> None:
+        super().__init__()
+        self.count_error = count_error
+        self.refused = refused
+
+    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str) -> None:
+        if isinstance(ex, (InvalidInput, ModelNotFound)):
+            not_found = isinstance(ex, ModelNotFound)
+            code = grpc.StatusCode.NOT_FOUND if not_found else grpc.StatusCode.INVALID_ARGUMENT
+            status = 404 if not_found else 400
+            reason = type(ex).__name__
+            self.count_error("grpc", reason)
+            logged = getattr(ex, "request_id", None)  # the model logged it (predictor.transport.model)
+            rid = logged or request_id(getattr(request_or_iterator, "id", "") or None)
+            if logged is None and self.refused is not None and method_name.endswith("/ModelInfer"):
+                name = getattr(request_or_iterator, "model_name", None)
+                self.refused("grpc", name, status, f"{reason}: {ex}", rid)
+            log_client_error("gRPC", method_name, status, reason, rid, str(ex))
+            await context.abort(code, str(ex))
+        await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+class CheckedServicer(InferenceServicer):
+    """KServe's servicer; inference within the guard's byte budget, no model repository RPCs (load/unload)."""
+
+    def __init__(
+        self, data_plane: Any, model_repository_extension: Any, guard: Guard, refused: Refused | None = None
+    ) -> None:
+        super().__init__(data_plane, model_repository_extension)
+        self.guard = guard
+        self.refused = refused
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802 - the RPC's name
+        size = request.ByteSize()
+        refusal = self.guard.admit("grpc", size)
+        if refusal is not None:
+            rid = request_id(request.id or None)
+            if self.refused is not None:
+                self.refused("grpc", request.model_name, refusal.status, f"{refusal.reason}: {refusal.message}", rid)
+            log_refusal("gRPC", "ModelInfer", refusal.status, refusal.reason, rid, refusal.message)
+            context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
+        try:
+            model = self._data_plane.model_registry.get_model(request.model_name)
+            if isinstance(model, HousingModel) and model.ready:
+                if len(request.inputs) > model.max_inputs:
+                    raise InvalidInput(
+                        f"inputs: {len(request.inputs)} tensors; the model takes at most {model.max_inputs} "
+                        "(one per feature, or one 2-D tensor in schema order)"
+                    )
+                decoded = None
+                if model.payload_log is None and model.decoder is not None:
+                    decoded = decode_grpc(model.decoder, request)
+                if decoded is not None:
+                    response, _ = await self._data_plane.infer(
+                        model_name=request.model_name, request=decoded, headers=to_headers(context)
+                    )
+                    return encode_response(response)
+            return await super().ModelInfer(request, context)
+        finally:
+            self.guard.inflight.release(size)
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802 - the RPC's name
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, REPOSITORY_REFUSED)
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802 - the RPC's name
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, REPOSITORY_REFUSED)
+
+
+def grpc_backlog(max_concurrency: int) -> int:
+    """How many gRPC calls may wait to be taken: ``--max_concurrency``, at least :data:`MIN_GRPC_BACKLOG`."""
+    return max(max_concurrency, MIN_GRPC_BACKLOG)
+
+
+def server_options(max_concurrency: int, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The ``grpc.aio`` server's channel arguments: KServe's message limits and a bounded backlog.
+
+    ``maximum_concurrent_rpcs`` only counts calls the server has taken. grpc.aio takes one call at a
+    time through the event loop that REST shares, so when that loop is busy, arriving calls wait in
+    gRPC core's pending list (a thousand or more by default) — for seconds, until the client's
+    deadline (the 2026-11-29 soak's DEADLINE_EXCEEDED). With ``max_pending_requests`` (and its hard
+    limit) at :func:`grpc_backlog`, a call that finds that many already waiting is refused at once.
+    gRPC core ends it with status CANCELLED (it never reaches this server's code, so it carries no
+    reason and is not in ``housing_requests_total``); calls taken over the cap answer
+    RESOURCE_EXHAUSTED ``Concurrent RPC limit exceeded!``.
+    """
+    backlog = grpc_backlog(max_concurrency)
+    return [
+        ("grpc.max_send_message_length", kwargs.get("grpc_max_send_message_length")),
+        ("grpc.max_receive_message_length", kwargs.get("grpc_max_receive_message_length")),
+        ("grpc.server.max_pending_requests", backlog),
+        ("grpc.server.max_pending_requests_hard_limit", backlog),
+    ]
+
+
+def encode_response(response: Any) -> Any:
+    """The model's answer as a ``ModelInferResponse``: what ``InferResponse.to_grpc`` writes, built directly
+    for the usual answer (FP64 values in a list, no binary outputs); anything else by KServe."""
+    if type(response) is not InferResponse:
+        return response if isinstance(response, pb.ModelInferResponse) else response.to_grpc()
+    outputs = response.outputs
+    if len(outputs) != 1 or response._use_binary_outputs:
+        return response.to_grpc()
+    output = outputs[0]
+    data = output.data
+    if output.datatype != "FP64" or type(data) is not list or output._raw_data is not None or output.parameters:
+        return response.to_grpc()
+    tensor = pb.ModelInferResponse.InferOutputTensor(
+        name=output.name, datatype="FP64", shape=output.shape, contents=pb.InferTensorContents(fp64_contents=data)
+    )
+    parameters = response.parameters
+    return pb.ModelInferResponse(
+        id=response.id,
+        model_name=response.model_name,
+        model_version=response.model_version,
+        outputs=[tensor],
+        parameters=to_grpc_parameters(parameters) if parameters else None,
+    )
+
+
+class GuardedGRPCServer(GRPCServer):
+    """``kserve.protocol.grpc.server.GRPCServer`` with the interceptors above."""
+
+    def __init__(
+        self,
+        *args: Any,
+        guard: Guard,
+        count_error: CountError,
+        count_request: CountRequest | None = None,
+        refused: Refused | None = None,
+        access_log: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.access_log = access_log  # KServe's LoggingInterceptor: one INFO line per RPC
+        self.guard = guard
+        self.count_error = count_error
+        self.count_request = count_request
+        self.refused = refused  # inference requests refused before the model: the payload log's rows
+
+    def interceptors(self) -> tuple[Any, ...]:
+        quiet = QuietErrorsInterceptor(self.count_error, self.refused)
+        logging = (LoggingInterceptor(),) if self.access_log else ()
+        guard = (GuardInterceptor(self.guard, self.refused),) if self.guard.active else ()
+        inner = (*guard, *logging, quiet)
+        if self.count_request is None:
+            return inner
+        return (RequestCountInterceptor(self.count_request), *inner)  # outermost: sees every status
+
+    async def start(self, max_workers: int) -> None:  # same server as KServe's, our interceptors
+        servicer = CheckedServicer(self._data_plane, self._model_repository_extension, self.guard, self.refused)
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=self.interceptors(),
+            maximum_concurrent_rpcs=self.guard.config.max_concurrency,
+            options=server_options(self.guard.config.max_concurrency, self._kwargs),
+        )
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._server.add_insecure_port(f"[::]:{self._port}")
+        await self._server.start()
+        await self._server.wait_for_termination()
