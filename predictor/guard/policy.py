@@ -30,7 +30,7 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: objects, which with the ~90-190 MB a predictor holds fits the chart's 1 GiB memory limit.
 DEFAULT_MAX_INFLIGHT_BODY_BYTES = 20 * 1024 * 1024
 #: The default cap on requests being processed per process — REST: bodies received, probes and other
-#: open paths not counted; gRPC: RPCs in flight (maximum_concurrent_rpcs) — over it 503 / RESOURCE_EXHAUSTED.
+#: open paths not counted; gRPC: RPCs in flight, health RPCs not counted — over it 503 / RESOURCE_EXHAUSTED.
 #: uvicorn's connection cap (limit_concurrency) is a backstop at CONNECTIONS_PER_SLOT times this.
 DEFAULT_MAX_CONCURRENCY = 64
 CONNECTIONS_PER_SLOT = 16
@@ -44,6 +44,14 @@ FORWARDED_FOR = "x-forwarded-for"
 
 #: Reasons, the ``reason`` label of the refused-requests series.
 UNAUTHENTICATED, RATE_LIMITED, OVERLOADED = "Unauthenticated", "RateLimited", "Overloaded"
+
+
+def overloaded_message(limit: int) -> str:
+    """Why a request was refused for overload: the limit reached and the setting that raises it."""
+    return (
+        f"busy: {limit} requests in progress, the limit per process; raise it with --max_concurrency "
+        "(HOUSING_MAX_CONCURRENCY, chart predictor.maxConcurrency) or add replicas; retry after 1 s"
+    )
 
 
 class Refusal(NamedTuple):
@@ -140,7 +148,8 @@ class Guard:
     def __post_init__(self) -> None:
         self.config.validate()
         self.inflight = InflightBytes(self.config.max_inflight_body_bytes)
-        self.processing = InflightBytes(self.config.max_concurrency)  # requests, one unit each
+        self.processing = InflightBytes(self.config.max_concurrency)  # REST requests, one unit each
+        self.rpcs = InflightBytes(self.config.max_concurrency)  # gRPC calls taken, one unit each: the same limit
         self.proxies = self.config.proxy_networks()
         if self.config.api_keys_file:
             self.keys = KeyFile(self.config.api_keys_file)  # AuthConfigError: refuse to start
@@ -214,9 +223,21 @@ class Guard:
         a Refusal (503, retry after 1 s) when all are taken."""
         if self.processing.try_acquire(1):
             return None
+        return self.overloaded(protocol)
+
+    def start_rpc(self, protocol: str = "grpc") -> Refusal | None:
+        """Take one of the ``max_concurrency`` gRPC call slots (give it back with ``rpcs.release(1)``); the
+        same Refusal as :meth:`start_request` (RESOURCE_EXHAUSTED on gRPC) when all are taken. REST and gRPC
+        each have ``max_concurrency`` slots, as before (gRPC's were grpc.aio's ``maximum_concurrent_rpcs``)."""
+        if self.rpcs.try_acquire(1):
+            return None
+        return self.overloaded(protocol)
+
+    def overloaded(self, protocol: str) -> Refusal:
+        """The answer when every processing slot is taken (REST 503, gRPC RESOURCE_EXHAUSTED, both with
+        ``retry-after: 1``): the limit and the setting that raises it."""
         self.on_refused(protocol, OVERLOADED)
-        limit = self.config.max_concurrency
-        return Refusal(503, OVERLOADED, f"busy: {limit} requests in progress (--max_concurrency)", {"retry-after": "1"})
+        return Refusal(503, OVERLOADED, overloaded_message(self.config.max_concurrency), {"retry-after": "1"})
 
     def admit(self, protocol: str, size: int) -> Refusal | None:
         """Charge a body of ``size`` bytes to the in-flight budget (release it with ``inflight.release``);

@@ -22,14 +22,16 @@ answer written into a ``ModelInferResponse`` directly (:func:`encode_response`);
 KServe's data plane in between (``DataPlane.infer``: the model's lookup, KServe's pre/predict/post
 latency histograms). Anything else — and every request while the payload log is on, which keeps the
 tensors — takes KServe's own ``ModelInfer``, which writes the error messages.
-At most ``--max_concurrency`` RPCs run at once (``maximum_concurrent_rpcs``), and a bounded number
-more wait to be taken (:func:`server_options`).
+At most ``--max_concurrency`` RPCs run at once (:class:`ConcurrencyInterceptor`: beyond, RESOURCE_EXHAUSTED
+naming the limit and its flag, as REST's 503 does), and a bounded number more wait to be taken
+(:func:`server_options`).
 Outermost of all, :class:`~predictor.observe.request_count.RequestCountInterceptor` counts every ModelInfer
 call by the status it ended with.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from concurrent import futures
 from typing import Any
@@ -89,6 +91,48 @@ class GuardInterceptor(AsyncServerInterceptor):
                     context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
                 await context.abort(_CODES[refusal.status], refusal.message)
         return await method(request_or_iterator, context)
+
+
+class ConcurrencyInterceptor(aio.ServerInterceptor):
+    """At most ``--max_concurrency`` RPCs in flight (the health RPCs never counted, as REST's probes are not):
+    beyond, RESOURCE_EXHAUSTED with ``retry-after`` trailing metadata and the reason REST's 503 gives — the
+    limit and the setting that raises it. This replaces grpc.aio's ``maximum_concurrent_rpcs``, which
+    refused with only ``Concurrent RPC limit exceeded!``, and counts what it counted: a call from when its
+    handler is looked up (before its request is read) until its task has ended, however it ends.
+    """
+
+    def __init__(self, guard: Guard, refused: Refused | None = None) -> None:
+        self.guard = guard
+        self.refused = refused
+
+    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+        method_name = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None or method_name.rsplit("/", 1)[-1] in OPEN_GRPC_METHODS:
+            return handler
+        task = asyncio.current_task()  # grpc.aio runs each call in a task of its own
+        refusal = self.guard.start_rpc("grpc")
+        if refusal is None:
+            if task is None:  # not a call's task: nothing could give the slot back
+                self.guard.rpcs.release(1)
+            else:
+                task.add_done_callback(lambda _: self.guard.rpcs.release(1))
+            return handler
+        if handler.request_streaming or handler.response_streaming:  # none in the V2 service; refused alike
+            return handler
+        return handler._replace(unary_unary=self._refuse(refusal, method_name))
+
+    def _refuse(self, refusal: Any, method_name: str) -> Callable:
+        async def refuse(request: Any, context: Any) -> Any:
+            rid = request_id(getattr(request, "id", "") or None)
+            if self.refused is not None and method_name.endswith("/ModelInfer"):
+                self.refused("grpc", getattr(request, "model_name", None), refusal.status,
+                             f"{refusal.reason}: {refusal.message}", rid)  # fmt: skip
+            log_refusal("gRPC", method_name, refusal.status, refusal.reason, rid, refusal.message)
+            context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
+
+        return refuse
 
 
 class QuietErrorsInterceptor(ExceptionToStatusInterceptor):
@@ -171,14 +215,16 @@ def grpc_backlog(max_concurrency: int) -> int:
 def server_options(max_concurrency: int, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
     """The ``grpc.aio`` server's channel arguments: KServe's message limits and a bounded backlog.
 
-    ``maximum_concurrent_rpcs`` only counts calls the server has taken. grpc.aio takes one call at a
-    time through the event loop that REST shares, so when that loop is busy, arriving calls wait in
+    The cap on RPCs in flight (:class:`ConcurrencyInterceptor`) only counts calls the server has taken.
+    grpc.aio takes one call at a time through the event loop that REST shares, so when that loop is
+    busy, arriving calls wait in
     gRPC core's pending list (a thousand or more by default) — for seconds, until the client's
     deadline (the 2026-11-29 soak's DEADLINE_EXCEEDED). With ``max_pending_requests`` (and its hard
     limit) at :func:`grpc_backlog`, a call that finds that many already waiting is refused at once.
     gRPC core ends it with status CANCELLED (it never reaches this server's code, so it carries no
-    reason and is not in ``housing_requests_total``); calls taken over the cap answer
-    RESOURCE_EXHAUSTED ``Concurrent RPC limit exceeded!``.
+    reason and is not in ``housing_requests_total``: no code of ours runs while the loop cannot take a
+    call, so this one refusal cannot carry a reason); calls taken over the cap answer RESOURCE_EXHAUSTED
+    with :func:`~predictor.guard.policy.overloaded_message`.
     """
     backlog = grpc_backlog(max_concurrency)
     return [
@@ -238,7 +284,7 @@ class GuardedGRPCServer(GRPCServer):
         quiet = QuietErrorsInterceptor(self.count_error, self.refused)
         logging = (LoggingInterceptor(),) if self.access_log else ()
         guard = (GuardInterceptor(self.guard, self.refused),) if self.guard.active else ()
-        inner = (*guard, *logging, quiet)
+        inner = (*guard, ConcurrencyInterceptor(self.guard, self.refused), *logging, quiet)
         if self.count_request is None:
             return inner
         return (RequestCountInterceptor(self.count_request), *inner)  # outermost: sees every status
@@ -247,8 +293,7 @@ class GuardedGRPCServer(GRPCServer):
         servicer = CheckedServicer(self._data_plane, self._model_repository_extension, self.guard, self.refused)
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=self.interceptors(),
-            maximum_concurrent_rpcs=self.guard.config.max_concurrency,
+            interceptors=self.interceptors(),  # the cap on RPCs in flight is ConcurrencyInterceptor's
             options=server_options(self.guard.config.max_concurrency, self._kwargs),
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)

@@ -14,7 +14,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
 from common.series import REQUESTS_REFUSED_TOTAL
-from predictor.guard.policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT_BODY_BYTES
+from predictor.guard.policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT_BODY_BYTES, overloaded_message
 from testkit.holdout import BOSTON_ROW as ROW
 from testkit.procs import start_predictor
 
@@ -210,17 +210,20 @@ def test_more_rpcs_than_the_cap_are_resource_exhausted(boston_xgb):
         with grpc.insecure_channel(proc.grpc_target) as channel:
             stub = GRPCInferenceServiceStub(channel)
             futures = [stub.ModelInfer.future(request, timeout=60) for _ in range(32)]
-            codes = []
+            codes, details = [], set()
             for f in futures:
                 try:
                     f.result()
                     codes.append(grpc.StatusCode.OK)
                 except grpc.RpcError as exc:
                     codes.append(exc.code())
+                    details.add(exc.details())
             counts = {c.name: codes.count(c) for c in set(codes)}
-            print(f"\n32 concurrent RPCs, cap 1: {counts}")
+            print(f"\n32 concurrent RPCs, cap 1: {counts}, {details}")
             assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
             assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
+            # the reason REST's 503 gives: the limit and the flag that raises it
+            assert details == {overloaded_message(1)}, details
             assert stub.ModelInfer(request, timeout=60).outputs
     finally:
         proc.stop()

@@ -27,6 +27,21 @@ def test_admit_refuses_with_503_retry_after_and_counts():
     assert guard.admit("v2", 10) is None
 
 
+def test_rest_and_grpc_refuse_overload_alike_each_within_the_one_limit():
+    """REST's 503 and gRPC's RESOURCE_EXHAUSTED give the same reason: the limit and how to raise it."""
+    refused = []
+    guard = Guard(GuardConfig(max_concurrency=2), on_refused=lambda p, r: refused.append((p, r)))
+    assert guard.start_request("v1") is None and guard.start_request("v2") is None
+    assert guard.start_rpc() is None and guard.start_rpc() is None  # REST's slots are not gRPC's, as before
+    rest, rpc = guard.start_request("v1"), guard.start_rpc()
+    assert rest is not None and rpc is not None
+    assert rest == rpc and rest.status == 503 and rest.headers == {"retry-after": "1"}
+    assert "busy: 2 requests in progress" in rest.message and "--max_concurrency" in rest.message
+    assert refused == [("v1", OVERLOADED), ("grpc", OVERLOADED)]
+    guard.rpcs.release(1)
+    assert guard.start_rpc() is None
+
+
 @pytest.mark.parametrize(
     ("settings", "flag"),
     [

@@ -1,0 +1,116 @@
+"""A full gRPC server refuses with RESOURCE_EXHAUSTED and the reason — the limit and the flag that raises
+it, as REST's 503 says — while the calls it holds still succeed and the health RPCs still answer.
+
+A real ``grpc.aio`` server built by :class:`GuardedGRPCServer` (KServe's data plane) runs on a loop in a
+thread, as in ``test_grpc_backlog.py``, serving a model whose ``predict`` waits until the test lets it go:
+``CAP`` such calls fill the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import grpc
+from kserve import Model
+from kserve.model_repository import ModelRepository
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from kserve.protocol.infer_type import InferOutput, InferResponse
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+from common.net import free_port
+from predictor.guard.policy import Guard, GuardConfig, overloaded_message
+from predictor.transport.grpc_server import GuardedGRPCServer
+
+CAP = 2
+EXTRA = 6
+MESSAGE_LIMITS = {"grpc_max_send_message_length": 1 << 20, "grpc_max_receive_message_length": 1 << 20}
+
+
+class HeldModel(Model):
+    """Answers once the test releases it; counts the calls waiting in ``predict``."""
+
+    def __init__(self) -> None:
+        super().__init__("held")
+        self.ready = True
+        self.waiting = 0
+        self.go: asyncio.Event | None = None
+
+    async def predict(self, payload, headers=None):  # noqa: ANN001, ANN201 - KServe's signature
+        assert self.go is not None
+        self.waiting += 1
+        await self.go.wait()
+        output = InferOutput(name="y", shape=[1], datatype="FP64", data=[1.0])
+        return InferResponse(model_name=self.name, infer_outputs=[output], response_id=payload.id)
+
+
+def _serve(port: int, model: HeldModel, loop_box: list, ready: threading.Event, refused: list) -> None:
+    async def main() -> None:
+        repo = ModelRepository()
+        repo.update(model)
+        model.go = asyncio.Event()
+        guard = Guard(GuardConfig(max_concurrency=CAP))
+        guard.on_refused = lambda protocol, reason: refused.append((protocol, reason))
+        server = GuardedGRPCServer(
+            port, DataPlane(repo), ModelRepositoryExtension(repo), MESSAGE_LIMITS,
+            guard=guard, count_error=lambda *_: None,
+        )  # fmt: skip
+        loop_box.append(asyncio.get_running_loop())
+        task = asyncio.create_task(server.start(max_workers=1))
+        while server._server is None and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()  # raise what stopped it
+        ready.set()
+        await task
+
+    asyncio.run(main())
+
+
+def _request() -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="held", id="r")
+    tensor = request.inputs.add(name="x", datatype="FP64", shape=[1])
+    tensor.contents.fp64_contents.append(1.0)
+    return request
+
+
+def _wait(condition, seconds: float = 30.0) -> bool:  # noqa: ANN001
+    done = threading.Event()
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return True
+        done.wait(0.02)
+    return condition()
+
+
+def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serves_what_it_holds():
+    port, model, loop_box, ready, refused = free_port(), HeldModel(), [], threading.Event(), []
+    threading.Thread(target=_serve, args=(port, model, loop_box, ready, refused), daemon=True).start()
+    assert ready.wait(30)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        held = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(CAP)]
+        assert _wait(lambda: model.waiting == CAP), model.waiting  # the server is full
+        extra = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(EXTRA)]
+        for call in extra:
+            assert call.exception(timeout=30) is not None, "a call over the cap was served"
+        codes = [call.code() for call in extra]
+        details = {call.details() for call in extra}
+        print(f"\ncap {CAP}, {EXTRA} more calls while full: {[c.name for c in codes]}, details {details}")
+        assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * EXTRA, codes
+        assert details == {overloaded_message(CAP)}, details
+        assert "--max_concurrency" in overloaded_message(CAP) and str(CAP) in overloaded_message(CAP)
+        for call in extra:
+            assert ("retry-after", "1") in tuple(call.trailing_metadata() or ()), call.trailing_metadata()
+        assert refused == [("grpc", "Overloaded")] * EXTRA, refused
+        # the health RPCs are never counted (as REST's probes are not): a full server still answers them
+        assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
+        assert stub.ModelReady(pb.ModelReadyRequest(name="held"), timeout=10).ready
+        assert all(not call.done() for call in held)
+        loop_box[0].call_soon_threadsafe(model.go.set)
+        for call in held:
+            assert call.result(timeout=30).outputs[0].contents.fp64_contents == [1.0]
+        # and the slots came back
+        assert stub.ModelInfer(_request(), timeout=30).outputs
