@@ -279,6 +279,10 @@ class GuardedGRPCServer(GRPCServer):
         self.count_error = count_error
         self.count_request = count_request
         self.refused = refused  # inference requests refused before the model: the payload log's rows
+        # grpc.aio's Server.stop while its start is in progress is a SIGSEGV in grpc (a SIGTERM while
+        # --workers are starting: the parent starts gRPC in the same gather): see start and stop
+        self._stop_requested = False
+        self._starting: asyncio.Future | None = None
 
     def interceptors(self) -> tuple[Any, ...]:
         quiet = QuietErrorsInterceptor(self.count_error, self.refused)
@@ -290,6 +294,8 @@ class GuardedGRPCServer(GRPCServer):
         return (RequestCountInterceptor(self.count_request), *inner)  # outermost: sees every status
 
     async def start(self, max_workers: int) -> None:  # same server as KServe's, our interceptors
+        if self._stop_requested:  # stopped before it started: nothing to serve
+            return
         servicer = CheckedServicer(self._data_plane, self._model_repository_extension, self.guard, self.refused)
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
@@ -298,5 +304,18 @@ class GuardedGRPCServer(GRPCServer):
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
         self._server.add_insecure_port(f"[::]:{self._port}")
-        await self._server.start()
+        self._starting = asyncio.ensure_future(self._server.start())
+        try:
+            await asyncio.shield(self._starting)
+        finally:
+            if self._starting.done() and not self._starting.cancelled():
+                self._starting.exception()  # retrieved: stop reports nothing twice
         await self._server.wait_for_termination()
+
+    async def stop(self, sig: int | None = None) -> None:
+        """KServe's stop, after a start in progress has finished (``grpc.aio`` crashes the process when a
+        server is stopped while it starts); a server not started yet never starts."""
+        self._stop_requested = True
+        if self._starting is not None and not self._starting.done():
+            await asyncio.wait([self._starting])
+        await super().stop(sig)

@@ -158,7 +158,8 @@ def die_with_parent(parent_pid: int) -> None:
     """Linux: this worker gets SIGTERM when the parent process dies, however it dies.
 
     A parent killed or crashed (a SIGTERM while workers were still starting ended it with SIGSEGV in
-    grpc's stop) left its REST workers running as orphans that kept the port; under Kubernetes the
+    grpc's stop, since fixed in :meth:`~predictor.transport.grpc_server.GuardedGRPCServer.stop`) left its
+    REST workers running as orphans that kept the port; under Kubernetes the
     container's end kills them, on one machine nothing did.
     """
     if not sys.platform.startswith("linux"):
