@@ -292,11 +292,11 @@ def _serve(args: argparse.Namespace) -> int:
         # as an abbreviation of --access_log_format: this parser's value, where it is exact
         access_log_format=args.access_log_format,
     )
-    from predictor.codec.v2_binary import CheckedDataPlane
+    from predictor.transport.v1_rest import ServingDataPlane
 
-    # binary V2 bodies are checked before they are decoded, in every server ModelServer.start
-    # builds (REST workers too: KServe pickles the data plane into them)
-    server.dataplane = CheckedDataPlane(server.registered_models)
+    # binary V2 bodies are checked before they are decoded, and :explain echoes no request header, in
+    # every server ModelServer.start builds (REST workers too: KServe pickles the data plane into them)
+    server.dataplane = ServingDataPlane(server.registered_models)
     from predictor.transport.workers import share_kserve_logging
 
     share_kserve_logging()

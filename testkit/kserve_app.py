@@ -11,11 +11,10 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import RESTServer
 
-from predictor.codec.v2_binary import CheckedDataPlane
 from predictor.guard.policy import Guard, GuardConfig
 from predictor.observe.request_logs import RequestLogs
 from predictor.transport.model import HousingModel
-from predictor.transport.v1_rest import V1PredictRoute
+from predictor.transport.v1_rest import ServingDataPlane, V1PredictRoute
 from predictor.transport.workers import install_rest
 
 
@@ -27,7 +26,7 @@ def kserve_app(
     (default: the predictor's, off)."""
     registry = ModelRepository()
     registry.update(model)
-    dataplane = CheckedDataPlane(registry)
+    dataplane = ServingDataPlane(registry)
     app = FastAPI()
     install_rest(app, model, Guard(guard or GuardConfig()), dataplane, logs)
     if not ours:

@@ -40,7 +40,7 @@ PATCHES: tuple[Patch, ...] = (
         "kserve.model_server:ModelServer",
         ("RESTServerMultiProcess(", "RESTServer(", "GRPCServer(", "self.dataplane"),
         "ModelServer.start builds its servers from kserve.model_server's RESTServerMultiProcess, RESTServer and "
-        "GRPCServer names: replaced by ours; its dataplane replaced by CheckedDataPlane",
+        "GRPCServer names: replaced by ours; its dataplane replaced by ServingDataPlane",
     ),
     Patch(
         "predictor/transport/workers.py (RESTWorkers)",
@@ -72,6 +72,13 @@ PATCHES: tuple[Patch, ...] = (
         "kserve.protocol.dataplane:DataPlane",
         ("decode_inference_request",),
         "subclassed: binary V2 REST bodies checked before KServe decodes them",
+    ),
+    Patch(
+        "predictor/transport/v1_rest.py (ServingDataPlane)",
+        "kserve.protocol.dataplane:DataPlane",
+        ("explain",),
+        "overridden: V1 :explain answers with none of the request's headers (KServe's explain starts its "
+        "response headers from the request's own dict: Authorization, X-API-Key, Cookie came back)",
     ),
     Patch(
         "predictor/transport/v2_rest.py",

@@ -37,12 +37,35 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 
+from predictor.codec.v2_binary import CheckedDataPlane
+from predictor.guard.client_errors import REQUEST_ID_HEADER
 from predictor.observe import payload_log
 
 PREDICT_PATH = "/v1/models/{model_name}:predict"
 #: The V1 verbs: POST only.
 ACTION_PATHS = (PREDICT_PATH, "/v1/models/{model_name}:explain")
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+class ServingDataPlane(CheckedDataPlane):
+    """The data plane every server of ``python -m predictor`` uses: :class:`CheckedDataPlane`, and a V1
+    ``:explain`` that answers with none of the request's headers.
+
+    KServe 0.21's ``DataPlane.explain`` starts its response headers from the request's own headers dict
+    (``response_headers = headers``), which ``V1Endpoints.explain`` sends back: a client's
+    ``Authorization``, ``X-API-Key`` and ``Cookie`` came back in the answer, where caches, proxies and
+    client logs keep them. Kept: what the model and KServe set that the request did not carry, and the
+    request id (the client's ``x-request-id``, or the one the payload log made), as before.
+    """
+
+    async def explain(
+        self, model_name: str, request: Any, headers: dict[str, str] | None = None
+    ) -> tuple[Any, dict[str, str]]:
+        sent = dict(headers or {})
+        seen = dict(sent)  # what KServe and the model see (the model may set the request id in it)
+        response, answered = await super().explain(model_name, request, seen)
+        kept = {k: v for k, v in answered.items() if k not in sent or k == REQUEST_ID_HEADER}
+        return response, kept
 
 
 class V1Predict:

@@ -2,7 +2,7 @@
 
 ``ModelServer.start`` then builds ``RESTServerMultiProcess``, which *spawns* N fresh interpreters.
 Each unpickles KServe's ``RESTServer`` (with its data plane — our
-:class:`~predictor.codec.v2_binary.CheckedDataPlane` and the model, so those arrive) and re-imports
+:class:`~predictor.transport.v1_rest.ServingDataPlane` and the model, so those arrive) and re-imports
 ``kserve.model_server:app``: a new FastAPI app, without what :func:`install_rest` added to the
 parent's. :class:`RESTWorkers` (put in place of KServe's class, the name ``ModelServer.start``
 builds it from) hands each worker a picklable :class:`WorkerSetup` that, in the worker and before
