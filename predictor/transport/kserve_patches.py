@@ -113,8 +113,14 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         "predictor/transport/shutdown.py (DrainingModelServer)",
         "kserve.model_server:ModelServer",
-        ("stop",),
-        "overridden: drain the servers, then unload the models",
+        ("stop", "self._rest_server"),
+        "overridden: drain the servers, then unload the models; the single-process REST server told to exit",
+    ),
+    Patch(
+        "predictor/transport/shutdown.py (DrainingModelServer)",
+        "kserve.protocol.rest.server:RESTServer",
+        ("self._server",),
+        "written: its uvicorn Server's should_exit, for a SIGTERM that came before uvicorn's own handler",
     ),
     Patch(
         "predictor/core/storage.py",

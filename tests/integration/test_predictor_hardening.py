@@ -477,10 +477,20 @@ def test_rest_workers_end_with_their_parent(boston_xgb):
         proc.stop()
 
 
-def test_sigterm_while_the_workers_start_exits_cleanly(boston_xgb, tmp_path):
-    """SIGTERM as soon as the parent logs its first REST worker (gRPC is starting in the same gather):
-    it ended with SIGSEGV inside grpc every time (grpc.aio's stop during its start); now it exits 0 —
-    or 128+15 when the signal beats KServe's handler —, without a traceback, and leaves no worker."""
+@pytest.mark.parametrize(
+    ("workers", "moment"),
+    [
+        # the parent logged its first REST worker, gRPC is starting in the same gather: SIGSEGV inside grpc
+        # every time (grpc.aio's stop during its start)
+        ("2", "started REST worker"),
+        # KServe's handler is set, uvicorn's not yet: only KServe's stop ran (gRPC drained, model
+        # unloaded) and uvicorn went on serving, never to exit, every time
+        ("1", "Setting max asyncio worker threads"),
+    ],
+)
+def test_sigterm_while_the_servers_start_exits_cleanly(boston_xgb, tmp_path, workers, moment):
+    """SIGTERM at a moment of start-up where it crashed or hung the predictor: it exits 0 — or 128+15
+    when the signal beats KServe's handler —, without a traceback, and leaves no worker."""
     import os
     import signal
     import subprocess
@@ -498,17 +508,17 @@ def test_sigterm_while_the_workers_start_exits_cleanly(boston_xgb, tmp_path):
     for attempt in range(3):
         log = tmp_path / f"predictor-{attempt}.log"
         argv = [sys.executable, "-m", "predictor", "--model_name", NAME, "--model_dir", str(boston_xgb),
-                "--http_port", str(free_port()), "--grpc_port", str(free_port()), "--workers", "2"]  # fmt: skip
+                "--http_port", str(free_port()), "--grpc_port", str(free_port()), "--workers", workers]  # fmt: skip
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
         try:
             deadline = time.monotonic() + 180
-            while "started REST worker" not in log.read_text(errors="replace") and proc.poll() is None:
+            while moment not in log.read_text(errors="replace") and proc.poll() is None:
                 assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
                 time.sleep(0.005)
             children = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
             proc.send_signal(signal.SIGTERM)
-            code = proc.wait(60)
+            code = proc.wait(30)
             _, alive = psutil.wait_procs(children, timeout=30)
         finally:
             if proc.poll() is None:
@@ -519,7 +529,7 @@ def test_sigterm_while_the_workers_start_exits_cleanly(boston_xgb, tmp_path):
         assert code in (0, -signal.SIGTERM), f"exit {code}:\n{text[-3000:]}"
         assert "Traceback" not in text and "Fatal Python error" not in text, text[-3000:]
         assert alive == [], f"workers left running: {[p.pid for p in alive]}"
-    print(f"\nSIGTERM at the first REST worker, 3 times: exit codes {ends}")
+    print(f"\nSIGTERM at {moment!r} (--workers {workers}), 3 times: exit codes {ends}")
 
 
 # -- item 8: /metrics on a port of its own ----------------------------------------------------------
