@@ -46,12 +46,16 @@ class HeldModel(Model):
         return InferResponse(model_name=self.name, infer_outputs=[output], response_id=payload.id)
 
 
-def _serve(port: int, model: HeldModel, loop_box: list, ready: threading.Event, refused: list) -> None:
+def _serve(
+    port: int, model: HeldModel, loop_box: list, ready: threading.Event, refused: list, guard_box: list | None = None
+) -> None:
     async def main() -> None:
         repo = ModelRepository()
         repo.update(model)
         model.go = asyncio.Event()
         guard = Guard(GuardConfig(max_concurrency=CAP))
+        if guard_box is not None:
+            guard_box.append(guard)
         guard.on_refused = lambda protocol, reason: refused.append((protocol, reason))
         server = GuardedGRPCServer(
             port, DataPlane(repo), ModelRepositoryExtension(repo), MESSAGE_LIMITS,
@@ -114,3 +118,20 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serv
             assert call.result(timeout=30).outputs[0].contents.fp64_contents == [1.0]
         # and the slots came back
         assert stub.ModelInfer(_request(), timeout=30).outputs
+
+
+def test_calls_that_end_early_give_their_slot_back():
+    """Calls cut off by their deadline while they wait in the model, or refused, leave no slot taken."""
+    port, model, loop_box, ready, refused, guard_box = free_port(), HeldModel(), [], threading.Event(), [], []
+    threading.Thread(target=_serve, args=(port, model, loop_box, ready, refused, guard_box), daemon=True).start()
+    assert ready.wait(30)
+    guard = guard_box[0]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        calls = [stub.ModelInfer.future(_request(), timeout=0.5) for _ in range(20)]
+        codes = {call.code() for call in calls}  # waits for each to end
+        assert codes <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+        assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used
+        loop_box[0].call_soon_threadsafe(model.go.set)
+        assert stub.ModelInfer(_request(), timeout=30).outputs
+        assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used
