@@ -36,13 +36,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from kserve.errors import InvalidInput, ModelNotFound
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
-from predictor.codec.decode import BatchTooLarge
 from predictor.guard.client_errors import REQUEST_ID_HEADER, log_client_error, log_refusal, protocol_of, request_id
 from predictor.guard.policy import Guard, Refusal
+from predictor.transport import errors
+from predictor.transport.errors import PAYLOAD_TOO_LARGE, PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -53,7 +53,6 @@ CountError = Callable[[str, str], None]
 #: the model saw it (the payload log's row: :meth:`predictor.transport.model.HousingModel.log_refused`).
 Refused = Callable[[str, str | None, int, str, str], None]
 
-PAYLOAD_TOO_LARGE = "PayloadTooLarge"
 REQUEST_TIMEOUT = "RequestTimeout"
 INFERENCE_HEADER = b"inference-header-content-length"
 JSON_TYPE = b"application/json"
@@ -61,13 +60,6 @@ BINARY_TYPE = b"application/octet-stream"
 #: KServe's model repository extension (load/unload by name): not served.
 REPOSITORY_PREFIX = "/v2/repository/"
 REPOSITORY_REFUSED = "the model repository API is not served: this server loads its one model at start-up"
-
-
-class PayloadTooLarge(Exception):
-    """A request body above ``--max_body_bytes``."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"body: larger than the limit of {limit} bytes (--max_body_bytes)")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -379,36 +371,34 @@ def _client_error_handler(
 
 
 def _classify(exc: Exception, path: str = "", method: str = "") -> tuple[int, str, str]:
-    """(status, reason, message) of a client error of a ``method`` request on ``path``."""
+    """(status, reason, message) of a client error of a ``method`` request on ``path``: the status from the
+    one table of both transports (:data:`predictor.transport.errors.CLIENT_ERRORS`), the message here."""
     if isinstance(exc.__cause__, PayloadTooLarge):  # FastAPI wraps a failed body read in a 400
         exc = exc.__cause__
-    if isinstance(exc, RequestValidationError):
-        errors = exc.errors()
-        if errors and errors[0].get("type") == "json_invalid":
-            return 400, "RequestValidationError", _json_invalid(errors[0], path)
-        parts = []
-        for err in errors[:3]:
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
-        return 400, "RequestValidationError", "; ".join(parts) or "invalid request"
-    if isinstance(exc, BatchTooLarge):
-        return 413, "BatchTooLarge", str(exc)
-    if isinstance(exc, PayloadTooLarge):
-        return 413, PAYLOAD_TOO_LARGE, str(exc)
-    if isinstance(exc, ModelNotFound):
-        return 404, "ModelNotFound", str(exc)
-    if isinstance(exc, NotImplementedError):
-        return 400, "VersionNotSupported", "model_version: this server serves one model version; omit the version"
-    if isinstance(exc, StarletteHTTPException) and isinstance(exc.__cause__, UnicodeDecodeError):
-        return 400, "RequestValidationError", _json_invalid({"ctx": {"error": "not UTF-8 text"}}, path)
-    if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
-        allow = (exc.headers or {}).get("Allow", "")
-        message = f"{method or 'this method'} is not allowed on {path}; use {allow or 'another method'}"
-        return 405, "MethodNotAllowed", message
-    if isinstance(exc, StarletteHTTPException):
+    if isinstance(exc, StarletteHTTPException):  # the status is the exception's own
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            return 400, "RequestValidationError", _json_invalid({"ctx": {"error": "not UTF-8 text"}}, path)
+        if exc.status_code == 405:
+            allow = (exc.headers or {}).get("Allow", "")
+            message = f"{method or 'this method'} is not allowed on {path}; use {allow or 'another method'}"
+            return 405, "MethodNotAllowed", message
         phrase = HTTPStatus(exc.status_code).phrase
         return exc.status_code, phrase.replace(" ", ""), str(exc.detail or phrase)
-    return 400, type(exc).__name__, str(exc)
+    row = errors.lookup(exc)
+    status = 400 if row is None or row.http is None else row.http
+    reason = type(exc).__name__ if row is None or row.reason is None else row.reason
+    if isinstance(exc, RequestValidationError):
+        found = exc.errors()
+        if found and found[0].get("type") == "json_invalid":
+            return status, reason, _json_invalid(found[0], path)
+        parts = []
+        for err in found[:3]:
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+        return status, reason, "; ".join(parts) or "invalid request"
+    if isinstance(exc, NotImplementedError):
+        return status, reason, "model_version: this server serves one model version; omit the version"
+    return status, reason, str(exc)
 
 
 def _json_invalid(err: dict[str, Any], path: str) -> str:
@@ -419,15 +409,6 @@ def _json_invalid(err: dict[str, Any], path: str) -> str:
     if is_v2_infer(path):
         message += "; a body with binary tensor data needs the Inference-Header-Content-Length header"
     return message
-
-
-CLIENT_ERRORS: tuple[type[Exception], ...] = (
-    InvalidInput,
-    RequestValidationError,
-    PayloadTooLarge,
-    ModelNotFound,
-    StarletteHTTPException,
-)
 
 
 async def _repository_refused(request: Request) -> Any:
@@ -466,9 +447,9 @@ def install(app: FastAPI, guard: Guard, count_error: CountError, refused: Refuse
                 return await handler(request, exc)
             return await not_implemented_default(request, exc)
 
-        for exc_class in CLIENT_ERRORS:
-            app.exception_handlers[exc_class] = http_handler if exc_class is StarletteHTTPException else handler
-        app.exception_handlers[NotImplementedError] = not_implemented_handler
+        special = {StarletteHTTPException: http_handler, NotImplementedError: not_implemented_handler}
+        for exc_class in errors.rest_handled():
+            app.exception_handlers[exc_class] = special.get(exc_class, handler)
         without_repository_routes(app.router.routes)  # KServe registered them at start, before this
         return build()
 
