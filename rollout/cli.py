@@ -19,16 +19,20 @@ from common.config import load_settings
 from rollout.analysis_config import DEFAULT_ALPHA, Thresholds, parse_steps
 from rollout.backends import BACKENDS
 from rollout.backends.base import AwaitsReady, Backend, HoldsLease, RolloutStatus
-from rollout.errors import RolloutError
-from rollout.live_step import (
-    LiveDaysOpt,
-    LiveGateOpt,
-    LiveLogOpt,
-    LiveMinLabelsOpt,
-    LiveToleranceOpt,
-    RequireLabelsOpt,
-    live_gate_options,
+from rollout.cli_options import (
+    IntervalOpt,
+    LiveFlags,
+    MaxDriftOpt,
+    MaxErrorRateOpt,
+    MaxFailuresOpt,
+    MaxMeanShiftOpt,
+    MaxP95Opt,
+    MaxPsiOpt,
+    MinRequestsOpt,
+    StepsOpt,
+    flag_group,
 )
+from rollout.errors import RolloutError
 from rollout.orchestrator import (
     GateRefused,
     RunOptions,
@@ -404,20 +408,21 @@ def rollback(
 
 
 @app.command()
+@flag_group("live", LiveFlags)
 def run(
     backend: str = BackendOpt,
     name: str = NameOpt,
     namespace: str = NamespaceOpt,
-    steps: str = typer.Option("10,25,50,100", help="challenger percents, increasing, ending at 100"),
-    interval: float = typer.Option(30.0, help="seconds per step"),
-    min_requests: int = typer.Option(50, help="challenger requests needed per step"),
-    max_failures: int = typer.Option(2, help="failed steps before an automatic rollback"),
+    steps: str = StepsOpt,
+    interval: float = IntervalOpt,
+    min_requests: int = MinRequestsOpt,
+    max_failures: int = MaxFailuresOpt,
     prometheus_url: str = typer.Option(None, help="Prometheus to read gates from (local default: start one)"),
-    max_error_rate: float = typer.Option(0.01, help="gate: challenger 5xx share"),
-    max_p95: float = typer.Option(0.5, help="gate: challenger p95 latency, seconds"),
-    max_mean_shift: float = typer.Option(0.10, help="gate: relative shift of the mean prediction vs champion"),
-    max_psi: float = typer.Option(0.25, help="gate: PSI of the prediction histogram vs champion"),
-    max_drift: float = typer.Option(0.5, help="gate: challenger drift score (largest feature PSI)"),
+    max_error_rate: float = MaxErrorRateOpt,
+    max_p95: float = MaxP95Opt,
+    max_mean_shift: float = MaxMeanShiftOpt,
+    max_psi: float = MaxPsiOpt,
+    max_drift: float = MaxDriftOpt,
     alpha: float = typer.Option(
         DEFAULT_ALPHA,
         help="significance level of the PSI and mean-shift tests, within (0, 0.5]: the largest chance that a "
@@ -445,12 +450,7 @@ def run(
     allow_worse: bool = AllowWorseOpt,
     skip_quality_gate: bool = SkipGateOpt,
     route: str = RouteOpt,
-    live_gate: bool = LiveGateOpt,
-    live_log: str = LiveLogOpt,
-    live_min_labels: int = LiveMinLabelsOpt,
-    live_tolerance: float = LiveToleranceOpt,
-    live_days: float = LiveDaysOpt,
-    require_labels: bool = RequireLabelsOpt,
+    live: LiveFlags = LiveFlags,
 ) -> None:
     """Walk the steps, judge each from Prometheus, then promote or roll back by itself.
 
@@ -470,7 +470,7 @@ def run(
     def go() -> None:
         step_list = parse_steps(steps)
         try:
-            live = live_gate_options(live_gate, live_log, live_min_labels, live_tolerance, live_days, require_labels)
+            live_options = live.options()
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         check_limits(
@@ -521,7 +521,7 @@ def run(
             quality_tolerance=quality_tolerance,
             allow_worse=allow_worse,
             quality_gate=not skip_quality_gate,
-            live_gate=live,
+            live_gate=live_options,
         )
         outcome = run_rollout(be, options, typer.echo, show)
         if outcome.registry_pending:

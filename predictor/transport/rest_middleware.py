@@ -83,31 +83,6 @@ def inference_target(path: str) -> tuple[str, str] | None:
     return None
 
 
-async def _refuse(
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    status: int,
-    reason: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-    sampled: bool = True,
-    refused: Refused | None = None,
-) -> None:
-    """Answer a refused request ourselves: one log line (sampled for the guard's refusals, which a client
-    can repeat at will; every one for a client error), the JSON error, the request id; and, for an
-    inference request, ``refused`` (the payload log's row)."""
-    rid = request_id(_header(scope, REQUEST_ID_HEADER.encode()))
-    if refused is not None:
-        target = inference_target(scope.get("path", ""))
-        if target is not None:
-            refused(target[0], target[1], status, f"{reason}: {message}", rid)
-    log = log_refusal if sampled else log_client_error
-    log(scope.get("method", "?"), scope.get("path", "?"), status, reason, rid, message)
-    response = JSONResponse({"error": message}, status_code=status, headers={**(headers or {}), REQUEST_ID_HEADER: rid})
-    await response(scope, receive, send)
-
-
 class Deadlines:
     """Body reads cancelled once they take longer than ``seconds``: one sweep a second over the reads in
     progress, instead of a timer per request (``asyncio.timeout`` cost ~12 µs a request; this ~1)."""
@@ -234,7 +209,19 @@ class GuardMiddleware:
         headers: dict[str, str] | None = None,
         sampled: bool = True,
     ) -> None:
-        await _refuse(scope, receive, send, status, reason, message, headers, sampled, self.refused)
+        """Answer a refused request ourselves: one log line (sampled for the guard's refusals, which a client
+        can repeat at will; every one for a client error), the JSON error, the request id; and, for an
+        inference request, ``self.refused`` (the payload log's row)."""
+        rid = request_id(_header(scope, REQUEST_ID_HEADER.encode()))
+        if self.refused is not None:
+            target = inference_target(scope.get("path", ""))
+            if target is not None:
+                self.refused(target[0], target[1], status, f"{reason}: {message}", rid)
+        log = log_refusal if sampled else log_client_error
+        log(scope.get("method", "?"), scope.get("path", "?"), status, reason, rid, message)
+        headers = {**(headers or {}), REQUEST_ID_HEADER: rid}
+        response = JSONResponse({"error": message}, status_code=status, headers=headers)
+        await response(scope, receive, send)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body (so a slow sender holds no processing slot), or None on disconnect; TimeoutError

@@ -27,22 +27,23 @@ NAME = "housing"
 MAX_BATCH = 500
 
 
-@pytest.fixture(scope="module")
-def boston(boston_xgb):
-    proc = start_predictor(boston_xgb, NAME, ["--max_batch_size", str(MAX_BATCH)])
+def _served(bundle, args: list[str] | None = None):
+    """(the predictor process, an HTTP client of it, the bundle loaded here), stopped after."""
+    proc = start_predictor(bundle, NAME, args)
     client = httpx.Client(base_url=proc.http_url, timeout=30)
-    yield proc, client, load_bundle(boston_xgb)
+    yield proc, client, load_bundle(bundle)
     client.close()
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def boston(boston_xgb):
+    yield from _served(boston_xgb, ["--max_batch_size", str(MAX_BATCH)])
 
 
 @pytest.fixture(scope="module")
 def ames(ames_xgb):
-    proc = start_predictor(ames_xgb, NAME)
-    client = httpx.Client(base_url=proc.http_url, timeout=30)
-    yield proc, client, load_bundle(ames_xgb)
-    client.close()
-    proc.stop()
+    yield from _served(ames_xgb)
 
 
 @pytest.fixture(scope="module")
