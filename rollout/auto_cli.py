@@ -13,21 +13,9 @@ from typing import Any
 
 import typer
 
-from rollout.analysis_config import Thresholds, parse_steps
+from rollout.analysis_config import parse_steps
 from rollout.auto import RESUME, ROLLBACK, AutoOptions, LeaseCommands, Runner
-from rollout.cli_options import (
-    IntervalOpt,
-    LiveFlags,
-    MaxDriftOpt,
-    MaxErrorRateOpt,
-    MaxFailuresOpt,
-    MaxMeanShiftOpt,
-    MaxP95Opt,
-    MaxPsiOpt,
-    MinRequestsOpt,
-    StepsOpt,
-    flag_group,
-)
+from rollout.cli_options import GateFlags, LiveFlags, StepFlags, flag_group
 from rollout.orchestrator import RunOptions, UsageError
 from rollout.quality_gate import DEFAULT_TOLERANCE
 
@@ -38,23 +26,18 @@ def _echo(message: str) -> None:
 
 
 @flag_group("live", LiveFlags)
+@flag_group("canary", StepFlags)
+@flag_group("gates", GateFlags)
 def auto(
     backend: str = typer.Option("standard", "--backend", "-b", help="standard (KServe Standard mode)"),
     name: str = typer.Option(None, "--name", help="InferenceService name (default: the model name)"),
     namespace: str = typer.Option(None, "--namespace", "-n", help="namespace (default: the pod's, else default)"),
     poll: float = typer.Option(30.0, help="seconds between two looks at the MLflow registry"),
-    steps: str = StepsOpt,
-    interval: float = IntervalOpt,
-    min_requests: int = MinRequestsOpt,
-    max_failures: int = MaxFailuresOpt,
+    canary: StepFlags = StepFlags,
     ready_timeout: float = typer.Option(600.0, help="seconds the canary may take to turn Ready"),
     quality_tolerance: float = typer.Option(DEFAULT_TOLERANCE, help="quality gate: allowed RMSE excess share"),
     prometheus_url: str = typer.Option(..., help="Prometheus scraping the predictors"),
-    max_error_rate: float = MaxErrorRateOpt,
-    max_p95: float = MaxP95Opt,
-    max_mean_shift: float = MaxMeanShiftOpt,
-    max_psi: float = MaxPsiOpt,
-    max_drift: float = MaxDriftOpt,
+    gates: GateFlags = GateFlags,
     pause_at: int = typer.Option(0, help="wait at this step until `housing rollout resume` (0: never)"),
     notify_url: str = typer.Option(None, help="POST every rollout event as JSON to this URL"),
     notify_timeout: float = typer.Option(5.0, help="seconds per notification attempt"),
@@ -73,12 +56,12 @@ def auto(
     from rollout.cli import _name, fail, make_backend
 
     try:
-        step_list = parse_steps(steps)
-        for label, value in (("--poll", poll), ("--interval", interval), ("--ready-timeout", ready_timeout)):
+        step_list = parse_steps(canary.steps)
+        for label, value in (("--poll", poll), ("--interval", canary.interval), ("--ready-timeout", ready_timeout)):
             if value <= 0:
                 raise UsageError(f"{label} must be positive, got {value}")
         if pause_at and pause_at not in step_list:
-            raise UsageError(f"--pause-at {pause_at} is not one of --steps {steps}")
+            raise UsageError(f"--pause-at {pause_at} is not one of --steps {canary.steps}")
         if backend != "standard":
             raise UsageError(f"--backend must be standard for the rollout runner, got {backend!r}")
         live_options = live.options()
@@ -90,10 +73,10 @@ def auto(
     be = make_backend("standard", isvc, namespace)
     run = RunOptions(
         steps=step_list,
-        interval=interval,
-        min_requests=min_requests,
-        max_failures=max_failures,
-        thresholds=Thresholds(max_error_rate, max_p95, max_mean_shift, max_psi, max_drift),
+        interval=canary.interval,
+        min_requests=canary.min_requests,
+        max_failures=canary.max_failures,
+        thresholds=gates.thresholds(),
         prometheus_url=prometheus_url,
         name=isvc,
         ready_timeout=ready_timeout,

@@ -1,5 +1,6 @@
-"""The options more than one ``housing rollout`` command takes, declared once: the canary's steps and
-gates (``run`` and ``auto``) and the live-accuracy gate's flags as one group (:class:`LiveFlags`)."""
+"""The options more than one ``housing rollout`` command takes, declared once, as groups a command takes
+as one parameter (:func:`flag_group`): the canary's steps (:class:`StepFlags`), the gates' thresholds
+(:class:`GateFlags`) and the live-accuracy gate (:class:`LiveFlags`), all of ``run`` and ``auto``."""
 
 from __future__ import annotations
 
@@ -11,19 +12,34 @@ from typing import Any, TypeVar, get_type_hints
 
 import typer
 
+from rollout.analysis_config import DEFAULT_ALPHA, Thresholds
 from rollout.live_accuracy import DEFAULT_MIN_LABELS
 from rollout.live_accuracy import DEFAULT_TOLERANCE as LIVE_TOLERANCE
 from rollout.live_step import LiveGateOptions, live_gate_options
 
-StepsOpt = typer.Option("10,25,50,100", help="challenger percents, increasing, ending at 100")
-IntervalOpt = typer.Option(30.0, help="seconds per step")
-MinRequestsOpt = typer.Option(50, help="challenger requests needed per step")
-MaxFailuresOpt = typer.Option(2, help="failed steps before an automatic rollback")
-MaxErrorRateOpt = typer.Option(0.01, help="gate: challenger 5xx share")
-MaxP95Opt = typer.Option(0.5, help="gate: challenger p95 latency, seconds")
-MaxMeanShiftOpt = typer.Option(0.10, help="gate: relative shift of the mean prediction vs champion")
-MaxPsiOpt = typer.Option(0.25, help="gate: PSI of the prediction histogram vs champion")
-MaxDriftOpt = typer.Option(0.5, help="gate: challenger drift score (largest feature PSI)")
+
+@dataclass(frozen=True)
+class StepFlags:
+    """The canary's steps as given."""
+
+    steps: str = typer.Option("10,25,50,100", help="challenger percents, increasing, ending at 100")
+    interval: float = typer.Option(30.0, help="seconds per step")
+    min_requests: int = typer.Option(50, help="challenger requests needed per step")
+    max_failures: int = typer.Option(2, help="failed steps before an automatic rollback")
+
+
+@dataclass(frozen=True)
+class GateFlags:
+    """The gates' thresholds as given."""
+
+    max_error_rate: float = typer.Option(0.01, help="gate: challenger 5xx share")
+    max_p95: float = typer.Option(0.5, help="gate: challenger p95 latency, seconds")
+    max_mean_shift: float = typer.Option(0.10, help="gate: relative shift of the mean prediction vs champion")
+    max_psi: float = typer.Option(0.25, help="gate: PSI of the prediction histogram vs champion")
+    max_drift: float = typer.Option(0.5, help="gate: challenger drift score (largest feature PSI)")
+
+    def thresholds(self, alpha: float = DEFAULT_ALPHA) -> Thresholds:
+        return Thresholds(self.max_error_rate, self.max_p95, self.max_mean_shift, self.max_psi, self.max_drift, alpha)
 
 
 @dataclass(frozen=True)
