@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from testkit.procs import train_bundle
 from testkit.servers import ServerProcess, find_tool
 
 from .conftest import CHART, REPO
-from .node import Node, poll
+from .node import InThread, Node, poll
 
 V2_PATH = f"/v2/models/{DEFAULT_MODEL_NAME}/infer"
 
@@ -331,7 +330,7 @@ def node_prometheus(node: Node, namespace: str, workdir: Path, pods: int = 2) ->
         server.stop()
 
 
-class Traffic:
+class Traffic(InThread):
     """V2 requests to ``url`` from a thread, counting every answer's status and model_version (and
     what each failed one said); the client only sends."""
 
@@ -344,8 +343,7 @@ class Traffic:
         self.interval = interval
         self.answers: list[tuple[int | str, str | None]] = []  # (status or exception name, model_version)
         self.details: list[str] = []  # what each failed answer said, with its time
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self) -> None:
         with httpx.Client(timeout=10) as client:
@@ -361,14 +359,6 @@ class Traffic:
                     if r.status_code != 200:
                         self.details.append(f"{time.strftime('%H:%M:%S')} {r.status_code} {r.text[:200]}")
                 time.sleep(self.interval)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
     @property
     def failures(self) -> list[tuple[int | str, str | None]]:
