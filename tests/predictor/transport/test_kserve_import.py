@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
+from testkit.procs import python_json
 
 
-def _run(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _run(code: str) -> Any:
+    return python_json(code, timeout=120)
 
 
 def test_the_predictor_entry_point_imports_kserve_without_kubernetes() -> None:
