@@ -9,8 +9,8 @@ names and its model core; none of them may get the serving process's import mach
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any
 
 from testkit.procs import python_json
 
@@ -40,8 +40,7 @@ def _modules() -> list[str]:
     return names
 
 
-def _run(code: str) -> Any:
-    return python_json(code, timeout=600)
+_run = functools.partial(python_json, timeout=600)  # code run in a fresh interpreter → its last JSON line
 
 
 def test_importing_any_non_serving_module_leaves_the_import_machinery_untouched() -> None:

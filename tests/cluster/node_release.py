@@ -132,13 +132,19 @@ def grpc_infer_request(rows: list[dict[str, Any]]) -> Any:
 
     req = pb.ModelInferRequest(model_name=DEFAULT_MODEL_NAME, id="gateway")
     for name, value in rows[0].items():
-        if isinstance(value, str):
-            t = req.inputs.add(name=name, datatype="BYTES", shape=[len(rows)])
-            t.contents.bytes_contents.extend(str(r[name]).encode() for r in rows)
-        else:
-            t = req.inputs.add(name=name, datatype="FP64", shape=[len(rows)])
-            t.contents.fp64_contents.extend(float("nan") if r[name] is None else float(r[name]) for r in rows)
+        add_column(req, name, rows, as_bytes=isinstance(value, str))
     return req
+
+
+def add_column(req: Any, name: str, rows: list[dict[str, Any]], as_bytes: bool) -> None:
+    """Column ``name`` of ``rows`` as an input tensor of the ModelInferRequest ``req``: BYTES (each value as
+    text) or FP64 (None as NaN)."""
+    if as_bytes:
+        t = req.inputs.add(name=name, datatype="BYTES", shape=[len(rows)])
+        t.contents.bytes_contents.extend(str(r[name]).encode() for r in rows)
+    else:
+        t = req.inputs.add(name=name, datatype="FP64", shape=[len(rows)])
+        t.contents.fp64_contents.extend(float("nan") if r[name] is None else float(r[name]) for r in rows)
 
 
 def version_of(bundles: dict[str, Path], name: str) -> str:

@@ -42,6 +42,7 @@ from testkit.procs import start_predictor
 
 from .conftest import CHART
 from .node import InThread, Node, poll
+from .node_release import add_column
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(2400)]
 
@@ -130,12 +131,7 @@ def rows() -> list[dict[str, Any]]:
 def grpc_request(rows: list[dict[str, Any]], categorical: set[str], request_id: str) -> pb.ModelInferRequest:
     req = pb.ModelInferRequest(model_name=DEFAULT_MODEL_NAME, id=request_id)
     for name in rows[0]:
-        if name in categorical:
-            t = req.inputs.add(name=name, datatype="BYTES", shape=[len(rows)])
-            t.contents.bytes_contents.extend(str(r[name]).encode() for r in rows)
-        else:
-            t = req.inputs.add(name=name, datatype="FP64", shape=[len(rows)])
-            t.contents.fp64_contents.extend(float("nan") if r[name] is None else float(r[name]) for r in rows)
+        add_column(req, name, rows, as_bytes=name in categorical)
     return req
 
 

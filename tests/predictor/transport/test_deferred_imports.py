@@ -10,9 +10,9 @@ asks for them.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
-from typing import Any
 
 import grpc
 import httpx
@@ -86,8 +86,7 @@ def test_a_serving_predictor_imports_none_of_the_heavy_modules(ames_xgb: Path) -
     assert {"pydantic.v1", "websockets", "numpy.ma"} & modules == set()
 
 
-def _run(code: str) -> Any:
-    return python_json(code, timeout=300)
+_run = functools.partial(python_json, timeout=300)  # code run in a fresh interpreter → its last JSON line
 
 
 def test_the_deferred_parts_work_when_asked_for() -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 from testkit.procs import python_json
 
-
-def _run(code: str) -> Any:
-    return python_json(code, timeout=120)
+_run = functools.partial(python_json, timeout=120)  # code run in a fresh interpreter → its last JSON line
 
 
 def test_the_predictor_entry_point_imports_kserve_without_kubernetes() -> None:
