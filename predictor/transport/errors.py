@@ -10,12 +10,14 @@ here; the first row whose class it is an instance of wins, so a subclass stands 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 from fastapi.exceptions import RequestValidationError
 from kserve.errors import InvalidInput, ModelNotFound
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 
 from predictor.codec.decode import BatchTooLarge
 
@@ -42,20 +44,30 @@ class ClientError:
     http: int | None
     grpc: grpc.StatusCode | None
     reason: str | None = None
-    #: REST: when KServe's handler (an ERROR line, a traceback) answers it instead; "": never
-    loud_when: str = ""
+    #: REST: ``loud(request, exc)`` True when KServe's own handler answers it instead (an ERROR line with a
+    #: traceback, KServe's status); None: never
+    loud: Callable[[Request, BaseException], bool] | None = None
 
 
-#: Most specific first. The two rows with ``loud_when`` are decided where the request is known
-#: (:func:`predictor.transport.rest_middleware.install`).
+def _server_error(request: Request, exc: BaseException) -> bool:
+    return isinstance(exc, StarletteHTTPException) and exc.status_code >= 500
+
+
+def _not_a_version(request: Request, exc: BaseException) -> bool:
+    """KServe raises NotImplementedError for a model version in the path or query (the client's choice, a
+    400); anything else not implemented stays KServe's 501."""
+    return not ("/versions/" in request.url.path or "model_version" in request.query_params)
+
+
+#: Most specific first.
 CLIENT_ERRORS: tuple[ClientError, ...] = (
     ClientError(BatchTooLarge, 413, grpc.StatusCode.INVALID_ARGUMENT, "BatchTooLarge"),
     ClientError(InvalidInput, 400, grpc.StatusCode.INVALID_ARGUMENT),
     ClientError(ModelNotFound, 404, grpc.StatusCode.NOT_FOUND, "ModelNotFound"),
     ClientError(PayloadTooLarge, 413, None, PAYLOAD_TOO_LARGE),
     ClientError(RequestValidationError, 400, None, "RequestValidationError"),
-    ClientError(NotImplementedError, 400, None, VERSION_NOT_SUPPORTED, "no model version in the request"),
-    ClientError(StarletteHTTPException, None, None, None, "status 500 or more"),
+    ClientError(NotImplementedError, 400, None, VERSION_NOT_SUPPORTED, loud=_not_a_version),
+    ClientError(StarletteHTTPException, None, None, loud=_server_error),
 )
 
 #: The HTTP status a quiet gRPC error is logged with and given to the payload log (its code's equivalent).
@@ -78,7 +90,9 @@ def grpc_quiet(exc: BaseException) -> ClientError | None:
     return None
 
 
-def rest_handled() -> tuple[type[BaseException], ...]:
-    """The exception classes the REST side registers its client-error handler for (a base covers its subclasses)."""
+def rest_handled() -> tuple[ClientError, ...]:
+    """The rows the REST side registers its client-error handler for (a base's row covers its subclasses)."""
     classes = [row.exc for row in CLIENT_ERRORS]
-    return tuple(c for c in classes if not any(c is not base and issubclass(c, base) for base in classes))
+    return tuple(
+        row for row in CLIENT_ERRORS if not any(row.exc is not base and issubclass(row.exc, base) for base in classes)
+    )

@@ -409,6 +409,20 @@ def without_repository_routes(routes: list[BaseRoute]) -> None:
     routes.insert(0, Route(REPOSITORY_PREFIX + "{rest:path}", _repository_refused, methods=methods))
 
 
+def _quiet_unless_loud(
+    row: errors.ClientError, quiet: Callable[[Request, Exception], Awaitable[JSONResponse]], kserves: Any
+) -> Callable[[Request, Exception], Awaitable[Any]]:
+    """The handler of ``row``'s exceptions: ``quiet``, or KServe's own (``kserves``) when the row says so."""
+    if row.loud is None or kserves is None:
+        return quiet
+    loud = row.loud
+
+    async def handle(request: Request, exc: Exception) -> Any:
+        return await (kserves if loud(request, exc) else quiet)(request, exc)
+
+    return handle
+
+
 def install(app: FastAPI, guard: Guard, count_error: CountError, refused: Refused | None = None) -> None:
     """Add the middlewares now (the guard outermost) and our client-error handlers when the app's stack is
     built; ``refused`` hears of every inference request refused before the model saw it."""
@@ -418,25 +432,8 @@ def install(app: FastAPI, guard: Guard, count_error: CountError, refused: Refuse
     build = app.build_middleware_stack
 
     def build_with_quiet_handlers() -> Any:
-        http_default = app.exception_handlers.get(StarletteHTTPException)
-        not_implemented_default = app.exception_handlers.get(NotImplementedError)
-
-        async def http_handler(request: Request, exc: Exception) -> Any:
-            if isinstance(exc, StarletteHTTPException) and exc.status_code >= 500 and http_default is not None:
-                return await http_default(request, exc)
-            return await handler(request, exc)
-
-        async def not_implemented_handler(request: Request, exc: Exception) -> Any:
-            # KServe raises it for a model version in the path or query: the client's choice, a 400;
-            # anything else not implemented stays KServe's 501 with its traceback
-            versioned = "/versions/" in request.url.path or "model_version" in request.query_params
-            if versioned or not_implemented_default is None:
-                return await handler(request, exc)
-            return await not_implemented_default(request, exc)
-
-        special = {StarletteHTTPException: http_handler, NotImplementedError: not_implemented_handler}
-        for exc_class in errors.rest_handled():
-            app.exception_handlers[exc_class] = special.get(exc_class, handler)
+        for row in errors.rest_handled():  # KServe's, registered at start, still answer the loud cases
+            app.exception_handlers[row.exc] = _quiet_unless_loud(row, handler, app.exception_handlers.get(row.exc))
         without_repository_routes(app.router.routes)  # KServe registered them at start, before this
         return build()
 

@@ -37,7 +37,21 @@ def test_other_exceptions_are_not_client_errors() -> None:
 
 
 def test_rest_registers_each_base_once() -> None:
-    assert BatchTooLarge not in errors.rest_handled()
-    assert {InvalidInput, ModelNotFound, PayloadTooLarge, NotImplementedError, HTTPException} <= set(
-        errors.rest_handled()
-    )
+    handled = [row.exc for row in errors.rest_handled()]
+    assert BatchTooLarge not in handled
+    assert {InvalidInput, ModelNotFound, PayloadTooLarge, NotImplementedError, HTTPException} <= set(handled)
+
+
+def test_kserves_handler_keeps_server_errors_and_what_is_not_a_version() -> None:
+    from starlette.requests import Request
+
+    def request(path: str, query: str = "") -> Request:
+        return Request({"type": "http", "method": "POST", "path": path, "query_string": query.encode(), "headers": []})
+
+    http, not_implemented = errors.lookup(HTTPException(503)), errors.lookup(NotImplementedError())
+    assert http is not None and http.loud is not None and not_implemented is not None and not_implemented.loud
+    assert http.loud(request("/x"), HTTPException(503)) and not http.loud(request("/x"), HTTPException(404))
+    assert not_implemented.loud(request("/v2/models/m/infer"), NotImplementedError())
+    assert not not_implemented.loud(request("/v2/models/m/versions/1/infer"), NotImplementedError())
+    assert not not_implemented.loud(request("/v2/models/m/infer", "model_version=1"), NotImplementedError())
+    assert all(row.loud is None for row in errors.CLIENT_ERRORS if row.grpc is not None)
