@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,51 +13,54 @@ from bench.sections import write_section
 from common.config import DEFAULT_MODEL_NAME
 
 
+def _write(out_dir: Path, section: str, lines: list[str]) -> None:
+    """``lines`` as the ``section`` of ``out_dir/benchmarks.md``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_section(out_dir / "benchmarks.md", section, lines)
+
+
+def _on_soak_bundle(prefix: str, measure: Callable[[Path, Path], Any]) -> Any:
+    """``measure(bundle, workdir)`` of the soak's bundle, written to a temporary ``workdir`` removed after."""
+    from bench.soak import soak_bundle
+
+    with tempfile.TemporaryDirectory(prefix=f"housing-{prefix}-") as tmp:
+        workdir = Path(tmp)
+        return measure(soak_bundle(workdir), workdir)
+
+
 def soak_mode(seconds: float, out_dir: Path) -> dict[str, Any]:
     """The soak (:mod:`bench.soak`) for ``seconds``; its table goes to ``out_dir/benchmarks.md``."""
     from bench.soak import SoakConfig, markdown, run_soak
 
     with tempfile.TemporaryDirectory(prefix="housing-soak-") as tmp:
         res = run_soak(SoakConfig(seconds=seconds, window=min(30.0, seconds / 4)), Path(tmp))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_section(out_dir / "benchmarks.md", "soak", ["## Soak", "", *markdown(res)])
+    _write(out_dir, "soak", ["## Soak", "", *markdown(res)])
     return res.to_dict()
 
 
 def start_mode(runs: int, warmup: int, out_dir: Path) -> dict[str, Any]:
     """``runs`` predictor starts (:mod:`bench.startup`); the figures go to ``out_dir/benchmarks.md``."""
-    from bench.soak import soak_bundle
     from bench.startup import markdown, measure_starts
 
-    with tempfile.TemporaryDirectory(prefix="housing-start-") as tmp:
-        workdir = Path(tmp)
-        res = measure_starts(soak_bundle(workdir), workdir, runs, warmup)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_section(out_dir / "benchmarks.md", "start", ["## Start-up", "", *markdown(res)])
+    res = _on_soak_bundle("start", lambda bundle, workdir: measure_starts(bundle, workdir, runs, warmup))
+    _write(out_dir, "start", ["## Start-up", "", *markdown(res)])
     return res.to_dict()
 
 
 def payload_mode(seconds: float, rounds: int, out_dir: Path) -> dict[str, Any]:
     """The payload log's cost (:mod:`bench.payload_cost`); its table goes to ``out_dir/benchmarks.md``."""
     from bench.payload_cost import markdown, measure
-    from bench.soak import soak_bundle
 
-    with tempfile.TemporaryDirectory(prefix="housing-payload-") as tmp:
-        workdir = Path(tmp)
-        res = measure(soak_bundle(workdir), workdir, seconds, rounds)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_section(out_dir / "benchmarks.md", "payload", ["## Payload logging", "", *markdown(res)])
+    res = _on_soak_bundle("payload", lambda bundle, workdir: measure(bundle, workdir, seconds, rounds))
+    _write(out_dir, "payload", ["## Payload logging", "", *markdown(res)])
     return res.to_dict()
 
 
 def fuzz_mode(n_requests: int, out_dir: Path) -> dict[str, Any]:
     """``n_requests`` schemathesis requests against one predictor; the figures go to benchmarks.md."""
     from bench.fuzz import fuzz
-    from bench.soak import soak_bundle
 
-    with tempfile.TemporaryDirectory(prefix="housing-fuzz-") as tmp:
-        workdir = Path(tmp)
-        bundle_dir = soak_bundle(workdir)
+    def against_one_predictor(bundle_dir: Path, workdir: Path) -> tuple[Any, float, bool, str]:
         server = servers.start_ours(bundle_dir, DEFAULT_MODEL_NAME, workdir)
         try:
             servers.wait_ready(server)
@@ -64,14 +68,15 @@ def fuzz_mode(n_requests: int, out_dir: Path) -> dict[str, Any]:
             res = fuzz(server.base, DEFAULT_MODEL_NAME, n_requests)
             elapsed = time.perf_counter() - began
             alive = server.proc.poll() is None
-            log = (workdir / "ours.log").read_text(errors="replace")
+            return res, elapsed, alive, (workdir / "ours.log").read_text(errors="replace")
         finally:
             server.stop()
+
+    res, elapsed, alive, log = _on_soak_bundle("fuzz", against_one_predictor)
     result = {**res.to_dict(), "seconds": elapsed, "server_alive": alive, "tracebacks": log.count("Traceback")}
     statuses = ", ".join(f"{s}: {c:,}" for s, c in sorted(res.statuses.items()))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_section(
-        out_dir / "benchmarks.md",
+    _write(
+        out_dir,
         "fuzz",
         [
             "## Fuzzing the V2 REST API",
@@ -106,6 +111,5 @@ def train_scale_mode(smoke: bool, budget: float, out_dir: Path) -> list[str]:
         "read the ratios between sizes, not the seconds.",
         "",
     ]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_section(out_dir / "benchmarks.md", "train-scale", head + lines)
+    _write(out_dir, "train-scale", head + lines)
     return head + lines

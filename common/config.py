@@ -78,6 +78,23 @@ def s3_endpoint_from_env() -> str | None:
     return None
 
 
+def s3_client(connect_timeout: float, read_timeout: float) -> Any:
+    """A boto3 S3 client for the configured endpoint (:func:`s3_endpoint_from_env`): path-style addressing,
+    SigV4, two attempts, these timeouts. A fresh session each time: boto3's default session caches the first
+    credentials it saw."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"max_attempts": 2, "mode": "standard"},
+        s3={"addressing_style": "path"},
+        signature_version="s3v4",
+    )
+    return boto3.session.Session().client("s3", endpoint_url=s3_endpoint_from_env(), config=config)
+
+
 def load_settings() -> Settings:
     """Read the environment into :class:`Settings`.
 

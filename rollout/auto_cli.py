@@ -13,17 +13,9 @@ from typing import Any
 
 import typer
 
-from rollout.analysis_config import Thresholds, parse_steps
+from rollout.analysis_config import parse_steps
 from rollout.auto import RESUME, ROLLBACK, AutoOptions, LeaseCommands, Runner
-from rollout.live_step import (
-    LiveDaysOpt,
-    LiveGateOpt,
-    LiveLogOpt,
-    LiveMinLabelsOpt,
-    LiveToleranceOpt,
-    RequireLabelsOpt,
-    live_gate_options,
-)
+from rollout.cli_options import GateFlags, LiveFlags, StepFlags, flag_group
 from rollout.orchestrator import RunOptions, UsageError
 from rollout.quality_gate import DEFAULT_TOLERANCE
 
@@ -33,33 +25,24 @@ def _echo(message: str) -> None:
     print(f"{stamp} {message}", flush=True)
 
 
+@flag_group("live", LiveFlags)
+@flag_group("canary", StepFlags)
+@flag_group("gates", GateFlags)
 def auto(
     backend: str = typer.Option("standard", "--backend", "-b", help="standard (KServe Standard mode)"),
     name: str = typer.Option(None, "--name", help="InferenceService name (default: the model name)"),
     namespace: str = typer.Option(None, "--namespace", "-n", help="namespace (default: the pod's, else default)"),
     poll: float = typer.Option(30.0, help="seconds between two looks at the MLflow registry"),
-    steps: str = typer.Option("10,25,50,100", help="challenger percents, increasing, ending at 100"),
-    interval: float = typer.Option(30.0, help="seconds per step"),
-    min_requests: int = typer.Option(50, help="challenger requests needed per step"),
-    max_failures: int = typer.Option(2, help="failed steps before an automatic rollback"),
+    canary: StepFlags = StepFlags,
     ready_timeout: float = typer.Option(600.0, help="seconds the canary may take to turn Ready"),
     quality_tolerance: float = typer.Option(DEFAULT_TOLERANCE, help="quality gate: allowed RMSE excess share"),
     prometheus_url: str = typer.Option(..., help="Prometheus scraping the predictors"),
-    max_error_rate: float = typer.Option(0.01, help="gate: challenger 5xx share"),
-    max_p95: float = typer.Option(0.5, help="gate: challenger p95 latency, seconds"),
-    max_mean_shift: float = typer.Option(0.10, help="gate: relative shift of the mean prediction vs champion"),
-    max_psi: float = typer.Option(0.25, help="gate: PSI of the prediction histogram vs champion"),
-    max_drift: float = typer.Option(0.5, help="gate: challenger drift score (largest feature PSI)"),
+    gates: GateFlags = GateFlags,
     pause_at: int = typer.Option(0, help="wait at this step until `housing rollout resume` (0: never)"),
     notify_url: str = typer.Option(None, help="POST every rollout event as JSON to this URL"),
     notify_timeout: float = typer.Option(5.0, help="seconds per notification attempt"),
     notify_retries: int = typer.Option(3, help="retries per notification"),
-    live_gate: bool = LiveGateOpt,
-    live_log: str = LiveLogOpt,
-    live_min_labels: int = LiveMinLabelsOpt,
-    live_tolerance: float = LiveToleranceOpt,
-    live_days: float = LiveDaysOpt,
-    require_labels: bool = RequireLabelsOpt,
+    live: LiveFlags = LiveFlags,
     max_polls: int = typer.Option(None, hidden=True, help="stop after this many looks (tests)"),
 ) -> None:
     """Run forever: roll out every new MLflow challenger (quality gate, canary, promote/rollback).
@@ -73,15 +56,15 @@ def auto(
     from rollout.cli import _name, fail, make_backend
 
     try:
-        step_list = parse_steps(steps)
-        for label, value in (("--poll", poll), ("--interval", interval), ("--ready-timeout", ready_timeout)):
+        step_list = parse_steps(canary.steps)
+        for label, value in (("--poll", poll), ("--interval", canary.interval), ("--ready-timeout", ready_timeout)):
             if value <= 0:
                 raise UsageError(f"{label} must be positive, got {value}")
         if pause_at and pause_at not in step_list:
-            raise UsageError(f"--pause-at {pause_at} is not one of --steps {steps}")
+            raise UsageError(f"--pause-at {pause_at} is not one of --steps {canary.steps}")
         if backend != "standard":
             raise UsageError(f"--backend must be standard for the rollout runner, got {backend!r}")
-        live = live_gate_options(live_gate, live_log, live_min_labels, live_tolerance, live_days, require_labels)
+        live_options = live.options()
     except (UsageError, ValueError) as exc:
         fail(str(exc), 2)
     namespace = namespace or _pod_namespace()
@@ -90,15 +73,15 @@ def auto(
     be = make_backend("standard", isvc, namespace)
     run = RunOptions(
         steps=step_list,
-        interval=interval,
-        min_requests=min_requests,
-        max_failures=max_failures,
-        thresholds=Thresholds(max_error_rate, max_p95, max_mean_shift, max_psi, max_drift),
+        interval=canary.interval,
+        min_requests=canary.min_requests,
+        max_failures=canary.max_failures,
+        thresholds=gates.thresholds(),
         prometheus_url=prometheus_url,
         name=isvc,
         ready_timeout=ready_timeout,
         quality_tolerance=quality_tolerance,
-        live_gate=live,
+        live_gate=live_options,
     )
     from rollout.kube_events import EventRecorder, core_api
 

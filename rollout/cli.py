@@ -16,19 +16,11 @@ from typing import Any
 import typer
 
 from common.config import load_settings
-from rollout.analysis_config import DEFAULT_ALPHA, Thresholds, parse_steps
+from rollout.analysis_config import DEFAULT_ALPHA, parse_steps
 from rollout.backends import BACKENDS
 from rollout.backends.base import AwaitsReady, Backend, HoldsLease, RolloutStatus
+from rollout.cli_options import GateFlags, LiveFlags, StepFlags, flag_group
 from rollout.errors import RolloutError
-from rollout.live_step import (
-    LiveDaysOpt,
-    LiveGateOpt,
-    LiveLogOpt,
-    LiveMinLabelsOpt,
-    LiveToleranceOpt,
-    RequireLabelsOpt,
-    live_gate_options,
-)
 from rollout.orchestrator import (
     GateRefused,
     RunOptions,
@@ -222,6 +214,37 @@ def _finish(status: RolloutStatus, dry_run: bool, sync: Callable[[], str | None]
     show(status)
 
 
+def _manual(
+    backend: str,
+    name: str | None,
+    namespace: str,
+    dry_run: bool,
+    manifest: Path | None,
+    route: str | None,
+    step: Callable[[Backend], RolloutStatus],
+    sync: Callable[[], str | None] | None,
+    done: str,
+    cmd: str,
+    ask_runner: str | None = None,
+) -> None:
+    """A manual promote or rollback (``cmd``): ``step`` on the backend unless a run holds its Lease, then
+    :func:`_finish`. ``ask_runner``: on KServe Standard, first ask a paused rollout runner to roll back with
+    this reason (nothing more when it takes it)."""
+
+    def go() -> None:
+        be = make_backend(backend, _name(name), namespace, dry_run, manifest, route=route)
+        if ask_runner is not None and not dry_run and backend == "standard":
+            from rollout.auto_cli import ask_rollback
+
+            if ask_rollback(be, namespace, _name(name), ask_runner):  # the rollout runner waits at its pause
+                typer.echo("asked the paused rollout runner to roll back")
+                return
+        _check_lease(be, dry_run)
+        _finish(step(be), dry_run, sync, done, cmd)
+
+    _run(go)
+
+
 def _name(name: str | None) -> str:
     return name or load_settings().model_name
 
@@ -352,13 +375,9 @@ def promote(
     route: str = RouteOpt,
 ) -> None:
     """Make the challenger the champion now (100 %) and move the MLflow aliases."""
+    from rollout.orchestrator import already_promoted, registry_promote, resolve_uris
 
-    def go() -> None:
-        from rollout.orchestrator import already_promoted, registry_promote, resolve_uris
-
-        be = make_backend(backend, _name(name), namespace, dry_run, manifest, route=route)
-        _check_lease(be, dry_run)
-        status = None
+    def step(be: Backend) -> RolloutStatus:
         if registry_sync and not dry_run and not be.runs_champion:
             try:
                 _, chall = resolve_uris("-", None)
@@ -367,10 +386,11 @@ def promote(
             status = already_promoted(be, chall["uri"])
             if status is not None:
                 typer.echo(f"{chall['uri']} already serves as the champion: moving the aliases only")
-        sync = (lambda: registry_promote(None, typer.echo)) if registry_sync else None
-        _finish(status if status is not None else be.promote(), dry_run, sync, "promoted", "promote")
+                return status
+        return be.promote()
 
-    _run(go)
+    sync = (lambda: registry_promote(None, typer.echo)) if registry_sync else None
+    _manual(backend, name, namespace, dry_run, manifest, route, step, sync, "promoted", "promote")
 
 
 @app.command()
@@ -385,39 +405,24 @@ def rollback(
     route: str = RouteOpt,
 ) -> None:
     """Send all traffic back to the champion; tag the challenger rejected with the reason."""
+    from rollout.orchestrator import registry_reject
 
-    def go() -> None:
-        from rollout.orchestrator import registry_reject
-
-        be = make_backend(backend, _name(name), namespace, dry_run, manifest, route=route)
-        if not dry_run and backend == "standard":
-            from rollout.auto_cli import ask_rollback
-
-            if ask_rollback(be, namespace, _name(name), reason):  # the rollout runner waits at its pause
-                typer.echo("asked the paused rollout runner to roll back")
-                return
-        _check_lease(be, dry_run)
-        sync = (lambda: registry_reject(None, reason, typer.echo)) if registry_sync else None
-        _finish(be.rollback(reason), dry_run, sync, "rolled back", "rollback")
-
-    _run(go)
+    sync = (lambda: registry_reject(None, reason, typer.echo)) if registry_sync else None
+    target = (backend, name, namespace, dry_run, manifest, route)
+    _manual(*target, lambda be: be.rollback(reason), sync, "rolled back", "rollback", ask_runner=reason)
 
 
 @app.command()
+@flag_group("live", LiveFlags)
+@flag_group("canary", StepFlags)
+@flag_group("gates", GateFlags)
 def run(
     backend: str = BackendOpt,
     name: str = NameOpt,
     namespace: str = NamespaceOpt,
-    steps: str = typer.Option("10,25,50,100", help="challenger percents, increasing, ending at 100"),
-    interval: float = typer.Option(30.0, help="seconds per step"),
-    min_requests: int = typer.Option(50, help="challenger requests needed per step"),
-    max_failures: int = typer.Option(2, help="failed steps before an automatic rollback"),
+    canary: StepFlags = StepFlags,
     prometheus_url: str = typer.Option(None, help="Prometheus to read gates from (local default: start one)"),
-    max_error_rate: float = typer.Option(0.01, help="gate: challenger 5xx share"),
-    max_p95: float = typer.Option(0.5, help="gate: challenger p95 latency, seconds"),
-    max_mean_shift: float = typer.Option(0.10, help="gate: relative shift of the mean prediction vs champion"),
-    max_psi: float = typer.Option(0.25, help="gate: PSI of the prediction histogram vs champion"),
-    max_drift: float = typer.Option(0.5, help="gate: challenger drift score (largest feature PSI)"),
+    gates: GateFlags = GateFlags,
     alpha: float = typer.Option(
         DEFAULT_ALPHA,
         help="significance level of the PSI and mean-shift tests, within (0, 0.5]: the largest chance that a "
@@ -445,12 +450,7 @@ def run(
     allow_worse: bool = AllowWorseOpt,
     skip_quality_gate: bool = SkipGateOpt,
     route: str = RouteOpt,
-    live_gate: bool = LiveGateOpt,
-    live_log: str = LiveLogOpt,
-    live_min_labels: int = LiveMinLabelsOpt,
-    live_tolerance: float = LiveToleranceOpt,
-    live_days: float = LiveDaysOpt,
-    require_labels: bool = RequireLabelsOpt,
+    live: LiveFlags = LiveFlags,
 ) -> None:
     """Walk the steps, judge each from Prometheus, then promote or roll back by itself.
 
@@ -468,26 +468,26 @@ def run(
     """
 
     def go() -> None:
-        step_list = parse_steps(steps)
+        step_list = parse_steps(canary.steps)
         try:
-            live = live_gate_options(live_gate, live_log, live_min_labels, live_tolerance, live_days, require_labels)
+            live_options = live.options()
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         check_limits(
             {
-                "--max-error-rate": (max_error_rate, 0.0, 1.0, True),
-                "--max-p95": (max_p95, 0.0, math.inf, False),
-                "--max-mean-shift": (max_mean_shift, 0.0, math.inf, True),
-                "--max-psi": (max_psi, 0.0, math.inf, True),
-                "--max-drift": (max_drift, 0.0, math.inf, True),
+                "--max-error-rate": (gates.max_error_rate, 0.0, 1.0, True),
+                "--max-p95": (gates.max_p95, 0.0, math.inf, False),
+                "--max-mean-shift": (gates.max_mean_shift, 0.0, math.inf, True),
+                "--max-psi": (gates.max_psi, 0.0, math.inf, True),
+                "--max-drift": (gates.max_drift, 0.0, math.inf, True),
                 "--alpha": (alpha, 0.0, 0.5, False),
                 "--shadow": (shadow, 0.0, 1.0, True),
             }
         )
         for label, value in (
-            ("--interval", interval),
-            ("--min-requests", min_requests),
-            ("--max-failures", max_failures),
+            ("--interval", canary.interval),
+            ("--min-requests", canary.min_requests),
+            ("--max-failures", canary.max_failures),
         ):
             if value < (1 if label == "--max-failures" else 0):
                 raise UsageError(f"{label} must be positive, got {value}")
@@ -505,10 +505,10 @@ def run(
             return
         options = RunOptions(
             steps=step_list,
-            interval=interval,
-            min_requests=min_requests,
-            max_failures=max_failures,
-            thresholds=Thresholds(max_error_rate, max_p95, max_mean_shift, max_psi, max_drift, alpha),
+            interval=canary.interval,
+            min_requests=canary.min_requests,
+            max_failures=canary.max_failures,
+            thresholds=gates.thresholds(alpha),
             shadow=shadow,
             prometheus_url=prometheus_url,
             champion_uri=champion_uri,
@@ -521,7 +521,7 @@ def run(
             quality_tolerance=quality_tolerance,
             allow_worse=allow_worse,
             quality_gate=not skip_quality_gate,
-            live_gate=live,
+            live_gate=live_options,
         )
         outcome = run_rollout(be, options, typer.echo, show)
         if outcome.registry_pending:

@@ -24,33 +24,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import typer
-
 from rollout.evidence import NOT_ENOUGH
 from rollout.gates import GateResult
 from rollout.live_accuracy import DEFAULT_MIN_LABELS, DEFAULT_TOLERANCE, LiveVerdict, live_accuracy_gate
 
 NAME = "live_rmse"
-
-LiveGateOpt = typer.Option(
-    False,
-    "--live-gate",
-    help="also gate every step on live accuracy: the challenger's RMSE on labelled payload rows (housing feedback) "
-    "against the champion's (docs/monitoring.md)",
-)
-LiveLogOpt = typer.Option(None, "--live-log", help="--live-gate: the payload log (default: HOUSING_PAYLOAD_LOG_URI)")
-LiveMinLabelsOpt = typer.Option(
-    DEFAULT_MIN_LABELS, "--live-min-labels", help="--live-gate: labelled rows each version needs before it judges"
-)
-LiveToleranceOpt = typer.Option(
-    DEFAULT_TOLERANCE, "--live-tolerance", help="--live-gate: allowed excess of the challenger's live RMSE (0.02 = 2 %)"
-)
-LiveDaysOpt = typer.Option(7.0, "--live-days", help="--live-gate: window, the last DAYS days of labelled requests")
-RequireLabelsOpt = typer.Option(
-    False,
-    "--require-labels",
-    help="--live-gate: too few labels holds the step (it waits; inconclusive at its last look) instead of passing",
-)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@ the model is ready (or the process dies), and returns a handle with the URLs and
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common.net import free_port, wait_http
 from common.procs import stop_process
@@ -57,6 +59,14 @@ class PredictorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def python_json(code: str, timeout: float) -> Any:
+    """What ``code``, run in a fresh interpreter from the repository root, printed last (one JSON line);
+    the tail of its stderr in the assertion when it fails."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def start_predictor(

@@ -83,21 +83,17 @@ def bundle_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp()
 
 
-@pytest.fixture(scope="session")
-def boston_xgb(bundle_cache: Path) -> Path:
-    return train_bundle(bundle_cache, "boston", "xgboost")
+def _trained(name: str, dataset: str, kind: str):  # noqa: ANN202 - a pytest fixture
+    """A session fixture ``name``: the bundle of ``kind`` trained on ``dataset`` (once per session)."""
+
+    @pytest.fixture(scope="session", name=name)
+    def bundle(bundle_cache: Path) -> Path:
+        return train_bundle(bundle_cache, dataset, kind)
+
+    return bundle
 
 
-@pytest.fixture(scope="session")
-def ames_xgb(bundle_cache: Path) -> Path:
-    return train_bundle(bundle_cache, "ames", "xgboost")
-
-
-@pytest.fixture(scope="session")
-def boston_forest(bundle_cache: Path) -> Path:
-    return train_bundle(bundle_cache, "boston", "random_forest")
-
-
-@pytest.fixture(scope="session")
-def ames_linear(bundle_cache: Path) -> Path:
-    return train_bundle(bundle_cache, "ames", "linear")
+boston_xgb = _trained("boston_xgb", "boston", "xgboost")
+ames_xgb = _trained("ames_xgb", "ames", "xgboost")
+boston_forest = _trained("boston_forest", "boston", "random_forest")
+ames_linear = _trained("ames_linear", "ames", "linear")

@@ -9,11 +9,10 @@ names and its model core; none of them may get the serving process's import mach
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import functools
 from pathlib import Path
-from typing import Any
+
+from testkit.procs import python_json
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The serving layer: the entry point and the transport (the model, the routes, the workers) arm it, and so
@@ -41,11 +40,7 @@ def _modules() -> list[str]:
     return names
 
 
-def _run(code: str) -> Any:
-    """What ``code``, run in a fresh interpreter, printed last (JSON)."""
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+_run = functools.partial(python_json, timeout=600)  # code run in a fresh interpreter → its last JSON line
 
 
 def test_importing_any_non_serving_module_leaves_the_import_machinery_untouched() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bundle.manifest import MANIFEST, load_manifest
+from common.config import s3_client as configured_s3_client
 from common.config import s3_endpoint_from_env
 from training.errors import TrainingError
 
@@ -28,18 +29,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 def s3_client() -> Any:
     """A boto3 S3 client for the configured endpoint with short timeouts and few retries."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"max_attempts": 2, "mode": "standard"},
-        s3={"addressing_style": "path"},
-        signature_version="s3v4",
-    )
-    # a fresh session each time: boto3's default session caches the first credentials it saw
-    return boto3.session.Session().client("s3", endpoint_url=s3_endpoint_from_env(), config=config)
+    return configured_s3_client(connect_timeout=5, read_timeout=30)
 
 
 def _err(exc: BaseException) -> str:

@@ -150,6 +150,18 @@ static int covers_valid(const double *covers, Py_ssize_t n_nodes) {
     return 1;
 }
 
+/* The end of a call: every buffer it held released, then None, or MemoryError (ok == -1), or
+ * ValueError(error) (ok == 0). */
+static PyObject *release_and_answer(int ok, const char *error, Py_buffer *held[], size_t n) {
+    for (size_t i = 0; i < n; i++) PyBuffer_Release(held[i]);
+    if (ok == -1) return PyErr_NoMemory();
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, error);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *tree_shap(PyObject *self, PyObject *args) {
     Py_buffer nodes_b, leaves_b, covers_b, roots_b, depths_b, x_b, out_b;
     Py_ssize_t n_cols;
@@ -202,19 +214,9 @@ static PyObject *tree_shap(PyObject *self, PyObject *args) {
     }
     free(paths);
     free(inv);
-    PyBuffer_Release(&nodes_b);
-    PyBuffer_Release(&leaves_b);
-    PyBuffer_Release(&covers_b);
-    PyBuffer_Release(&roots_b);
-    PyBuffer_Release(&depths_b);
-    PyBuffer_Release(&x_b);
-    PyBuffer_Release(&out_b);
-    if (ok == -1) return PyErr_NoMemory();
-    if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "tree_shap: malformed packed tree arrays, covers or shapes");
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    Py_buffer *held[] = {&nodes_b, &leaves_b, &covers_b, &roots_b, &depths_b, &x_b, &out_b};
+    return release_and_answer(ok, "tree_shap: malformed packed tree arrays, covers or shapes", held,
+                              sizeof held / sizeof *held);
 }
 
 /* -- block tables: Algorithm 2 done ahead of time for shallow subtrees -------------------------------
@@ -544,18 +546,8 @@ static PyObject *tree_shap_blocks(PyObject *self, PyObject *args) {
         if (ts != NULL) PyEval_RestoreThread(ts);
     }
     free(xf);
-    PyBuffer_Release(&steps_b);
-    PyBuffer_Release(&blocks_b);
-    PyBuffer_Release(&feats_b);
-    PyBuffer_Release(&table_b);
-    PyBuffer_Release(&x_b);
-    PyBuffer_Release(&out_b);
-    if (ok == -1) return PyErr_NoMemory();
-    if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "tree_shap_blocks: shapes do not match");
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    Py_buffer *held[] = {&steps_b, &blocks_b, &feats_b, &table_b, &x_b, &out_b};
+    return release_and_answer(ok, "tree_shap_blocks: shapes do not match", held, sizeof held / sizeof *held);
 }
 
 static PyMethodDef methods[] = {

@@ -13,6 +13,7 @@ window: a PSI is not additive, so per-process gauges could not be merged into on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -217,12 +218,9 @@ class DriftCollector:
         yield window_rows
 
 
-_drift: DriftCollector | None = None
-
-
+@functools.cache
 def drift_collector() -> DriftCollector:
-    global _drift
-    if _drift is None:
-        _drift = DriftCollector()
-        REGISTRY.register(_drift)
-    return _drift
+    """The process's one drift collector, registered on first use."""
+    collector = DriftCollector()
+    REGISTRY.register(collector)
+    return collector

@@ -33,6 +33,7 @@ histograms included, is written to the shared per-pid files the scrape merges.
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
 import weakref
 from collections import deque
@@ -91,16 +92,13 @@ class _Flusher:
         return []
 
 
-_flusher: _Flusher | None = None
-
-
+@functools.cache
 def flusher() -> _Flusher:
-    global _flusher
-    if _flusher is None:
-        _flusher = _Flusher()
-        REGISTRY.register(_flusher)
-        drift_collector().before_collect = _flusher.collect
-    return _flusher
+    """The process's one flusher, registered on first use (and run before the drift collector collects)."""
+    flush = _Flusher()
+    REGISTRY.register(flush)
+    drift_collector().before_collect = flush.collect
+    return flush
 
 
 def _metric(kind: type, name: str, doc: str, labels: tuple[str, ...], **kw: Any) -> Any:

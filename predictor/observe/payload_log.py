@@ -140,19 +140,9 @@ class S3Sink:
 
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
+            from common.config import s3_client
 
-            from common.config import s3_endpoint_from_env
-
-            config = Config(
-                connect_timeout=3,
-                read_timeout=20,
-                retries={"max_attempts": 2, "mode": "standard"},
-                s3={"addressing_style": "path"},
-                signature_version="s3v4",
-            )
-            self._client = boto3.session.Session().client("s3", endpoint_url=s3_endpoint_from_env(), config=config)
+            self._client = s3_client(connect_timeout=3, read_timeout=20)
         return self._client
 
     def prepare(self) -> None:

@@ -62,22 +62,22 @@ ON = RequestLogs(access=True, trace=True)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--access_log`` and ``--trace_log`` (defaults from HOUSING_ACCESS_LOG / HOUSING_TRACE_LOG, else off)."""
-    env = os.environ.get
     group = parser.add_argument_group("per-request log lines (off by default; errors are always logged)")
-    group.add_argument(
-        "--access_log",
-        type=on_off,
-        default=on_off(env(ACCESS_LOG_ENV, "false")),
-        help="One line per request: uvicorn's access line (REST) and KServe's 'grpc method' line (gRPC). "
-        f"Default: {ACCESS_LOG_ENV}, else false.",
-    )
-    group.add_argument(
-        "--trace_log",
-        type=on_off,
-        default=on_off(env(TRACE_LOG_ENV, "false")),
-        help="KServe's kserve.trace lines: the REST timing line and the per-request latency line "
-        f"(--enable_latency_logging applies only when this is on). Default: {TRACE_LOG_ENV}, else false.",
-    )
+    for flag, env, help_text in (
+        (
+            "--access_log",
+            ACCESS_LOG_ENV,
+            "One line per request: uvicorn's access line (REST) and KServe's 'grpc method' line (gRPC).",
+        ),
+        (
+            "--trace_log",
+            TRACE_LOG_ENV,
+            "KServe's kserve.trace lines: the REST timing line and the per-request "
+            "latency line (--enable_latency_logging applies only when this is on).",
+        ),
+    ):
+        default = on_off(os.environ.get(env, "false"))
+        group.add_argument(flag, type=on_off, default=default, help=f"{help_text} Default: {env}, else false.")
 
 
 def from_args(args: argparse.Namespace) -> RequestLogs:

@@ -8,8 +8,9 @@ client error at ERROR with a traceback. :class:`GuardedGRPCServer` builds the sa
    invalid key (``x-api-key`` or ``authorization: Bearer`` metadata), RESOURCE_EXHAUSTED with
    ``retry-after`` trailing metadata over the rate; the health RPCs stay open.
 2. KServe's logging interceptor, unchanged.
-3. :class:`QuietErrorsInterceptor`: client errors (INVALID_ARGUMENT, NOT_FOUND) as one WARNING line,
-   counted by reason; everything else as KServe does it.
+3. :class:`QuietErrorsInterceptor`: client errors (INVALID_ARGUMENT, NOT_FOUND: the rows of
+   :data:`predictor.transport.errors.CLIENT_ERRORS` with a gRPC code) as one WARNING line, counted by
+   reason; everything else as KServe does it.
 
 and :class:`CheckedServicer`: KServe's servicer without the model repository RPCs
 (``RepositoryModelLoad``/``Unload`` answer UNIMPLEMENTED: this server loads its one model at start),
@@ -39,7 +40,7 @@ from typing import Any
 import grpc
 from grpc import aio
 from grpc_interceptor.server import AsyncServerInterceptor
-from kserve.errors import InvalidInput, ModelNotFound
+from kserve.errors import InvalidInput
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
@@ -52,6 +53,7 @@ from predictor.codec.v2_grpc import decode_grpc
 from predictor.guard.client_errors import log_client_error, log_refusal, request_id
 from predictor.guard.policy import OPEN_GRPC_METHODS, RATE_LIMITED, Guard
 from predictor.observe.request_count import CountRequest, RequestCountInterceptor
+from predictor.transport import errors
 from predictor.transport.model import HousingModel
 from predictor.transport.rest_middleware import REPOSITORY_REFUSED, Refused
 
@@ -144,11 +146,9 @@ class QuietErrorsInterceptor(ExceptionToStatusInterceptor):
         self.refused = refused
 
     async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str) -> None:
-        if isinstance(ex, (InvalidInput, ModelNotFound)):
-            not_found = isinstance(ex, ModelNotFound)
-            code = grpc.StatusCode.NOT_FOUND if not_found else grpc.StatusCode.INVALID_ARGUMENT
-            status = 404 if not_found else 400
-            reason = type(ex).__name__
+        row = errors.grpc_quiet(ex)  # the one table of both transports
+        if row is not None and row.grpc is not None:
+            code, status, reason = row.grpc, errors.GRPC_AS_HTTP[row.grpc], row.reason or type(ex).__name__
             self.count_error("grpc", reason)
             logged = getattr(ex, "request_id", None)  # the model logged it (predictor.transport.model)
             rid = logged or request_id(getattr(request_or_iterator, "id", "") or None)

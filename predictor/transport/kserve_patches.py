@@ -45,7 +45,14 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         "predictor/transport/workers.py (RESTWorkers)",
         "kserve.protocol.rest.multiprocess.server:RESTServerMultiProcess",
-        ("init_processes", "keep_subprocess_alive", "self._rest_server", "self._processes", "self.should_exit"),
+        (
+            "init_processes",
+            "keep_subprocess_alive",
+            "self._rest_server",
+            "self._processes",
+            "self.should_exit",
+            "self.log_config_file",
+        ),
         "subclassed: workers started as our WorkerProcess and replaced when they die",
     ),
     Patch(
@@ -58,7 +65,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         "predictor/transport/grpc_server.py (GuardedGRPCServer)",
         "kserve.protocol.grpc.server:GRPCServer",
-        ("start", "self._data_plane", "self._model_repository_extension", "self._kwargs", "self._server"),
+        ("start", "self._data_plane", "self._model_repository_extension", "self._kwargs", "self._server", "self._port"),
         "subclassed: start builds the server with our servicer and interceptors from the private fields",
     ),
     Patch(
@@ -113,14 +120,64 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         "predictor/transport/shutdown.py (DrainingModelServer)",
         "kserve.model_server:ModelServer",
-        ("stop", "self._rest_server"),
-        "overridden: drain the servers, then unload the models; the single-process REST server told to exit",
+        (
+            "stop",
+            "self._rest_server",
+            "self._rest_multiprocess_server",
+            "self._grpc_server",
+            "self.grace_period",
+            "self.registered_models",
+        ),
+        "overridden: drain the servers (its private fields), then unload the models; the single-process REST "
+        "server told to exit",
     ),
     Patch(
         "predictor/transport/shutdown.py (DrainingModelServer)",
         "kserve.protocol.rest.server:RESTServer",
         ("self._server",),
         "written: its uvicorn Server's should_exit, for a SIGTERM that came before uvicorn's own handler",
+    ),
+    Patch(
+        "predictor/transport/workers.py (install_rest, WorkerRESTServer, configured)",
+        "kserve.protocol.rest.server:RESTServer",
+        (
+            "create_application",
+            "self._add_middlewares(",
+            "self._register_endpoints(",
+            "self._add_exception_handlers(",
+            "self.dataplane",
+            "self.config",
+        ),
+        "KServe builds kserve.model_server's app when its server starts: our routes are on it before (V1 "
+        "inserted first, V2 JSON infer and /metrics appended ahead of KServe's: the first match wins); when "
+        "the middleware stack is built, after, rest_middleware.install swaps in our client-error handlers and "
+        "drops the repository routes and request_logs.install drops the TimingMiddleware; a worker runs "
+        "the pickled server's run after our setup on its dataplane; config.ws and limit_concurrency written",
+    ),
+    Patch(
+        "predictor/observe/request_logs.py (install)",
+        "kserve.protocol.rest.server:TimingMiddleware",
+        ("__call__",),
+        "removed by its class name from app.user_middleware (RESTServer._add_middlewares adds it) with the "
+        "trace log off",
+    ),
+    Patch(
+        "predictor/transport/v1_rest.py (V1PredictRoute)",
+        "kserve.protocol.rest.v1_endpoints:V1Endpoints",
+        ("predict",),
+        "its steps retaken in our route ahead of it: model known and ready, DataPlane.decode, infer, encode",
+    ),
+    Patch(
+        "predictor/transport/rest_middleware.py (without_repository_routes)",
+        "kserve.protocol.rest.v2_endpoints:V2Endpoints",
+        ("load", "unload"),
+        "their routes (under /v2/repository/) taken out of the app when its stack is built, a 404 in their place",
+    ),
+    Patch(
+        "predictor/__main__.py (_install_guard)",
+        "kserve.model_server:app",
+        ("router", "add_api_route", "add_middleware", "build_middleware_stack", "exception_handlers"),
+        "the module's FastAPI app (what a single-process RESTServer serves) set up before KServe's server starts",
     ),
     Patch(
         "predictor/core/storage.py",

@@ -36,13 +36,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from kserve.errors import InvalidInput, ModelNotFound
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
-from predictor.codec.decode import BatchTooLarge
 from predictor.guard.client_errors import REQUEST_ID_HEADER, log_client_error, log_refusal, protocol_of, request_id
 from predictor.guard.policy import Guard, Refusal
+from predictor.transport import errors
+from predictor.transport.errors import PAYLOAD_TOO_LARGE, PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -53,7 +53,6 @@ CountError = Callable[[str, str], None]
 #: the model saw it (the payload log's row: :meth:`predictor.transport.model.HousingModel.log_refused`).
 Refused = Callable[[str, str | None, int, str, str], None]
 
-PAYLOAD_TOO_LARGE = "PayloadTooLarge"
 REQUEST_TIMEOUT = "RequestTimeout"
 INFERENCE_HEADER = b"inference-header-content-length"
 JSON_TYPE = b"application/json"
@@ -61,13 +60,6 @@ BINARY_TYPE = b"application/octet-stream"
 #: KServe's model repository extension (load/unload by name): not served.
 REPOSITORY_PREFIX = "/v2/repository/"
 REPOSITORY_REFUSED = "the model repository API is not served: this server loads its one model at start-up"
-
-
-class PayloadTooLarge(Exception):
-    """A request body above ``--max_body_bytes``."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"body: larger than the limit of {limit} bytes (--max_body_bytes)")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -89,31 +81,6 @@ def inference_target(path: str) -> tuple[str, str] | None:
         name = path[len("/v2/models/") : -len("/infer")].split("/versions/", 1)[0]
         return ("v2", name) if name and "/" not in name else None
     return None
-
-
-async def _refuse(
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    status: int,
-    reason: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-    sampled: bool = True,
-    refused: Refused | None = None,
-) -> None:
-    """Answer a refused request ourselves: one log line (sampled for the guard's refusals, which a client
-    can repeat at will; every one for a client error), the JSON error, the request id; and, for an
-    inference request, ``refused`` (the payload log's row)."""
-    rid = request_id(_header(scope, REQUEST_ID_HEADER.encode()))
-    if refused is not None:
-        target = inference_target(scope.get("path", ""))
-        if target is not None:
-            refused(target[0], target[1], status, f"{reason}: {message}", rid)
-    log = log_refusal if sampled else log_client_error
-    log(scope.get("method", "?"), scope.get("path", "?"), status, reason, rid, message)
-    response = JSONResponse({"error": message}, status_code=status, headers={**(headers or {}), REQUEST_ID_HEADER: rid})
-    await response(scope, receive, send)
 
 
 class Deadlines:
@@ -242,7 +209,19 @@ class GuardMiddleware:
         headers: dict[str, str] | None = None,
         sampled: bool = True,
     ) -> None:
-        await _refuse(scope, receive, send, status, reason, message, headers, sampled, self.refused)
+        """Answer a refused request ourselves: one log line (sampled for the guard's refusals, which a client
+        can repeat at will; every one for a client error), the JSON error, the request id; and, for an
+        inference request, ``self.refused`` (the payload log's row)."""
+        rid = request_id(_header(scope, REQUEST_ID_HEADER.encode()))
+        if self.refused is not None:
+            target = inference_target(scope.get("path", ""))
+            if target is not None:
+                self.refused(target[0], target[1], status, f"{reason}: {message}", rid)
+        log = log_refusal if sampled else log_client_error
+        log(scope.get("method", "?"), scope.get("path", "?"), status, reason, rid, message)
+        headers = {**(headers or {}), REQUEST_ID_HEADER: rid}
+        response = JSONResponse({"error": message}, status_code=status, headers=headers)
+        await response(scope, receive, send)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body (so a slow sender holds no processing slot), or None on disconnect; TimeoutError
@@ -379,36 +358,34 @@ def _client_error_handler(
 
 
 def _classify(exc: Exception, path: str = "", method: str = "") -> tuple[int, str, str]:
-    """(status, reason, message) of a client error of a ``method`` request on ``path``."""
+    """(status, reason, message) of a client error of a ``method`` request on ``path``: the status from the
+    one table of both transports (:data:`predictor.transport.errors.CLIENT_ERRORS`), the message here."""
     if isinstance(exc.__cause__, PayloadTooLarge):  # FastAPI wraps a failed body read in a 400
         exc = exc.__cause__
-    if isinstance(exc, RequestValidationError):
-        errors = exc.errors()
-        if errors and errors[0].get("type") == "json_invalid":
-            return 400, "RequestValidationError", _json_invalid(errors[0], path)
-        parts = []
-        for err in errors[:3]:
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
-        return 400, "RequestValidationError", "; ".join(parts) or "invalid request"
-    if isinstance(exc, BatchTooLarge):
-        return 413, "BatchTooLarge", str(exc)
-    if isinstance(exc, PayloadTooLarge):
-        return 413, PAYLOAD_TOO_LARGE, str(exc)
-    if isinstance(exc, ModelNotFound):
-        return 404, "ModelNotFound", str(exc)
-    if isinstance(exc, NotImplementedError):
-        return 400, "VersionNotSupported", "model_version: this server serves one model version; omit the version"
-    if isinstance(exc, StarletteHTTPException) and isinstance(exc.__cause__, UnicodeDecodeError):
-        return 400, "RequestValidationError", _json_invalid({"ctx": {"error": "not UTF-8 text"}}, path)
-    if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
-        allow = (exc.headers or {}).get("Allow", "")
-        message = f"{method or 'this method'} is not allowed on {path}; use {allow or 'another method'}"
-        return 405, "MethodNotAllowed", message
-    if isinstance(exc, StarletteHTTPException):
+    if isinstance(exc, StarletteHTTPException):  # the status is the exception's own
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            return 400, "RequestValidationError", _json_invalid({"ctx": {"error": "not UTF-8 text"}}, path)
+        if exc.status_code == 405:
+            allow = (exc.headers or {}).get("Allow", "")
+            message = f"{method or 'this method'} is not allowed on {path}; use {allow or 'another method'}"
+            return 405, "MethodNotAllowed", message
         phrase = HTTPStatus(exc.status_code).phrase
         return exc.status_code, phrase.replace(" ", ""), str(exc.detail or phrase)
-    return 400, type(exc).__name__, str(exc)
+    row = errors.lookup(exc)
+    status = 400 if row is None or row.http is None else row.http
+    reason = type(exc).__name__ if row is None or row.reason is None else row.reason
+    if isinstance(exc, RequestValidationError):
+        found = exc.errors()
+        if found and found[0].get("type") == "json_invalid":
+            return status, reason, _json_invalid(found[0], path)
+        parts = []
+        for err in found[:3]:
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+        return status, reason, "; ".join(parts) or "invalid request"
+    if isinstance(exc, NotImplementedError):
+        return status, reason, "model_version: this server serves one model version; omit the version"
+    return status, reason, str(exc)
 
 
 def _json_invalid(err: dict[str, Any], path: str) -> str:
@@ -419,15 +396,6 @@ def _json_invalid(err: dict[str, Any], path: str) -> str:
     if is_v2_infer(path):
         message += "; a body with binary tensor data needs the Inference-Header-Content-Length header"
     return message
-
-
-CLIENT_ERRORS: tuple[type[Exception], ...] = (
-    InvalidInput,
-    RequestValidationError,
-    PayloadTooLarge,
-    ModelNotFound,
-    StarletteHTTPException,
-)
 
 
 async def _repository_refused(request: Request) -> Any:
@@ -441,6 +409,20 @@ def without_repository_routes(routes: list[BaseRoute]) -> None:
     routes.insert(0, Route(REPOSITORY_PREFIX + "{rest:path}", _repository_refused, methods=methods))
 
 
+def _quiet_unless_loud(
+    row: errors.ClientError, quiet: Callable[[Request, Exception], Awaitable[JSONResponse]], kserves: Any
+) -> Callable[[Request, Exception], Awaitable[Any]]:
+    """The handler of ``row``'s exceptions: ``quiet``, or KServe's own (``kserves``) when the row says so."""
+    if row.loud is None or kserves is None:
+        return quiet
+    loud = row.loud
+
+    async def handle(request: Request, exc: Exception) -> Any:
+        return await (kserves if loud(request, exc) else quiet)(request, exc)
+
+    return handle
+
+
 def install(app: FastAPI, guard: Guard, count_error: CountError, refused: Refused | None = None) -> None:
     """Add the middlewares now (the guard outermost) and our client-error handlers when the app's stack is
     built; ``refused`` hears of every inference request refused before the model saw it."""
@@ -450,25 +432,8 @@ def install(app: FastAPI, guard: Guard, count_error: CountError, refused: Refuse
     build = app.build_middleware_stack
 
     def build_with_quiet_handlers() -> Any:
-        http_default = app.exception_handlers.get(StarletteHTTPException)
-        not_implemented_default = app.exception_handlers.get(NotImplementedError)
-
-        async def http_handler(request: Request, exc: Exception) -> Any:
-            if isinstance(exc, StarletteHTTPException) and exc.status_code >= 500 and http_default is not None:
-                return await http_default(request, exc)
-            return await handler(request, exc)
-
-        async def not_implemented_handler(request: Request, exc: Exception) -> Any:
-            # KServe raises it for a model version in the path or query: the client's choice, a 400;
-            # anything else not implemented stays KServe's 501 with its traceback
-            versioned = "/versions/" in request.url.path or "model_version" in request.query_params
-            if versioned or not_implemented_default is None:
-                return await handler(request, exc)
-            return await not_implemented_default(request, exc)
-
-        for exc_class in CLIENT_ERRORS:
-            app.exception_handlers[exc_class] = http_handler if exc_class is StarletteHTTPException else handler
-        app.exception_handlers[NotImplementedError] = not_implemented_handler
+        for row in errors.rest_handled():  # KServe's, registered at start, still answer the loud cases
+            app.exception_handlers[row.exc] = _quiet_unless_loud(row, handler, app.exception_handlers.get(row.exc))
         without_repository_routes(app.router.routes)  # KServe registered them at start, before this
         return build()
 

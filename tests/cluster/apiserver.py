@@ -324,11 +324,7 @@ class ApiServer:
         from kubernetes import client
 
         api_client = self.api_client()
-        try:
-            client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
+        ensure_namespace(api_client, namespace)
         return client.CustomObjectsApi(api_client)
 
     def install_crd(self, timeout: float = 60.0) -> dict:
@@ -358,6 +354,17 @@ class ApiServer:
                     raise
             time.sleep(0.2)
         raise ApiServerError(f"CRD {CRD_NAME} Established but not served after {timeout} s")
+
+
+def ensure_namespace(api_client: Any, namespace: str) -> None:
+    """Create ``namespace`` unless it exists."""
+    from kubernetes import client
+
+    try:
+        client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 def unique(prefix: str) -> str:

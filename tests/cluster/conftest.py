@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -265,3 +265,33 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         yield handle
     finally:
         down(state, TOOLS_DIR)
+
+
+def rollout_rbac(apiserver: Any, render: Callable[..., list[dict]]) -> Any:
+    """The chart's rollout ServiceAccount/Role/RoleBinding, and a client impersonating the SA."""
+    from kubernetes import client as kclient
+    from kubernetes.client.exceptions import ApiException
+
+    api = apiserver.api_client()
+    core, rbac = kclient.CoreV1Api(api), kclient.RbacAuthorizationV1Api(api)
+    for obj in render(VALUE_SETS["standard"]):
+        if obj.get("metadata", {}).get("name") != "housing-rollout":
+            continue
+        try:
+            if obj["kind"] == "ServiceAccount":
+                core.create_namespaced_service_account(NAMESPACE, obj)
+            elif obj["kind"] == "Role":
+                try:
+                    rbac.create_namespaced_role(NAMESPACE, obj)
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    rbac.replace_namespaced_role("housing-rollout", NAMESPACE, obj)
+            elif obj["kind"] == "RoleBinding":
+                rbac.create_namespaced_role_binding(NAMESPACE, obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    as_sa = apiserver.api_client()
+    as_sa.set_default_header("Impersonate-User", f"system:serviceaccount:{NAMESPACE}:housing-rollout")
+    return as_sa

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+from .apiserver import ensure_namespace
 from .conftest import TOOLS_DIR, _missing
 
 GROUP = "gateway.networking.k8s.io"
@@ -80,11 +81,7 @@ def install_crds(apiserver: Any, namespace: str) -> Any:
     from kubernetes import client
 
     api_client = apiserver.api_client()
-    try:
-        client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
+    ensure_namespace(api_client, namespace)
     ext = client.ApiextensionsV1Api(api_client)
     for file in sorted(crd_dir().glob("*.yaml")):
         try:

@@ -14,12 +14,13 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from testkit.procs import stop_process
 
@@ -57,6 +58,26 @@ def poll(
 
 
 @dataclass
+class InThread:
+    """``_run`` in a daemon thread while the ``with`` block runs: started on entry; on exit ``_stop`` is set
+    and the thread given 30 s to end."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
 class Node:
     """Handles to a running node: its state dir, kubeconfig and the CLI tools."""
 

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from testkit.procs import train_bundle
 from testkit.servers import ServerProcess, find_tool
 
 from .conftest import CHART, REPO
-from .node import Node, poll
+from .node import InThread, Node, poll
 
 V2_PATH = f"/v2/models/{DEFAULT_MODEL_NAME}/infer"
 
@@ -133,13 +132,19 @@ def grpc_infer_request(rows: list[dict[str, Any]]) -> Any:
 
     req = pb.ModelInferRequest(model_name=DEFAULT_MODEL_NAME, id="gateway")
     for name, value in rows[0].items():
-        if isinstance(value, str):
-            t = req.inputs.add(name=name, datatype="BYTES", shape=[len(rows)])
-            t.contents.bytes_contents.extend(str(r[name]).encode() for r in rows)
-        else:
-            t = req.inputs.add(name=name, datatype="FP64", shape=[len(rows)])
-            t.contents.fp64_contents.extend(float("nan") if r[name] is None else float(r[name]) for r in rows)
+        add_column(req, name, rows, as_bytes=isinstance(value, str))
     return req
+
+
+def add_column(req: Any, name: str, rows: list[dict[str, Any]], as_bytes: bool) -> None:
+    """Column ``name`` of ``rows`` as an input tensor of the ModelInferRequest ``req``: BYTES (each value as
+    text) or FP64 (None as NaN)."""
+    if as_bytes:
+        t = req.inputs.add(name=name, datatype="BYTES", shape=[len(rows)])
+        t.contents.bytes_contents.extend(str(r[name]).encode() for r in rows)
+    else:
+        t = req.inputs.add(name=name, datatype="FP64", shape=[len(rows)])
+        t.contents.fp64_contents.extend(float("nan") if r[name] is None else float(r[name]) for r in rows)
 
 
 def version_of(bundles: dict[str, Path], name: str) -> str:
@@ -331,7 +336,7 @@ def node_prometheus(node: Node, namespace: str, workdir: Path, pods: int = 2) ->
         server.stop()
 
 
-class Traffic:
+class Traffic(InThread):
     """V2 requests to ``url`` from a thread, counting every answer's status and model_version (and
     what each failed one said); the client only sends."""
 
@@ -344,8 +349,7 @@ class Traffic:
         self.interval = interval
         self.answers: list[tuple[int | str, str | None]] = []  # (status or exception name, model_version)
         self.details: list[str] = []  # what each failed answer said, with its time
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self) -> None:
         with httpx.Client(timeout=10) as client:
@@ -361,14 +365,6 @@ class Traffic:
                     if r.status_code != 200:
                         self.details.append(f"{time.strftime('%H:%M:%S')} {r.status_code} {r.text[:200]}")
                 time.sleep(self.interval)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
     @property
     def failures(self) -> list[tuple[int | str, str | None]]:

@@ -26,7 +26,7 @@ from rollout.backends import kserve_standard as st
 from rollout.errors import ConflictError, RolloutError
 
 from .apiserver import unique
-from .conftest import NAMESPACE, REPO, VALUE_SETS, by_kind
+from .conftest import NAMESPACE, REPO, VALUE_SETS, by_kind, rollout_rbac
 
 pytestmark = pytest.mark.cluster
 
@@ -533,29 +533,13 @@ def test_cli_dry_run_against_the_server_sends_nothing(apiserver, render, admin, 
 
 # -- RBAC: the chart's rollout Role --------------------------------------------------------------
 def test_chart_rollout_role_is_enough_and_no_more(apiserver, render, admin):
-    rbac_client = apiserver.api_client()
+    as_sa = rollout_rbac(apiserver, render)
     objs = render(VALUE_SETS["standard"])
-    core, rbac = kclient.CoreV1Api(rbac_client), kclient.RbacAuthorizationV1Api(rbac_client)
-    for obj in objs:
-        if obj.get("metadata", {}).get("name") != "housing-rollout":
-            continue
-        try:
-            if obj["kind"] == "ServiceAccount":
-                core.create_namespaced_service_account(NAMESPACE, obj)
-            elif obj["kind"] == "Role":
-                rbac.create_namespaced_role(NAMESPACE, obj)
-            elif obj["kind"] == "RoleBinding":
-                rbac.create_namespaced_role_binding(NAMESPACE, obj)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
     (role,) = [o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == "housing-rollout"]
     (name,) = role["rules"][0]["resourceNames"]  # the release's own InferenceService, and no other
     other = unique("rbac")
     create(admin, chart_isvc(render, "standard", name))
     create(admin, chart_isvc(render, "standard", other))
-    as_sa = apiserver.api_client()
-    as_sa.set_default_header("Impersonate-User", f"system:serviceaccount:{NAMESPACE}:housing-rollout")
     sa_api = kclient.CustomObjectsApi(as_sa)
     be = standard(sa_api, name)
     be.start(CHALLENGER, 10)
@@ -657,31 +641,7 @@ def state_with(lease):
 def test_chart_rollout_role_may_hold_its_lease_only(apiserver, render, admin):
     from rollout.lease import RolloutLease
 
-    rbac_client = apiserver.api_client()
-    core, rbac = kclient.CoreV1Api(rbac_client), kclient.RbacAuthorizationV1Api(rbac_client)
-    for obj in render(VALUE_SETS["standard"]):
-        if obj.get("metadata", {}).get("name") != "housing-rollout":
-            continue
-        creator = {
-            "ServiceAccount": core.create_namespaced_service_account,
-            "Role": rbac.replace_namespaced_role,
-            "RoleBinding": rbac.create_namespaced_role_binding,
-        }[obj["kind"]]
-        try:
-            if obj["kind"] == "Role":
-                try:
-                    rbac.create_namespaced_role(NAMESPACE, obj)
-                except ApiException as exc:
-                    if exc.status != 409:
-                        raise
-                    creator("housing-rollout", NAMESPACE, obj)
-            else:
-                creator(NAMESPACE, obj)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-    as_sa = apiserver.api_client()
-    as_sa.set_default_header("Impersonate-User", f"system:serviceaccount:{NAMESPACE}:housing-rollout")
+    as_sa = rollout_rbac(apiserver, render)
     sa_api = kclient.CustomObjectsApi(as_sa)
     lease = RolloutLease(sa_api, NAMESPACE, "housing", holder="rollout-sa", duration=30)
     try:

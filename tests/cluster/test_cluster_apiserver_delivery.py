@@ -23,7 +23,7 @@ from testkit.poll import poll
 from testkit.webhook import WebhookReceiver
 
 from .apiserver import unique
-from .conftest import CHART, NAMESPACE, REPO, VALUE_SETS, by_kind, run_helm
+from .conftest import CHART, NAMESPACE, REPO, VALUE_SETS, by_kind, rollout_rbac, run_helm
 
 kclient = pytest.importorskip("kubernetes.client")
 ApiException = pytest.importorskip("kubernetes.client.exceptions").ApiException
@@ -89,33 +89,6 @@ def test_helm_upgrade_keeps_a_promotion_made_by_the_rollout(helm_bin, apiserver,
     assert rendered["metadata"]["annotations"]["rollout.housing.dev/values-storage-uri"] == "s3://models/housing/9"
 
 
-def _rollout_rbac(apiserver, render) -> Any:
-    """The chart's rollout ServiceAccount/Role/RoleBinding, and a client impersonating the SA."""
-    api = apiserver.api_client()
-    core, rbac = kclient.CoreV1Api(api), kclient.RbacAuthorizationV1Api(api)
-    for obj in render(VALUE_SETS["standard"]):
-        if obj.get("metadata", {}).get("name") != "housing-rollout":
-            continue
-        try:
-            if obj["kind"] == "ServiceAccount":
-                core.create_namespaced_service_account(NAMESPACE, obj)
-            elif obj["kind"] == "Role":
-                try:
-                    rbac.create_namespaced_role(NAMESPACE, obj)
-                except ApiException as exc:
-                    if exc.status != 409:
-                        raise
-                    rbac.replace_namespaced_role("housing-rollout", NAMESPACE, obj)
-            elif obj["kind"] == "RoleBinding":
-                rbac.create_namespaced_role_binding(NAMESPACE, obj)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-    as_sa = apiserver.api_client()
-    as_sa.set_default_header("Impersonate-User", f"system:serviceaccount:{NAMESPACE}:housing-rollout")
-    return as_sa
-
-
 def test_runner_events_on_the_inferenceservice_with_the_rollout_role(apiserver, render, admin, tmp_path):
     from rollout.kube_events import EventRecorder, recent_events
 
@@ -124,7 +97,7 @@ def test_runner_events_on_the_inferenceservice_with_the_rollout_role(apiserver, 
     isvc = copy.deepcopy(rendered)  # the session's render is cached: renaming it in place renamed it for later tests
     isvc["metadata"]["name"] = name
     created = admin.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, isvc)
-    as_sa = _rollout_rbac(apiserver, render)
+    as_sa = rollout_rbac(apiserver, render)
     recorder = EventRecorder(kclient.CoreV1Api(as_sa), NAMESPACE, name, created["metadata"]["uid"], "runner-0")
     for i in range(3):
         recorder.record("RolloutStep", f"step {i + 1}/3: champion 90% / challenger 10%: continue")

@@ -11,7 +11,6 @@ under load, a bundle with a wrong digest).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +41,8 @@ from testkit.holdout import holdout, records
 from testkit.procs import start_predictor
 
 from .conftest import CHART
-from .node import Node, poll
+from .node import InThread, Node, poll
+from .node_release import add_column
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(2400)]
 
@@ -131,12 +131,7 @@ def rows() -> list[dict[str, Any]]:
 def grpc_request(rows: list[dict[str, Any]], categorical: set[str], request_id: str) -> pb.ModelInferRequest:
     req = pb.ModelInferRequest(model_name=DEFAULT_MODEL_NAME, id=request_id)
     for name in rows[0]:
-        if name in categorical:
-            t = req.inputs.add(name=name, datatype="BYTES", shape=[len(rows)])
-            t.contents.bytes_contents.extend(str(r[name]).encode() for r in rows)
-        else:
-            t = req.inputs.add(name=name, datatype="FP64", shape=[len(rows)])
-            t.contents.fp64_contents.extend(float("nan") if r[name] is None else float(r[name]) for r in rows)
+        add_column(req, name, rows, as_bytes=name in categorical)
     return req
 
 
@@ -246,14 +241,13 @@ def predictions_counted(node: Node, pod: str) -> float:
     )
 
 
-class RequestStream:
+class RequestStream(InThread):
     """Steady V1 requests to the Service from a thread; every answer's status is recorded."""
 
     def __init__(self, url: str, body: dict[str, Any], interval: float = 0.05, limit: int = 20_000) -> None:
         self.url, self.body, self.interval, self.limit = url, body, interval, limit
         self.statuses: list[int | str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self) -> None:
         with httpx.Client(timeout=10) as client:
@@ -263,14 +257,6 @@ class RequestStream:
                 except httpx.HTTPError as exc:
                     self.statuses.append(type(exc).__name__)
                 time.sleep(self.interval)
-
-    def __enter__(self) -> RequestStream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
     @property
     def failures(self) -> list[int | str]:

@@ -138,6 +138,11 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return out
 
 
+def start_canary(env: dict[str, str], uri: str, percent: str = "50") -> str:
+    """``housing rollout start`` of ``uri`` at ``percent`` %, without the quality gate; its output."""
+    return ok(housing(env, "start", "--percent", percent, "--challenger-uri", uri, "--skip-quality-gate"))
+
+
 def route_backends(node: Node) -> list[tuple[str, int]]:
     rule = node.get("httproute", RELEASE, NS)["spec"]["rules"][0]
     return [(ref["name"], ref.get("weight", 1)) for ref in rule["backendRefs"]]
@@ -274,17 +279,7 @@ def test_promote_and_rollback_under_load_lose_no_request(
     good, back = version_of(bundles, "good"), version_of(bundles, "back")
     with GatewayTraffic(release, rows) as traffic:
         time.sleep(3)
-        ok(
-            housing(
-                rollout_env,
-                "start",
-                "--percent",
-                "50",
-                "--challenger-uri",
-                uri_of(bundles, "good"),
-                "--skip-quality-gate",
-            )
-        )
+        start_canary(rollout_env, uri_of(bundles, "good"))
         poll("answers from the canary", lambda: traffic.versions(last=40)[good] > 0, 60, 0.5)
         before_promote = len(traffic.answers)
         ok(housing(rollout_env, "promote", "--no-registry"))
@@ -297,17 +292,7 @@ def test_promote_and_rollback_under_load_lose_no_request(
             1,
         )
         promoted = len(traffic.answers) - before_promote
-        ok(
-            housing(
-                rollout_env,
-                "start",
-                "--percent",
-                "50",
-                "--challenger-uri",
-                uri_of(bundles, "back"),
-                "--skip-quality-gate",
-            )
-        )
+        start_canary(rollout_env, uri_of(bundles, "back"))
         poll("answers from the second canary", lambda: traffic.versions(last=40)[back] > 0, 60, 0.5)
         before_rollback = len(traffic.answers)
         ok(housing(rollout_env, "rollback", "--no-registry", "--reason", "rollback under load"))
@@ -357,7 +342,7 @@ def test_a_challenger_refusing_requests_is_rolled_back_by_the_gateways_5xx(
     uri = uri_of(bundles, "misport")
     champion_service = route_backends(release)[0][0]  # whoever serves now (the earlier tests promote)
     deployment = f"{ISVC}-{canary_name_for(uri)}-predictor"
-    ok(housing(rollout_env, "start", "--percent", "25", "--challenger-uri", uri, "--skip-quality-gate"))
+    start_canary(rollout_env, uri, percent="25")
     container = "/spec/canary/0/predictor/containers/0"
     patch = [
         {"op": "add", "path": f"{container}/args/-", "value": "--http_port"},

@@ -27,22 +27,23 @@ NAME = "housing"
 MAX_BATCH = 500
 
 
-@pytest.fixture(scope="module")
-def boston(boston_xgb):
-    proc = start_predictor(boston_xgb, NAME, ["--max_batch_size", str(MAX_BATCH)])
+def _served(bundle, args: list[str] | None = None):
+    """(the predictor process, an HTTP client of it, the bundle loaded here), stopped after."""
+    proc = start_predictor(bundle, NAME, args)
     client = httpx.Client(base_url=proc.http_url, timeout=30)
-    yield proc, client, load_bundle(boston_xgb)
+    yield proc, client, load_bundle(bundle)
     client.close()
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def boston(boston_xgb):
+    yield from _served(boston_xgb, ["--max_batch_size", str(MAX_BATCH)])
 
 
 @pytest.fixture(scope="module")
 def ames(ames_xgb):
-    proc = start_predictor(ames_xgb, NAME)
-    client = httpx.Client(base_url=proc.http_url, timeout=30)
-    yield proc, client, load_bundle(ames_xgb)
-    client.close()
-    proc.stop()
+    yield from _served(ames_xgb)
 
 
 @pytest.fixture(scope="module")
@@ -93,23 +94,26 @@ def test_v1_seed_payload_gets_a_sensible_price(boston):
     assert both.json()["predictions"] == pytest.approx([price, price])
 
 
+def _ames_holdout(client, verb: str, n: int):
+    """The first ``n`` ames holdout rows (a frame, and as V1 instances) and the answer of ``:verb`` to them."""
+    test, features = holdout("ames")
+    frame = test[features].iloc[:n]
+    rows = records(test[features])[:n]
+    r = client.post(f"/v1/models/{NAME}:{verb}", json={"instances": rows})
+    assert r.status_code == 200, r.text
+    return frame, rows, r.json()
+
+
 def test_v1_ames_holdout_batch_matches_in_process(ames):
     _, client, bundle = ames
-    test, features = holdout("ames")
-    rows = records(test[features])[:300]
-    r = client.post(f"/v1/models/{NAME}:predict", json={"instances": rows})
-    assert r.status_code == 200, r.text
-    expected = bundle.predict(bundle.schema.encode_frame(test[features].iloc[:300]))
-    np.testing.assert_allclose(r.json()["predictions"], expected, rtol=1e-12)
+    frame, _, answer = _ames_holdout(client, "predict", 300)
+    expected = bundle.predict(bundle.schema.encode_frame(frame))
+    np.testing.assert_allclose(answer["predictions"], expected, rtol=1e-12)
 
 
 def test_v1_explain_contributions_sum_to_prediction(ames):
     _, client, bundle = ames
-    test, features = holdout("ames")
-    rows = records(test[features])[:3]
-    r = client.post(f"/v1/models/{NAME}:explain", json={"instances": rows})
-    assert r.status_code == 200, r.text
-    body = r.json()
+    _, rows, body = _ames_holdout(client, "explain", 3)
     assert body["scale"] == "log"
     preds = client.post(f"/v1/models/{NAME}:predict", json={"instances": rows}).json()["predictions"]
     for exp, price in zip(body["explanations"], preds, strict=True):

@@ -53,6 +53,11 @@ def _post(client: httpx.Client, body: Any, path: str = INFER, **headers: str) ->
     return client.post(path, content=content, headers={"content-type": "application/json", **headers})
 
 
+def _counted(client: httpx.Client, pattern: str) -> float:
+    """The sum of the /metrics samples ``pattern`` (a line regex, the value its group) matches."""
+    return sum(float(v) for v in re.findall(pattern, client.get("/metrics").text, re.M))
+
+
 def _error(response: httpx.Response, status: int = 400) -> str:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
@@ -168,30 +173,22 @@ def test_unknown_model_version_and_method_are_kserves_answers(served) -> None:
 
 def test_client_errors_are_one_warning_line_with_the_request_id_and_counted(served) -> None:
     proc, client, body, _, _ = served
-
-    def errors(text: str) -> float:
-        pattern = r'^housing_request_errors_total\{[^}]*protocol="v2"[^}]*reason="RequestValidationError"[^}]*\} (\S+)$'
-        return sum(float(v) for v in re.findall(pattern, text, re.M))
-
-    before = errors(client.get("/metrics").text)
+    errors = r'^housing_request_errors_total\{[^}]*protocol="v2"[^}]*reason="RequestValidationError"[^}]*\} (\S+)$'
+    before = _counted(client, errors)
     r = _post(client, {**body, "id": 3}, **{"x-request-id": "v2-rest-bad-1"})
     assert r.status_code == 400 and r.headers["x-request-id"] == "v2-rest-bad-1"
-    assert errors(client.get("/metrics").text) == before + 1
+    assert _counted(client, errors) == before + 1
     lines = [line for line in proc.log().splitlines() if "request_id=v2-rest-bad-1" in line]
     assert len(lines) == 1 and " WARNING " in lines[0] and "400 RequestValidationError" in lines[0], lines
 
 
 def test_kserves_request_metrics_still_count(served) -> None:
     _, client, body, _, _ = served
-
-    def predicted(text: str) -> float:
-        pattern = rf'^request_predict_seconds_count\{{[^}}]*model_name="{NAME}"[^}}]*\}} (\S+)$'
-        return sum(float(v) for v in re.findall(pattern, text, re.M))
-
-    before = predicted(client.get("/metrics").text)
+    predicted = rf'^request_predict_seconds_count\{{[^}}]*model_name="{NAME}"[^}}]*\}} (\S+)$'
+    before = _counted(client, predicted)
     for _ in range(3):
         assert _post(client, body).status_code == 200
-    assert predicted(client.get("/metrics").text) == before + 3
+    assert _counted(client, predicted) == before + 3
 
 
 def test_cloudevents_requests_still_reach_kserves_route(served) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -58,32 +59,37 @@ def register(tracking: str, champion: Path, challenger: Path) -> MlflowClient:
     return register_pair(tracking, MODEL, champion, challenger)
 
 
-def runner(
-    tmp_path: Path, hook: WebhookReceiver, lines: list[str], live: LiveGateOptions | None = None
-) -> tuple[Runner, Notifier]:
+def polled(
+    tmp_path: Path, answers: list[str], live: LiveGateOptions | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """A runner polled once per item of ``answers``, each poll asserted to answer it; (what the webhook got,
+    the runner's log lines)."""
     backend = LocalBackend(tmp_path / "home", MODEL, "auto")
     # the champion's requests shadowed to the challenger: the paired comparison decides in a few seconds
     run = RunOptions(steps=[50, 100], interval=3, min_requests=30, traffic=60, name="auto", shadow=1.0, live_gate=live)
-    notifier = Notifier(hook.url, timeout=2, retries=2, backoff=0.05)
-    return Runner(backend, AutoOptions(run=run, poll=1), lines.append, notifier=notifier), notifier
+    lines: list[str] = []
+    with WebhookReceiver() as hook:
+        notifier = Notifier(hook.url, timeout=2, retries=2, backoff=0.05)
+        auto = Runner(backend, AutoOptions(run=run, poll=1), lines.append, notifier=notifier)
+        for answer in answers:
+            assert auto.poll_once() == answer, "\n".join(lines)
+        notifier.close()
+        bodies = list(hook.bodies)
+    return bodies, lines
 
 
 def test_runner_promotes_a_new_challenger_once_and_the_webhook_gets_every_event_in_order(tmp_path, bundles, tracking):
     client = register(tracking, bundles["champion"], bundles["good"])
-    lines: list[str] = []
-    with WebhookReceiver() as hook:
-        auto, notifier = runner(tmp_path, hook, lines)
-        assert auto.poll_once() == "promoted", "\n".join(lines)
-        assert auto.poll_once() == "idle"  # the challenger alias moved to champion: nothing left to do
-        notifier.close()
-        events = hook.events()
+    # the second poll: the challenger alias moved to champion, nothing left to do
+    bodies, lines = polled(tmp_path, ["promoted", "idle"])
+    events = [b.get("event", "?") for b in bodies]
     print("\n".join(lines))
     assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "2"
     assert events[0] == "quality_gate" and events[1] == "start" and events[-1] == "promote", events
-    steps = [b for b in hook.bodies if b["event"] == "step"]
+    steps = [b for b in bodies if b["event"] == "step"]
     # the steps that moved on (a look may also hold or wait for evidence first)
     assert [s["weights"]["challenger"] for s in steps if s["decision"] in ("advance", "promote")] == [50, 100]
-    assert all(b["challenger_version"] == "2" and b["reason"] for b in hook.bodies)
+    assert all(b["challenger_version"] == "2" and b["reason"] for b in bodies)
     assert any(line.startswith("RolloutPromoted") for line in lines)  # each event is a log line too
 
 
@@ -92,12 +98,7 @@ def test_the_runner_judges_every_look_on_live_accuracy_with_the_live_gate(tmp_pa
     rows yet and labels not required: the live_rmse gate waits at every look without holding the rollout."""
     register(tracking, bundles["champion"], bundles["good"])
     live = LiveGateOptions(str(tmp_path / "payloads"), min_labels=20)
-    lines: list[str] = []
-    with WebhookReceiver() as hook:
-        auto, notifier = runner(tmp_path, hook, lines, live)
-        assert auto.poll_once() == "promoted", "\n".join(lines)
-        notifier.close()
-        bodies = list(hook.bodies)
+    bodies, _ = polled(tmp_path, ["promoted"], live)
     (started,) = [b for b in bodies if b["event"] == "live_gate"]
     assert started["log_uri"] == live.log_uri and started["min_labels"] == 20
     looks = [b for b in bodies if b["event"] == "step" and "look" in b]
@@ -109,14 +110,7 @@ def test_the_runner_judges_every_look_on_live_accuracy_with_the_live_gate(tmp_pa
 
 def test_a_worse_challenger_is_refused_and_never_tried_again(tmp_path, bundles, tracking):
     client = register(tracking, bundles["champion"], bundles["worse"])
-    lines: list[str] = []
-    with WebhookReceiver() as hook:
-        auto, notifier = runner(tmp_path, hook, lines)
-        assert auto.poll_once() == "refused", "\n".join(lines)
-        assert auto.poll_once() == "idle"
-        assert auto.poll_once() == "idle"
-        notifier.close()
-        events = hook.events()
+    events = [b.get("event", "?") for b in polled(tmp_path, ["refused", "idle", "idle"])[0]]
     assert events == ["quality_gate", "refused"], events  # no canary ever started
     mv = client.get_model_version(MODEL, "2")
     assert mv.tags[registry.TAG_STATUS] == "rejected"
@@ -129,12 +123,7 @@ def test_mlflow_unreachable_waits_says_so_once_and_promotes_nothing(tmp_path, mo
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    lines: list[str] = []
-    with WebhookReceiver() as hook:
-        auto, notifier = runner(tmp_path, hook, lines)
-        assert [auto.poll_once() for _ in range(3)] == ["waiting"] * 3
-        notifier.close()
-        bodies = list(hook.bodies)
+    bodies, lines = polled(tmp_path, ["waiting"] * 3)
     assert [b["event"] for b in bodies] == ["waiting"]  # said once while nothing changes
     assert "unreachable" in bodies[0]["message"] and "retrying" in bodies[0]["message"]
     assert lines and lines[0].startswith("WARNING RolloutWaiting")

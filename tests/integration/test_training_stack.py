@@ -36,6 +36,23 @@ def _versions(uri: str, name: str) -> list:
         return []
 
 
+def _restart(mlflow_server):
+    return lambda: mlflow_server.start(timeout=120)
+
+
+def _fails_leaving_nothing(minio, mlflow_server, name: str, match: str, after=None) -> None:
+    """Training ``name`` fails with ``match``; ``after()`` (a restart) then runs whatever happened, and the
+    bucket holds nothing of ``name`` and MLflow no version of it."""
+    try:
+        with pytest.raises(TrainingError, match=match):
+            run_training(TrainConfig(**BOSTON_FAST, model_name=name))
+    finally:
+        if after is not None:
+            after()
+    assert _keys(minio, prefix=f"{name}/") == []
+    assert _versions(mlflow_server.uri, name) == []
+
+
 def test_bundle_in_bucket_and_versions_with_aliases(stack_env, minio, mlflow_server, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
@@ -86,13 +103,7 @@ def test_minio_down_before_publish(stack_env, minio, mlflow_server, monkeypatch:
         return real_publish(*args, **kwargs)
 
     monkeypatch.setattr(storage, "publish", stop_then_publish)
-    try:
-        with pytest.raises(TrainingError, match="could not upload the bundle"):
-            run_training(TrainConfig(**BOSTON_FAST, model_name=name))
-    finally:
-        minio.start()
-    assert _keys(minio, prefix=f"{name}/") == []
-    assert _versions(mlflow_server.uri, name) == []
+    _fails_leaving_nothing(minio, mlflow_server, name, "could not upload the bundle", after=minio.start)
 
 
 def test_minio_down_mid_upload_removes_partial_bundle(stack_env, minio, mlflow_server, monkeypatch) -> None:
@@ -106,23 +117,19 @@ def test_minio_down_mid_upload_removes_partial_bundle(stack_env, minio, mlflow_s
         raise ConnectionError("simulated outage while verifying")
 
     monkeypatch.setattr(storage, "download_s3", fail_download)
-    with pytest.raises(TrainingError, match="could not upload the bundle.*simulated outage"):
-        run_training(TrainConfig(**BOSTON_FAST, model_name=name))
-    monkeypatch.setattr(storage, "download_s3", real_download)
-    assert _keys(minio, prefix=f"{name}/") == []
-    assert _versions(mlflow_server.uri, name) == []
+
+    def restore() -> None:
+        monkeypatch.setattr(storage, "download_s3", real_download)
+
+    _fails_leaving_nothing(minio, mlflow_server, name, "could not upload the bundle.*simulated outage", after=restore)
 
 
 def test_mlflow_down_fails_before_upload(stack_env, minio, mlflow_server) -> None:
     name = "housing-it-mlflowdown"
     mlflow_server.stop()
-    try:
-        with pytest.raises(TrainingError, match="MLflow tracking server .* unreachable"):
-            run_training(TrainConfig(**BOSTON_FAST, model_name=name))
-    finally:
-        mlflow_server.start(timeout=120)
-    assert _keys(minio, prefix=f"{name}/") == []
-    assert _versions(mlflow_server.uri, name) == []
+    _fails_leaving_nothing(
+        minio, mlflow_server, name, "MLflow tracking server .* unreachable", after=_restart(mlflow_server)
+    )
 
 
 def test_mlflow_down_after_training_uploads_nothing(stack_env, minio, mlflow_server, monkeypatch) -> None:
@@ -138,13 +145,9 @@ def test_mlflow_down_after_training_uploads_nothing(stack_env, minio, mlflow_ser
         return folds
 
     monkeypatch.setattr(pipeline, "make_folds", folds_then_stop)
-    try:
-        with pytest.raises(TrainingError, match="MLflow tracking server .* unreachable"):
-            run_training(TrainConfig(**BOSTON_FAST, model_name=name))
-    finally:
-        mlflow_server.start(timeout=120)
-    assert _keys(minio, prefix=f"{name}/") == []
-    assert _versions(mlflow_server.uri, name) == []
+    _fails_leaving_nothing(
+        minio, mlflow_server, name, "MLflow tracking server .* unreachable", after=_restart(mlflow_server)
+    )
 
 
 def test_cli_exit_code_with_real_servers(stack_env, minio) -> None:

@@ -49,13 +49,6 @@ def test_grpc_codes_count_as_the_http_codes_gateways_answer():
 
 
 @pytest.fixture(scope="module")
-def model(ames_xgb) -> HousingModel:
-    model = HousingModel("housing", ames_xgb, max_batch_size=3)
-    model.load()
-    return model
-
-
-@pytest.fixture(scope="module")
 def client(model: HousingModel) -> Iterator[TestClient]:
     with TestClient(kserve_app(model, guard=GuardConfig(max_body_bytes=4096)), raise_server_exceptions=False) as client:
         yield client

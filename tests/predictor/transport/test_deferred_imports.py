@@ -10,10 +10,8 @@ asks for them.
 
 from __future__ import annotations
 
-import json
+import functools
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -25,7 +23,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from bundle.schema import CATEGORICAL
 from predictor.client.v2_request import v2_body
 from predictor.core.loaded import load_bundle
-from testkit.procs import ROOT, start_predictor
+from testkit.procs import python_json, start_predictor
 
 NAME = "housing"
 #: Never imported by a predictor that serves predictions (explanations of XGBoost bundles aside).
@@ -88,10 +86,7 @@ def test_a_serving_predictor_imports_none_of_the_heavy_modules(ames_xgb: Path) -
     assert {"pydantic.v1", "websockets", "numpy.ma"} & modules == set()
 
 
-def _run(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+_run = functools.partial(python_json, timeout=300)  # code run in a fresh interpreter → its last JSON line
 
 
 def test_the_deferred_parts_work_when_asked_for() -> None:

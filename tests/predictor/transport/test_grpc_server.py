@@ -34,13 +34,6 @@ from predictor.transport.grpc_server import GuardedGRPCServer
 from predictor.transport.model import HousingModel
 
 
-@pytest.fixture(scope="module")
-def model(ames_xgb) -> HousingModel:
-    model = HousingModel("housing", ames_xgb, max_batch_size=3)
-    model.load()
-    return model
-
-
 class Servers:
     """Both servers on one event loop in a thread; ``call`` sends a request to one: (code, message, response)."""
 

@@ -7,11 +7,9 @@ serving process imports while it answers requests: ``test_deferred_imports.py``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from testkit.procs import python_json
+
 #: Everything ``python -m predictor`` loads before it serves (the entry point, the model, storage).
 SERVING_MODULES = ["predictor", "predictor.__main__", "predictor.transport.model", "predictor.core.storage", "kserve"]
 FORBIDDEN = (
@@ -35,9 +33,7 @@ def test_predictor_imports_neither_training_nor_sklearn_nor_mlflow() -> None:
         "    importlib.import_module(name)\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    loaded = set(python_json(code, timeout=120))
     assert "predictor" in loaded and "bundle" in loaded
     assert sorted(loaded.intersection(FORBIDDEN)) == []
 
@@ -56,8 +52,6 @@ def test_explaining_imports_neither_xgboost_nor_sklearn(ames_xgb) -> None:
         f"out = model.explain({{'instances': json.loads({rows!r})}})\n"
         "print(json.dumps([len(out['explanations']), sorted({m.split('.')[0] for m in sys.modules})]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    n, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    n, loaded = python_json(code, timeout=120)
     assert n == 2
     assert sorted(set(loaded).intersection(FORBIDDEN)) == []

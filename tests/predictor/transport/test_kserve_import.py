@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+import functools
 
-ROOT = Path(__file__).resolve().parents[3]
+from testkit.procs import python_json
 
-
-def _run(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+_run = functools.partial(python_json, timeout=120)  # code run in a fresh interpreter → its last JSON line
 
 
 def test_the_predictor_entry_point_imports_kserve_without_kubernetes() -> None:

@@ -32,13 +32,6 @@ VARYING = {"date", "x-request-id", "ce-id", "ce-time"}
 
 
 @pytest.fixture(scope="module")
-def model(ames_xgb) -> HousingModel:
-    model = HousingModel("housing", ames_xgb, max_batch_size=3)
-    model.load()
-    return model
-
-
-@pytest.fixture(scope="module")
 def clients(model: HousingModel) -> Iterator[tuple[TestClient, TestClient]]:
     # the trace log on: KServe's timing middleware runs, so its trace line can be compared too
     with TestClient(kserve_app(model, True, logs=ON), raise_server_exceptions=False) as ours:

@@ -16,9 +16,7 @@ from testkit.kserve_app import kserve_app
 
 
 @pytest.fixture(scope="module")
-def client(ames_xgb) -> Iterator[TestClient]:
-    model = HousingModel("housing", ames_xgb, max_batch_size=3)
-    model.load()
+def client(model: HousingModel) -> Iterator[TestClient]:
     with TestClient(kserve_app(model), raise_server_exceptions=False) as client:
         yield client
 
