@@ -47,11 +47,12 @@ LAYOUT_KEY = b"housing.payload.layout"
 ACTUAL = "actual"
 
 
-#: One answered (or refused) request as queued — a plain tuple (cheap to make, and one the garbage
-#: collector stops tracking): (time, request id, protocol, payload, prices, range flags, latency s,
-#: status, reason). The flags are the range mask, or for one row its flagged names joined (or
-#: None). The payload is the request body's bytes where there are any (V2 JSON, V1 bodies
-#: re-encoded), else what the model got (a gRPC or pydantic-validated ``InferRequest``).
+#: One answered (or refused) request — (time, request id, protocol, payload, prices, range flags,
+#: latency s, status, reason); the payload log queues these fields in one list each (no object per
+#: request for the garbage collector: :func:`columns_to_table`). The flags are the range mask, or
+#: for one row its flagged names joined (or None). The payload is the request body's bytes where
+#: there are any (V2 JSON, V1 bodies re-encoded), else what the model got (a gRPC or
+#: pydantic-validated ``InferRequest``).
 Logged = tuple
 
 
@@ -199,16 +200,24 @@ def _strings(values: list[Any]) -> Any:
 
 
 def to_table(items: Sequence[Logged], layout: Layout, model_name: str, model_version: str) -> Any:
-    """One Arrow table of ``items`` (see the module's docstring for the columns).
-
-    Column by column (the writer thread holds the interpreter meanwhile, so the serving loop waits):
-    the queued tuples are transposed once, and only a request with other than one row, a refused one
-    or (with a drop-list) the body's values take a per-request step."""
-    import pyarrow as pa
-
+    """One Arrow table of ``items`` (see the module's docstring for the columns)."""
     if not items:
         return _empty_table(layout, model_name, model_version)
-    t, rid, proto, payload, prices, mask, seconds, code, why = zip(*items, strict=True)
+    return columns_to_table([list(c) for c in zip(*items, strict=True)], layout, model_name, model_version)
+
+
+def columns_to_table(columns: Sequence[list[Any]], layout: Layout, model_name: str, model_version: str) -> Any:
+    """One Arrow table of the queued requests given as :data:`Logged`'s fields, one list each, as the
+    payload log queues them (see the module's docstring for the columns).
+
+    Column by column (the writer thread holds the interpreter meanwhile, so the serving loop waits):
+    only a request with other than one row, a refused one or (with a drop-list) the body's values take
+    a per-request step."""
+    import pyarrow as pa
+
+    if not columns[0]:
+        return _empty_table(layout, model_name, model_version)
+    t, rid, proto, payload, prices, mask, seconds, code, why = columns
     keep_body = layout.keeps_body
     bodies = [b if type(b) is bytes else _as_bytes(b) for b in payload] if keep_body else None
     ns = [-1 if p is None else len(p) for p in prices]
