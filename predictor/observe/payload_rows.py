@@ -96,6 +96,7 @@ def _body(payload: Any) -> Any:
     body = getattr(payload, "body", None)  # codec.DecodedInferRequest keeps the bytes it decoded
     if body is not None:
         payload = body
+    payload = _from_grpc(payload)
     if isinstance(payload, (bytes, bytearray, memoryview)):
         import orjson
 
@@ -104,6 +105,19 @@ def _body(payload: Any) -> Any:
         except orjson.JSONDecodeError:
             return None
     return payload
+
+
+def _from_grpc(payload: Any) -> Any:
+    """A gRPC ``ModelInferRequest`` (queued as received by the fast gRPC path) as KServe's ``InferRequest``,
+    read here in the writer thread; anything else as it is."""
+    if type(payload).__name__ != "ModelInferRequest":
+        return payload
+    from kserve.protocol.infer_type import InferRequest
+
+    try:
+        return InferRequest.from_grpc(payload)
+    except Exception:  # noqa: BLE001 - a request the writer cannot read logs nulls, never fails the batch
+        return None
 
 
 def _flat(data: Any) -> list[Any]:
@@ -328,6 +342,8 @@ def _as_bytes(payload: Any) -> bytes | None:
     if payload is None or isinstance(payload, bytes):
         return payload
     import orjson
+
+    payload = _from_grpc(payload)
 
     try:
         if hasattr(payload, "inputs"):
