@@ -107,11 +107,33 @@ def _body(payload: Any) -> Any:
     return payload
 
 
+#: The protobuf field holding a gRPC tensor's values, by datatype (what the fast gRPC path decodes).
+_GRPC_FIELDS = {
+    "FP64": "fp64_contents",
+    "FP32": "fp32_contents",
+    "INT64": "int64_contents",
+    "INT32": "int_contents",
+    "BYTES": "bytes_contents",
+}
+
+
 def _from_grpc(payload: Any) -> Any:
-    """A gRPC ``ModelInferRequest`` (queued as received by the fast gRPC path) as KServe's ``InferRequest``,
-    read here in the writer thread; anything else as it is."""
+    """A gRPC ``ModelInferRequest`` (queued as received by the fast gRPC path), read here in the writer
+    thread: a V2 JSON-like document of its tensors' names and values straight from the protobuf fields,
+    or (a tensor of another datatype) KServe's ``InferRequest``; anything else as it is."""
     if type(payload).__name__ != "ModelInferRequest":
         return payload
+    inputs = []
+    for tensor in payload.inputs:
+        field = _GRPC_FIELDS.get(tensor.datatype)
+        if field is None:
+            break
+        values = list(getattr(tensor.contents, field))
+        if field == "bytes_contents":
+            values = [v.decode("utf-8", "replace") for v in values]
+        inputs.append({"name": tensor.name, "data": values})
+    else:
+        return {"inputs": inputs}
     from kserve.protocol.infer_type import InferRequest
 
     try:
