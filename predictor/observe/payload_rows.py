@@ -107,39 +107,37 @@ def _body(payload: Any) -> Any:
     return payload
 
 
-#: The protobuf field holding a gRPC tensor's values, by datatype (what the fast gRPC path decodes).
+#: The protobuf field holding a gRPC tensor's values, by datatype (KServe's ``get_content``).
 _GRPC_FIELDS = {
     "FP64": "fp64_contents",
     "FP32": "fp32_contents",
     "INT64": "int64_contents",
     "INT32": "int_contents",
+    "INT16": "int_contents",
+    "INT8": "int_contents",
+    "UINT64": "uint64_contents",
+    "UINT32": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT8": "uint_contents",
+    "BOOL": "bool_contents",
     "BYTES": "bytes_contents",
 }
 
 
 def _from_grpc(payload: Any) -> Any:
     """A gRPC ``ModelInferRequest`` (queued as received by the fast gRPC path), read here in the writer
-    thread: a V2 JSON-like document of its tensors' names and values straight from the protobuf fields,
-    or (a tensor of another datatype) KServe's ``InferRequest``; anything else as it is."""
+    thread: a V2 JSON-like document of its tensors' names and values, straight from the protobuf
+    fields (a datatype without one, e.g. FP16: no values); anything else as it is."""
     if type(payload).__name__ != "ModelInferRequest":
         return payload
     inputs = []
     for tensor in payload.inputs:
         field = _GRPC_FIELDS.get(tensor.datatype)
-        if field is None:
-            break
-        values = list(getattr(tensor.contents, field))
+        values = list(getattr(tensor.contents, field)) if field is not None else []
         if field == "bytes_contents":
             values = [v.decode("utf-8", "replace") for v in values]
         inputs.append({"name": tensor.name, "data": values})
-    else:
-        return {"inputs": inputs}
-    from kserve.protocol.infer_type import InferRequest
-
-    try:
-        return InferRequest.from_grpc(payload)
-    except Exception:  # noqa: BLE001 - a request the writer cannot read logs nulls, never fails the batch
-        return None
+    return {"inputs": inputs}
 
 
 def _flat(data: Any) -> list[Any]:
