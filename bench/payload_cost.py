@@ -82,8 +82,8 @@ def writer_cost(bundle_dir: Path, workdir: Path, n: int = 5000) -> dict[str, flo
     import gc
 
     from bench.run import holdout_rows
-    from predictor.observe.payload_log import PayloadConfig, keep_body
-    from predictor.observe.payload_rows import to_table
+    from predictor.observe.payload_log import PayloadConfig, drop_body, keep_body
+    from predictor.observe.payload_rows import columns_to_table
     from predictor.transport.model import HousingModel
 
     def best(fn: Any) -> float:
@@ -101,6 +101,7 @@ def writer_cost(bundle_dir: Path, workdir: Path, n: int = 5000) -> dict[str, flo
             document = orjson.loads(body)
             keep_body(document, body)
             model.predict(document, {}, {})
+            drop_body(document)
 
     config = PayloadConfig(str(workdir / "writer-cost"), flush_seconds=3600, flush_rows=n, max_queue=5 * n + 1)
     on, off = HousingModel(DEFAULT_MODEL_NAME, bundle_dir, payload=config), HousingModel(DEFAULT_MODEL_NAME, bundle_dir)
@@ -113,12 +114,13 @@ def writer_cost(bundle_dir: Path, workdir: Path, n: int = 5000) -> dict[str, flo
     with log._lock:  # the writer waits: the queue is measured here, not written behind our back
         predict_off = best(lambda: requests(off))
         predict_on = best(lambda: requests(on))
-        items = list(log._queue)[:n]
-        log._queue.clear()
-    table = to_table(items, log.layout, on.name, on.version)
+        taken = log._take()
+    assert taken is not None
+    columns = [column[:n] for column in taken]
+    table = columns_to_table(columns, log.layout, on.name, on.version)
     out: dict[str, float] = {
         "record": predict_on - predict_off,
-        "table": best(lambda: to_table(items, log.layout, on.name, on.version)),
+        "table": best(lambda: columns_to_table(columns, log.layout, on.name, on.version)),
         "parquet": best(lambda: _encode(table)),
     }
     log.close()

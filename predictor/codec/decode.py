@@ -378,6 +378,7 @@ class DecodedInferRequest(InferRequest):
         super().__init__(model_name, [], request_id=request_id)
         self.matrix = matrix
         self.body = body  # the bytes it was decoded from (the payload log reads the values sent there)
+        self.message: Any = None  # or the gRPC ModelInferRequest it was decoded from (the same use)
 
 
 def _flatten(data: Sequence[Any], name: str) -> list[Any]:

@@ -39,6 +39,7 @@ def decode_grpc(decoder: Decoder, request: Any) -> DecodedInferRequest | None:
             return None
     decoded = DecodedInferRequest(request.model_name, X, request.id)
     decoded.from_grpc = True
+    decoded.message = request
     return decoded
 
 

@@ -27,8 +27,6 @@ import random
 import threading
 import time
 import uuid
-from collections import deque
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ from predictor.observe.payload_rows import (
     REQUEST_ID,
     TIME,
     Layout,
-    Logged,
+    columns_to_table,
     to_table,
     utc_date,
 )
@@ -57,18 +55,31 @@ ERROR_LOG_EVERY = 60.0
 #: Set while a payload log runs in this process: the data plane then keeps each V1 body's bytes
 #: (:func:`keep_body`) so the log queues them instead of re-encoding the parsed request.
 capturing = False
-#: The current request's (parsed JSON document, its body as received): one per request (task).
-_received: ContextVar[tuple[Any, bytes] | None] = ContextVar("housing_payload_body", default=None)
+#: The bodies of the requests in progress, by their parsed document's ``id``: (document, body as
+#: received). A plain dict, not a ``ContextVar``: setting a context variable gives the request's task
+#: a new context (its HAMT nodes, GC-tracked) on every request. The data plane sets and drops the
+#: entry around the model call (:func:`keep_body`, :func:`drop_body`); ``id`` is unique while the
+#: document lives, and the identity check guards against a stale entry.
+_received: dict[int, tuple[Any, bytes]] = {}
+#: Entries beyond this are a leak (a request that never reached :func:`drop_body`): cleared.
+_RECEIVED_MAX = 4096
 
 
 def keep_body(document: Any, body: bytes) -> None:
     """Remember that ``document`` was parsed from ``body`` (the data plane, for V1 JSON bodies)."""
-    _received.set((document, body))
+    if len(_received) >= _RECEIVED_MAX:
+        _received.clear()
+    _received[id(document)] = (document, body)
+
+
+def drop_body(document: Any) -> None:
+    """Forget ``document``'s body (the data plane, once the model call is over)."""
+    _received.pop(id(document), None)
 
 
 def received_body(document: Any) -> bytes | None:
     """The bytes ``document`` was parsed from in this request, if the data plane kept them."""
-    kept = _received.get()
+    kept = _received.get(id(document))
     return kept[1] if kept is not None and kept[0] is document else None
 
 
@@ -165,9 +176,14 @@ def sink_for(uri: str) -> DirectorySink | S3Sink:
     return S3Sink(uri) if uri.startswith("s3://") else DirectorySink(uri)
 
 
-def _rows(items: list[Logged]) -> int:
-    """Rows ``items`` would have written (a refused request is one)."""
-    return sum(1 if it[4] is None else len(it[4]) for it in items)
+#: The queue's columns (:data:`predictor.observe.payload_rows.Logged`'s fields), in the order
+#: :meth:`PayloadLog.record` appends to them; the last one is appended last.
+N_FIELDS = 9
+
+
+def _rows(columns: list[list[Any]]) -> int:
+    """Rows the queued requests would have written (a refused request is one)."""
+    return sum(1 if p is None else len(p) for p in columns[4])
 
 
 def encode(table: Any) -> bytes:
@@ -200,7 +216,11 @@ class PayloadLog:
         self._prepared = False
         if prepare:
             self._prepare()
-        self._queue: deque[Logged] = deque()
+        # the queue: one list per field, appended to by the request path (the event loop's thread) in
+        # field order, taken by the writer (:meth:`_take`): no tuple per request, so nothing the
+        # garbage collector tracks (a tracked object per request made it collect ~8× as often)
+        self._columns: tuple[list[Any], ...] = tuple([] for _ in range(N_FIELDS))
+        self._append = tuple(column.append for column in self._columns)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one flush at a time (the thread's, or the exit hook's)
@@ -247,12 +267,21 @@ class PayloadLog:
         if self.reachable is False:
             self._drop_unreachable.inc(rows)
             return
-        queue = self._queue
-        if len(queue) >= self.config.max_queue:
+        last = self._columns[-1]
+        if len(last) >= self.config.max_queue:
             self._drop_full.inc(rows)
             return
-        queue.append((time.time(), request_id, protocol, payload, prices, mask, latency, status, reason))
-        if len(queue) == self.config.flush_rows:
+        a_time, a_id, a_protocol, a_payload, a_prices, a_mask, a_latency, a_status, a_reason = self._append
+        a_time(time.time())
+        a_id(request_id)
+        a_protocol(protocol)
+        a_payload(payload)
+        a_prices(prices)
+        a_mask(mask)
+        a_latency(latency)
+        a_status(status)
+        a_reason(reason)
+        if len(last) == self.config.flush_rows:
             self._wake.set()
 
     def refuse(self, request_id: str, protocol: str, status: int, reason: str) -> None:
@@ -267,12 +296,21 @@ class PayloadLog:
         if self.reachable is False:
             self._drop_unreachable.inc()
             return
-        queue = self._queue
-        if len(queue) >= self.config.max_queue // 2:
+        last = self._columns[-1]
+        if len(last) >= self.config.max_queue // 2:
             self._drop_full.inc()
             return
-        queue.append((time.time(), request_id, protocol, None, None, None, 0.0, status, reason))
-        if len(queue) == self.config.flush_rows:
+        a_time, a_id, a_protocol, a_payload, a_prices, a_mask, a_latency, a_status, a_reason = self._append
+        a_time(time.time())
+        a_id(request_id)
+        a_protocol(protocol)
+        a_payload(None)
+        a_prices(None)
+        a_mask(None)
+        a_latency(0.0)
+        a_status(status)
+        a_reason(reason)
+        if len(last) == self.config.flush_rows:
             self._wake.set()
 
     # -- the writer ------------------------------------------------------------------------------
@@ -322,28 +360,42 @@ class PayloadLog:
         with self._lock:
             if self.reachable is not True:
                 self._check()
-            items = []
-            queue = self._queue
-            while queue:
-                items.append(queue.popleft())
-            if not items:
+            columns = self._take()
+            if columns is None:
                 return
             if not self.reachable:
-                self._drop_unreachable.inc(_rows(items))
+                self._drop_unreachable.inc(_rows(columns))
                 return
-            days = [int(it[0] * 1e6) // DAY_US for it in items]  # the day of each row's time column
+            days = [int(t * 1e6) // DAY_US for t in columns[0]]  # the day of each row's time column
             if min(days) == max(days):
-                self._write(utc_date(days[0] * 86400), items)
+                self._write(utc_date(days[0] * 86400), columns)
                 return
-            by_day: dict[int, list[Logged]] = {}
-            for day, it in zip(days, items, strict=True):
-                by_day.setdefault(day, []).append(it)
-            for day, group in by_day.items():
-                self._write(utc_date(day * 86400), group)
+            by_day: dict[int, list[int]] = {}
+            for i, day in enumerate(days):
+                by_day.setdefault(day, []).append(i)
+            for day, index in by_day.items():
+                self._write(utc_date(day * 86400), [[column[i] for i in index] for column in columns])
 
-    def _write(self, date: str, items: list[Logged]) -> None:
+    def _take(self) -> list[list[Any]] | None:
+        """The queued requests, one list per field, taken off the queue; None when there are none.
+
+        The request path may be appending meanwhile (one field at a time, in order, the last field
+        last): the first ``len(last field)`` entries of every list are complete requests, and each
+        slice and ``del`` is one step under the interpreter lock, so a request being appended stays
+        whole for the next take."""
+        columns = self._columns
+        n = len(columns[-1])
+        if not n:
+            return None
+        taken = []
+        for column in columns:
+            taken.append(column[:n])
+            del column[:n]
+        return taken
+
+    def _write(self, date: str, columns: list[list[Any]]) -> None:
         try:
-            table = to_table(items, self.layout, self.model_name, self.model_version)
+            table = columns_to_table(columns, self.layout, self.model_name, self.model_version)
             data = encode(table)
             self._seq += 1
             key = (
@@ -353,12 +405,12 @@ class PayloadLog:
             self.sink.write(key, data)
         except Exception as exc:  # noqa: BLE001 - a write error must never reach a request
             self._errors.inc()
-            self._drop_write.inc(_rows(items))
+            self._drop_write.inc(_rows(columns))
             now = time.monotonic()
             if now - self._last_error_log >= ERROR_LOG_EVERY:
                 self._last_error_log = now
                 uri, why = self.config.uri, _reason(exc)
-                log.warning("payload log: writing %d requests to %s failed: %s", len(items), uri, why)
+                log.warning("payload log: writing %d requests to %s failed: %s", len(columns[0]), uri, why)
             return
         self._written.inc(table.num_rows)
 

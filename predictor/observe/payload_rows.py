@@ -47,11 +47,12 @@ LAYOUT_KEY = b"housing.payload.layout"
 ACTUAL = "actual"
 
 
-#: One answered (or refused) request as queued — a plain tuple (cheap to make, and one the garbage
-#: collector stops tracking): (time, request id, protocol, payload, prices, range flags, latency s,
-#: status, reason). The flags are the range mask, or for one row its flagged names joined (or
-#: None). The payload is the request body's bytes where there are any (V2 JSON, V1 bodies
-#: re-encoded), else what the model got (a gRPC or pydantic-validated ``InferRequest``).
+#: One answered (or refused) request — (time, request id, protocol, payload, prices, range flags,
+#: latency s, status, reason); the payload log queues these fields in one list each (no object per
+#: request for the garbage collector: :func:`columns_to_table`). The flags are the range mask, or
+#: for one row its flagged names joined (or None). The payload is the request body's bytes where
+#: there are any (V2 JSON, V1 bodies re-encoded), else what the model got (a gRPC or
+#: pydantic-validated ``InferRequest``).
 Logged = tuple
 
 
@@ -95,6 +96,7 @@ def _body(payload: Any) -> Any:
     body = getattr(payload, "body", None)  # codec.DecodedInferRequest keeps the bytes it decoded
     if body is not None:
         payload = body
+    payload = _from_grpc(payload)
     if isinstance(payload, (bytes, bytearray, memoryview)):
         import orjson
 
@@ -103,6 +105,39 @@ def _body(payload: Any) -> Any:
         except orjson.JSONDecodeError:
             return None
     return payload
+
+
+#: The protobuf field holding a gRPC tensor's values, by datatype (KServe's ``get_content``).
+_GRPC_FIELDS = {
+    "FP64": "fp64_contents",
+    "FP32": "fp32_contents",
+    "INT64": "int64_contents",
+    "INT32": "int_contents",
+    "INT16": "int_contents",
+    "INT8": "int_contents",
+    "UINT64": "uint64_contents",
+    "UINT32": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT8": "uint_contents",
+    "BOOL": "bool_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+def _from_grpc(payload: Any) -> Any:
+    """A gRPC ``ModelInferRequest`` (queued as received by the fast gRPC path), read here in the writer
+    thread: a V2 JSON-like document of its tensors' names and values, straight from the protobuf
+    fields (a datatype without one, e.g. FP16: no values); anything else as it is."""
+    if type(payload).__name__ != "ModelInferRequest":
+        return payload
+    inputs = []
+    for tensor in payload.inputs:
+        field = _GRPC_FIELDS.get(tensor.datatype)
+        values = list(getattr(tensor.contents, field)) if field is not None else []
+        if field == "bytes_contents":
+            values = [v.decode("utf-8", "replace") for v in values]
+        inputs.append({"name": tensor.name, "data": values})
+    return {"inputs": inputs}
 
 
 def _flat(data: Any) -> list[Any]:
@@ -199,16 +234,24 @@ def _strings(values: list[Any]) -> Any:
 
 
 def to_table(items: Sequence[Logged], layout: Layout, model_name: str, model_version: str) -> Any:
-    """One Arrow table of ``items`` (see the module's docstring for the columns).
-
-    Column by column (the writer thread holds the interpreter meanwhile, so the serving loop waits):
-    the queued tuples are transposed once, and only a request with other than one row, a refused one
-    or (with a drop-list) the body's values take a per-request step."""
-    import pyarrow as pa
-
+    """One Arrow table of ``items`` (see the module's docstring for the columns)."""
     if not items:
         return _empty_table(layout, model_name, model_version)
-    t, rid, proto, payload, prices, mask, seconds, code, why = zip(*items, strict=True)
+    return columns_to_table([list(c) for c in zip(*items, strict=True)], layout, model_name, model_version)
+
+
+def columns_to_table(columns: Sequence[list[Any]], layout: Layout, model_name: str, model_version: str) -> Any:
+    """One Arrow table of the queued requests given as :data:`Logged`'s fields, one list each, as the
+    payload log queues them (see the module's docstring for the columns).
+
+    Column by column (the writer thread holds the interpreter meanwhile, so the serving loop waits):
+    only a request with other than one row, a refused one or (with a drop-list) the body's values take
+    a per-request step."""
+    import pyarrow as pa
+
+    if not columns[0]:
+        return _empty_table(layout, model_name, model_version)
+    t, rid, proto, payload, prices, mask, seconds, code, why = columns
     keep_body = layout.keeps_body
     bodies = [b if type(b) is bytes else _as_bytes(b) for b in payload] if keep_body else None
     ns = [-1 if p is None else len(p) for p in prices]
@@ -319,6 +362,8 @@ def _as_bytes(payload: Any) -> bytes | None:
     if payload is None or isinstance(payload, bytes):
         return payload
     import orjson
+
+    payload = _from_grpc(payload)
 
     try:
         if hasattr(payload, "inputs"):

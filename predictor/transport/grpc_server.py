@@ -21,8 +21,9 @@ loop). A plain request (:func:`predictor.codec.v2_grpc.decode_grpc`) is then dec
 straight into the model's matrix — not into ~80 ``InferInput`` objects per row — and the model's
 answer written into a ``ModelInferResponse`` directly (:func:`encode_response`); both go through
 KServe's data plane in between (``DataPlane.infer``: the model's lookup, KServe's pre/predict/post
-latency histograms). Anything else — and every request while the payload log is on, which keeps the
-tensors — takes KServe's own ``ModelInfer``, which writes the error messages.
+latency histograms); with the payload log on, the row keeps the protobuf request, read into values by
+the log's writer thread, off the request path. Anything else takes KServe's own ``ModelInfer``, which
+writes the error messages.
 At most ``--max_concurrency`` RPCs run at once (:class:`ConcurrencyInterceptor`: beyond, RESOURCE_EXHAUSTED
 naming the limit and its flag, as REST's 503 does), and a bounded number more wait to be taken
 (:func:`server_options`).
@@ -189,7 +190,7 @@ class CheckedServicer(InferenceServicer):
                         "(one per feature, or one 2-D tensor in schema order)"
                     )
                 decoded = None
-                if model.payload_log is None and model.decoder is not None:
+                if model.decoder is not None:
                     decoded = decode_grpc(model.decoder, request)
                 if decoded is not None:
                     response, _ = await self._data_plane.infer(

@@ -323,5 +323,7 @@ def _body(payload: Any) -> Any:
             return orjson.dumps(payload)
         except TypeError:
             return payload
-    body = getattr(payload, "body", None)  # predictor.codec.decode.DecodedInferRequest
+    body = getattr(payload, "body", None)  # predictor.codec.decode.DecodedInferRequest: its bytes,
+    if body is None:
+        body = getattr(payload, "message", None)  # or its gRPC request (read in the writer thread)
     return payload if body is None else body

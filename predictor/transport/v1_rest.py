@@ -84,9 +84,16 @@ class V1Predict:
         infer_request, req_attributes = _decoded(dataplane, body, headers)
         if payload_log.capturing and type(infer_request) is dict and not req_attributes:  # no CloudEvent
             payload_log.keep_body(infer_request, body)  # the payload log queues the bytes, not a re-encoding
-        response, response_headers = await dataplane.infer(
-            model_name=model_name, request=infer_request, headers=headers
-        )
+            try:
+                response, response_headers = await dataplane.infer(
+                    model_name=model_name, request=infer_request, headers=headers
+                )
+            finally:
+                payload_log.drop_body(infer_request)
+        else:
+            response, response_headers = await dataplane.infer(
+                model_name=model_name, request=infer_request, headers=headers
+            )
         response, encode_headers = dataplane.encode(
             model_name=model_name, response=response, headers=headers, req_attributes=req_attributes
         )

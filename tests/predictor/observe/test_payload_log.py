@@ -112,3 +112,20 @@ def test_without_a_drop_list_the_body_is_kept_and_expanded_on_reading():
     rows = expand(table).to_pylist()
     assert [(r["row"], r["a"], r["b"], r["city"]) for r in rows] == [(0, 7.0, 1.0, "5"), (1, None, None, None),
                                                                      (0, None, None, None)]  # fmt: skip
+
+
+def test_a_grpc_request_queued_as_received_is_read_in_the_writer():
+    from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
+
+    req = ModelInferRequest(model_name="m", id="g1")
+    a = req.inputs.add(name="a", datatype="FP64", shape=[1])
+    a.contents.fp64_contents.append(2.5)
+    b = req.inputs.add(name="b", datatype="FP64", shape=[1])
+    b.contents.fp64_contents.append(4.0)
+    city = req.inputs.add(name="city", datatype="BYTES", shape=[1])
+    city.contents.bytes_contents.append(b"p")
+    item = (0.0, "g1", "grpc", req, np.array([3.0]), None, 0.001, 200, None)
+    dropped = to_table([item], LAYOUT, "m", "v").to_pylist()
+    assert [(r["a"], r["city"]) for r in dropped] == [(2.5, "p")]
+    kept = expand(to_table([item], Layout.of(["a", "b", "city"], ["city"]), "m", "v")).to_pylist()
+    assert [(r["a"], r["b"], r["city"]) for r in kept] == [(2.5, 4.0, "p")]
