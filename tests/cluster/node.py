@@ -57,7 +57,6 @@ def poll(
         time.sleep(interval)
 
 
-@dataclass
 class InThread:
     """``_run`` in a daemon thread while the ``with`` block runs: started on entry; on exit ``_stop`` is set
     and the thread given 30 s to end."""
@@ -78,6 +77,7 @@ class InThread:
         self._thread.join(30)
 
 
+@dataclass
 class Node:
     """Handles to a running node: its state dir, kubeconfig and the CLI tools."""
 
