@@ -56,7 +56,7 @@ COPY rollout ./rollout
 # filesystem nothing could write the .pyc files, and every start would compile the code again
 RUN pip install --no-deps --no-compile --target /opt/app . \
  && python -m compileall -q --invalidation-mode unchecked-hash /opt/app \
- && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor.core._fastpath, predictor.core._treeshap, training, rollout"
+ && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor.codec._codec, predictor.core._fastpath, predictor.core._ranges, predictor.core._treeshap, training, rollout"
 
 # -- serving-build: the predictor's packages without their dependencies, then its code ------------
 FROM build-base AS serving-build
@@ -77,7 +77,7 @@ COPY predictor ./predictor
 # only common, bundle, registry and predictor: the predictor imports nothing else (tests/test_layers.py)
 RUN pip install --no-deps --no-compile --target /opt/app . && rm -r /opt/app/bin \
  && python -m compileall -q --invalidation-mode unchecked-hash /opt/app \
- && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor.core._fastpath, predictor.core._treeshap"
+ && cd / && PYTHONPATH=/opt/app python -c "import bundle._ubjson, predictor.codec._codec, predictor.core._fastpath, predictor.core._ranges, predictor.core._treeshap"
 
 # -- runtime-base: no compiler, non-root, read-only root filesystem friendly -----------------------
 FROM ${BASE_IMAGE} AS runtime-base

@@ -23,6 +23,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.rest.server import TimingMiddleware
 
 from common.config import DEFAULT_MODEL_NAME
 from predictor.observe import request_logs
@@ -85,7 +86,15 @@ def main() -> None:
         access_log_format=args.access_log_format,  # KServe's import-time parse takes --access_log for it
     )
     request_logs.apply(logs)
-    request_logs.install(model_server.app, logs)
+    if not logs.trace:  # KServe's TimingMiddleware out, as the predictor leaves it out
+        build = model_server.app.build_middleware_stack
+
+        def build_without_timing():  # noqa: ANN202
+            app = model_server.app
+            app.user_middleware = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
+            return build()
+
+        model_server.app.build_middleware_stack = build_without_timing
     if not logs.access:
         model_server.GRPCServer = QuietGRPCServer
     server.start([model])

@@ -16,7 +16,7 @@ The coercion contract — what a request value may be, and what it becomes — i
   unseen one → ``unknown``; absent or null → the default of an optional feature, else an error;
 * anything else → :class:`InputError` naming the feature and the reason.
 
-The predictor's decoders (``predictor/codec/decode.py`` and the C decoder in ``predictor/core/_fastpath.c``)
+The predictor's decoders (``predictor/codec/decode.py`` and its C decoders, ``predictor/codec/_codec.c``)
 are faster implementations of this same contract and are tested for agreement with it.
 """
 

@@ -292,11 +292,12 @@ def _serve(args: argparse.Namespace) -> int:
         # as an abbreviation of --access_log_format: this parser's value, where it is exact
         access_log_format=args.access_log_format,
     )
+    from predictor.transport import kserve_patches
     from predictor.transport.v1_rest import ServingDataPlane
 
     # binary V2 bodies are checked before they are decoded, and :explain echoes no request header, in
     # every server ModelServer.start builds (REST workers too: KServe pickles the data plane into them)
-    server.dataplane = ServingDataPlane(server.registered_models)
+    kserve_patches.use_dataplane(server, ServingDataPlane(server.registered_models))
     from predictor.transport.workers import share_kserve_logging
 
     share_kserve_logging()
@@ -320,6 +321,7 @@ def _install_guard(
     from kserve import model_server
 
     from predictor.guard.policy import CONNECTIONS_PER_SLOT
+    from predictor.transport import kserve_patches
     from predictor.transport.grpc_server import GuardedGRPCServer
     from predictor.transport.workers import (
         RESTWorkers,
@@ -339,15 +341,17 @@ def _install_guard(
     # spawned REST worker imports a fresh app, so the setup is repeated there
     limit = guard.config.max_concurrency * CONNECTIONS_PER_SLOT  # a backstop: the guard caps requests
     setup = WorkerSetup(model.name, guard.config, metrics_here, logs)
-    model_server.RESTServerMultiProcess = functools.partial(RESTWorkers, setup=setup, limit_concurrency=limit)
-    model_server.RESTServer = functools.partial(rest_server, limit_concurrency=limit)
-    model_server.GRPCServer = functools.partial(
-        GuardedGRPCServer,
-        guard=guard,
-        count_error=counters(model)[0],
-        count_request=request_counter(model),
-        refused=model.log_refused,
-        access_log=logs.access,
+    kserve_patches.replace_servers(
+        rest_workers=functools.partial(RESTWorkers, setup=setup, limit_concurrency=limit),
+        rest_server=functools.partial(rest_server, limit_concurrency=limit),
+        grpc_server=functools.partial(
+            GuardedGRPCServer,
+            guard=guard,
+            count_error=counters(model)[0],
+            count_request=request_counter(model),
+            refused=model.log_refused,
+            access_log=logs.access,
+        ),
     )
     if guard.active:
         log = logging.getLogger("predictor")

@@ -10,6 +10,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -214,13 +215,20 @@ def _finish(status: RolloutStatus, dry_run: bool, sync: Callable[[], str | None]
     show(status)
 
 
+@dataclass(frozen=True)
+class TargetFlags:
+    """Where a manual promote or rollback acts, as given."""
+
+    backend: str = BackendOpt
+    name: str = NameOpt
+    namespace: str = NamespaceOpt
+    dry_run: bool = DryRunOpt
+    manifest: Path = ManifestOpt
+    route: str = RouteOpt
+
+
 def _manual(
-    backend: str,
-    name: str | None,
-    namespace: str,
-    dry_run: bool,
-    manifest: Path | None,
-    route: str | None,
+    target: TargetFlags,
     step: Callable[[Backend], RolloutStatus],
     sync: Callable[[], str | None] | None,
     done: str,
@@ -230,17 +238,18 @@ def _manual(
     """A manual promote or rollback (``cmd``): ``step`` on the backend unless a run holds its Lease, then
     :func:`_finish`. ``ask_runner``: on KServe Standard, first ask a paused rollout runner to roll back with
     this reason (nothing more when it takes it)."""
+    t = target
 
     def go() -> None:
-        be = make_backend(backend, _name(name), namespace, dry_run, manifest, route=route)
-        if ask_runner is not None and not dry_run and backend == "standard":
+        be = make_backend(t.backend, _name(t.name), t.namespace, t.dry_run, t.manifest, route=t.route)
+        if ask_runner is not None and not t.dry_run and t.backend == "standard":
             from rollout.auto_cli import ask_rollback
 
-            if ask_rollback(be, namespace, _name(name), ask_runner):  # the rollout runner waits at its pause
+            if ask_rollback(be, t.namespace, _name(t.name), ask_runner):  # the rollout runner waits at its pause
                 typer.echo("asked the paused rollout runner to roll back")
                 return
-        _check_lease(be, dry_run)
-        _finish(step(be), dry_run, sync, done, cmd)
+        _check_lease(be, t.dry_run)
+        _finish(step(be), t.dry_run, sync, done, cmd)
 
     _run(go)
 
@@ -365,20 +374,16 @@ def _show_events(be: Any) -> None:
 
 
 @app.command()
+@flag_group("target", TargetFlags)
 def promote(
-    backend: str = BackendOpt,
-    name: str = NameOpt,
-    namespace: str = NamespaceOpt,
+    target: TargetFlags,
     registry_sync: bool = typer.Option(True, "--registry/--no-registry", help="move the MLflow aliases"),
-    dry_run: bool = DryRunOpt,
-    manifest: Path = ManifestOpt,
-    route: str = RouteOpt,
 ) -> None:
     """Make the challenger the champion now (100 %) and move the MLflow aliases."""
     from rollout.orchestrator import already_promoted, registry_promote, resolve_uris
 
     def step(be: Backend) -> RolloutStatus:
-        if registry_sync and not dry_run and not be.runs_champion:
+        if registry_sync and not target.dry_run and not be.runs_champion:
             try:
                 _, chall = resolve_uris("-", None)
             except UsageError:  # MLflow unreachable (or no challenger alias): the cluster step decides
@@ -390,26 +395,21 @@ def promote(
         return be.promote()
 
     sync = (lambda: registry_promote(None, typer.echo)) if registry_sync else None
-    _manual(backend, name, namespace, dry_run, manifest, route, step, sync, "promoted", "promote")
+    _manual(target, step, sync, "promoted", "promote")
 
 
 @app.command()
+@flag_group("target", TargetFlags)
 def rollback(
+    target: TargetFlags,
     reason: str = typer.Option("manual rollback", "--reason", "-r", help="why (kept on the MLflow version)"),
-    backend: str = BackendOpt,
-    name: str = NameOpt,
-    namespace: str = NamespaceOpt,
     registry_sync: bool = typer.Option(True, "--registry/--no-registry", help="tag the challenger rejected in MLflow"),
-    dry_run: bool = DryRunOpt,
-    manifest: Path = ManifestOpt,
-    route: str = RouteOpt,
 ) -> None:
     """Send all traffic back to the champion; tag the challenger rejected with the reason."""
     from rollout.orchestrator import registry_reject
 
     sync = (lambda: registry_reject(None, reason, typer.echo)) if registry_sync else None
-    target = (backend, name, namespace, dry_run, manifest, route)
-    _manual(*target, lambda be: be.rollback(reason), sync, "rolled back", "rollback", ask_runner=reason)
+    _manual(target, lambda be: be.rollback(reason), sync, "rolled back", "rollback", ask_runner=reason)
 
 
 @app.command()

@@ -34,6 +34,12 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def sample_records(dataset: str, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` holdout rows of ``dataset`` drawn with ``seed`` (the same rows on every run), as :func:`records`."""
+    frame, features = holdout(dataset)
+    return records(frame[features].sample(n, random_state=seed))
+
+
 def boston_rows(n: int = 200) -> list[dict]:
     from training.datasets import load_dataset
 

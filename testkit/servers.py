@@ -59,6 +59,11 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.log = workdir / f"{self.name}.log"
 
+    @property
+    def url(self) -> str:
+        """Where it listens: ``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
     def command(self) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -111,9 +116,7 @@ class MinioServer(ServerProcess):
         self.bucket = bucket
         self.console_port = free_port()
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    endpoint = ServerProcess.url  # the S3 endpoint
 
     def command(self) -> list[str]:
         return [
@@ -176,9 +179,7 @@ class MlflowServer(ServerProcess):
         self.minio = minio
         minio.ensure_bucket(MLFLOW_ARTIFACT_BUCKET)
 
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    uri = ServerProcess.url  # the tracking URI
 
     def command(self) -> list[str]:
         mlflow = Path(sys.executable).with_name("mlflow")
@@ -231,10 +232,6 @@ class PrometheusServer(ServerProcess):
             "  - job_name: housing\n"
             f"    static_configs:\n      - targets: [{targets}]\n"
         )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         return [

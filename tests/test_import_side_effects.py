@@ -16,8 +16,8 @@ from testkit.procs import python_json
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The serving layer: the entry point and the transport (the model, the routes, the workers) arm it, and so
-#: do what runs the transport in-process (the guard's cost benchmark, the tests' KServe app).
-SERVING = ("predictor.__main__", "predictor.transport", "bench.guard_cost", "testkit.kserve_app")
+#: do what runs the transport in-process (the guard's cost benchmark, the tests' KServe app and gRPC server).
+SERVING = ("predictor.__main__", "predictor.transport", "bench.guard_cost", "testkit.kserve_app", "testkit.grpc_thread")
 
 
 def _packages() -> list[str]:

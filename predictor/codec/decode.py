@@ -21,8 +21,11 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from bundle.schema import CATEGORICAL, NUMERIC, FeatureSchema, InputError, coerce_category, coerce_numeric
-from predictor.core.fastpath import _c
+from predictor.core.fastpath import load_extension
 
+#: The C extension's interface version this module was written for (``_codec.c``: CODEC_ABI).
+ABI = 1
+_c = load_extension("_codec", ABI, "predictor.codec")
 _c_decode_mapping = getattr(_c, "decode_mapping", None)
 _c_fill_numeric = getattr(_c, "fill_numeric", None)
 _c_fill_categories = getattr(_c, "fill_categories", None)

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_module.h"
 #include "_packed.h"
 
 /* Bumped whenever tree_shap's signature changes: Python ignores a stale build (see treeshap.py). */
@@ -559,11 +560,4 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_treeshap", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__treeshap(void) {
-    PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "ABI", TREESHAP_ABI) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
-}
+PyMODINIT_FUNC PyInit__treeshap(void) { return module_with_abi(&module, TREESHAP_ABI); }

@@ -26,10 +26,11 @@ import numpy as np
 ABI = 4
 
 
-def load_extension(name: str, abi: int) -> Any:
-    """``predictor.core.<name>`` when it is built and of interface version ``abi``; else None (Python paths)."""
+def load_extension(name: str, abi: int, package: str = __package__) -> Any:
+    """``<package>.<name>`` (a C extension of ``predictor.core`` by default) when it is built and of interface
+    version ``abi``; else None (Python paths)."""
     try:
-        module = importlib.import_module(f"{__package__}.{name}")
+        module = importlib.import_module(f"{package}.{name}")
     except ImportError:  # pragma: no cover - depends on the build
         return None
     if getattr(module, "ABI", None) != abi:  # pragma: no cover - a stale build: rebuild with pip install -e .

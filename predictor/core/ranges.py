@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from bundle.schema import NUMERIC, FeatureSchema
-from predictor.core.fastpath import _c
+from predictor.core.fastpath import load_extension
 
-_c_out_of_range = getattr(_c, "out_of_range", None)
+#: The C extension's interface version this module was written for (``_ranges.c``: RANGES_ABI).
+ABI = 1
+_c_out_of_range = getattr(load_extension("_ranges", ABI), "out_of_range", None)
 
 
 class RangeCheck:

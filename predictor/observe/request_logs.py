@@ -10,7 +10,8 @@ histograms) and the gateway's own access log do not.
 
 - ``--access_log false`` (default): no uvicorn access line (its logger has no handler, so uvicorn
   skips the formatting too) and no ``grpc method`` line (the interceptor is not installed);
-- ``--trace_log false`` (default): no ``TimingMiddleware`` (nothing else reads it) and no latency
+- ``--trace_log false`` (default): no ``TimingMiddleware`` (nothing else reads it; the transport drops
+  it from KServe's app, :func:`predictor.transport.kserve_patches.drop_timing_middleware`) and no latency
   line (``enable_latency_logging`` off whatever ``--enable_latency_logging`` says).
 
 Errors and client errors are logged as before either way: they are separate WARNING/ERROR lines
@@ -22,9 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 ACCESS_LOG_ENV = "HOUSING_ACCESS_LOG"
 TRACE_LOG_ENV = "HOUSING_TRACE_LOG"
@@ -91,17 +90,3 @@ def apply(logs: RequestLogs) -> None:
         access = logging.getLogger("uvicorn.access")
         access.handlers = []
         access.propagate = False  # uvicorn then writes (and formats) nothing: hasHandlers() is False
-
-
-def install(app: Any, logs: RequestLogs) -> None:
-    """With the trace log off, KServe's ``TimingMiddleware`` is left out of ``app`` when its stack is built
-    (KServe adds it when its server starts, after this)."""
-    if logs.trace:
-        return
-    build: Callable[[], Any] = app.build_middleware_stack
-
-    def build_without_timing() -> Any:
-        app.user_middleware = [m for m in app.user_middleware if getattr(m.cls, "__name__", "") != "TimingMiddleware"]
-        return build()
-
-    app.build_middleware_stack = build_without_timing

@@ -54,7 +54,7 @@ from predictor.codec.v2_grpc import decode_grpc
 from predictor.guard.client_errors import log_client_error, log_refusal, request_id
 from predictor.guard.policy import OPEN_GRPC_METHODS, RATE_LIMITED, Guard
 from predictor.observe.request_count import CountRequest, RequestCountInterceptor
-from predictor.transport import errors
+from predictor.transport import errors, kserve_patches
 from predictor.transport.model import HousingModel
 from predictor.transport.rest_middleware import REPOSITORY_REFUSED, Refused
 
@@ -298,20 +298,21 @@ class GuardedGRPCServer(GRPCServer):
         if self._stop_requested:  # stopped before it started: nothing to serve
             return
         servicer = CheckedServicer(self._data_plane, self._model_repository_extension, self.guard, self.refused)
-        self._server = aio.server(
+        server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=self.interceptors(),  # the cap on RPCs in flight is ConcurrencyInterceptor's
             options=server_options(self.guard.config.max_concurrency, self._kwargs),
         )
-        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-        self._server.add_insecure_port(f"[::]:{self._port}")
-        self._starting = asyncio.ensure_future(self._server.start())
+        kserve_patches.set_grpc_server(self, server)  # what KServe's stop stops
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        server.add_insecure_port(f"[::]:{self._port}")
+        self._starting = asyncio.ensure_future(server.start())
         try:
             await asyncio.shield(self._starting)
         finally:
             if self._starting.done() and not self._starting.cancelled():
                 self._starting.exception()  # retrieved: stop reports nothing twice
-        await self._server.wait_for_termination()
+        await server.wait_for_termination()
 
     async def stop(self, sig: int | None = None) -> None:
         """KServe's stop, after a start in progress has finished (``grpc.aio`` crashes the process when a

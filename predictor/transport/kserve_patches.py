@@ -3,11 +3,17 @@ they were written for.
 
 KServe 0.21 offers no hook for what these do (our own REST workers and gRPC server, the binary-body
 check before decoding, the V2 JSON fast route, draining on SIGTERM), so each replaces a module name,
-overrides a method or reads a private attribute. The code stays where it is used (the module
-named in ``where``); this list is what an upgrade must look at, and
-``tests/predictor/transport/test_kserve_patches.py`` checks that the installed KServe is
-``KSERVE_VERSION`` and still has every target, so a KServe that moves one fails there, by name,
-before anything is served.
+overrides a method, reads a private attribute or writes into an object KServe made. Every *write* is a
+function of this module (below :data:`PATCHES`): the module names ``ModelServer.start`` builds its
+servers from, the server's data plane, the REST server's uvicorn settings, the workers' target and
+processes, the gRPC server's ``grpc.aio`` server, the single-process REST server's exit flag, and the
+hook into the building of KServe's app (our handlers and routes after KServe's, its
+``TimingMiddleware`` dropped); ``tests/predictor/transport/test_kserve_patches.py`` checks that no other
+module assigns to them. What stays where it is used (the module named in ``where``) is a subclass's
+overridden method and a read of a private attribute, and the routes and exception handlers of the app,
+set through the app's own (Starlette) lists when this module's hook runs. This list is what an upgrade
+must look at; the same test checks that the installed KServe is ``KSERVE_VERSION`` and still has every
+target, so a KServe that moves one fails there, by name, before anything is served.
 """
 
 from __future__ import annotations
@@ -16,7 +22,17 @@ import importlib
 import importlib.metadata
 import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from kserve.model_server import ModelServer
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.grpc.server import GRPCServer
+    from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
+    from kserve.protocol.rest.server import RESTServer
 
 #: The kserve (and kserve-storage) release every patch below was written for and tested against.
 KSERVE_VERSION = "0.21.0"
@@ -40,7 +56,8 @@ PATCHES: tuple[Patch, ...] = (
         "kserve.model_server:ModelServer",
         ("RESTServerMultiProcess(", "RESTServer(", "GRPCServer(", "self.dataplane"),
         "ModelServer.start builds its servers from kserve.model_server's RESTServerMultiProcess, RESTServer and "
-        "GRPCServer names: replaced by ours; its dataplane replaced by ServingDataPlane",
+        "GRPCServer names: replaced by ours (replace_servers); its dataplane replaced by ServingDataPlane "
+        "(use_dataplane)",
     ),
     Patch(
         "predictor/transport/workers.py (RESTWorkers)",
@@ -53,7 +70,8 @@ PATCHES: tuple[Patch, ...] = (
             "self.should_exit",
             "self.log_config_file",
         ),
-        "subclassed: workers started as our WorkerProcess and replaced when they die",
+        "subclassed: workers started as our WorkerProcess and replaced when they die (put_worker_process); "
+        "what they run wrapped (wrap_worker_target)",
     ),
     Patch(
         "predictor/transport/workers.py (WorkerProcess)",
@@ -66,7 +84,8 @@ PATCHES: tuple[Patch, ...] = (
         "predictor/transport/grpc_server.py (GuardedGRPCServer)",
         "kserve.protocol.grpc.server:GRPCServer",
         ("start", "self._data_plane", "self._model_repository_extension", "self._kwargs", "self._server", "self._port"),
-        "subclassed: start builds the server with our servicer and interceptors from the private fields",
+        "subclassed: start builds the server with our servicer and interceptors from the private fields, and "
+        "hands it to KServe's stop (set_grpc_server)",
     ),
     Patch(
         "predictor/transport/grpc_server.py (CheckedServicer)",
@@ -115,7 +134,8 @@ PATCHES: tuple[Patch, ...] = (
         "predictor/codec/decode.py",
         "kserve.protocol.infer_type:InferInput",
         ("self._data", "self._shape", "self._name", "self._datatype"),
-        "written: a decoded tensor built without the setters' copies (a fallback when they are gone)",
+        "read: one-row tensors' fields as stored, not through the properties (the properties when they are "
+        "gone); codec/ sits below the transport, so it only reads",
     ),
     Patch(
         "predictor/transport/shutdown.py (DrainingModelServer)",
@@ -135,7 +155,8 @@ PATCHES: tuple[Patch, ...] = (
         "predictor/transport/shutdown.py (DrainingModelServer)",
         "kserve.protocol.rest.server:RESTServer",
         ("self._server",),
-        "written: its uvicorn Server's should_exit, for a SIGTERM that came before uvicorn's own handler",
+        "written (tell_rest_server_to_exit): its uvicorn Server's should_exit, for a SIGTERM that came before "
+        "uvicorn's own handler",
     ),
     Patch(
         "predictor/transport/workers.py (install_rest, WorkerRESTServer, configured)",
@@ -150,16 +171,16 @@ PATCHES: tuple[Patch, ...] = (
         ),
         "KServe builds kserve.model_server's app when its server starts: our routes are on it before (V1 "
         "inserted first, V2 JSON infer and /metrics appended ahead of KServe's: the first match wins); when "
-        "the middleware stack is built, after, rest_middleware.install swaps in our client-error handlers and "
-        "drops the repository routes and request_logs.install drops the TimingMiddleware; a worker runs "
-        "the pickled server's run after our setup on its dataplane; config.ws and limit_concurrency written",
+        "the middleware stack is built, after (before_stack_build), rest_middleware.install swaps in our "
+        "client-error handlers and drops the repository routes and drop_timing_middleware drops the "
+        "TimingMiddleware; a worker runs the pickled server's run after our setup on its dataplane; "
+        "config.ws and limit_concurrency written (configure_rest)",
     ),
     Patch(
-        "predictor/observe/request_logs.py (install)",
+        "predictor/transport/kserve_patches.py (drop_timing_middleware)",
         "kserve.protocol.rest.server:TimingMiddleware",
         ("__call__",),
-        "removed by its class name from app.user_middleware (RESTServer._add_middlewares adds it) with the "
-        "trace log off",
+        "removed from app.user_middleware (RESTServer._add_middlewares adds it) with the trace log off",
     ),
     Patch(
         "predictor/transport/v1_rest.py (V1PredictRoute)",
@@ -178,6 +199,15 @@ PATCHES: tuple[Patch, ...] = (
         "kserve.model_server:app",
         ("router", "add_api_route", "add_middleware", "build_middleware_stack", "exception_handlers"),
         "the module's FastAPI app (what a single-process RESTServer serves) set up before KServe's server starts",
+    ),
+    Patch(
+        "bench/floor.py (QuietGRPCServer, main)",
+        "kserve.protocol.grpc.server:GRPCServer",
+        ("start", "self._data_plane", "self._model_repository_extension", "self._kwargs", "self._server", "self._port"),
+        "the benchmark's KServe floor, not the predictor: its gRPC server without the LoggingInterceptor, put in "
+        "kserve.model_server's GRPCServer, and KServe's TimingMiddleware dropped, as the predictor's log flags "
+        "do; it writes them itself because importing predictor.transport would arm the deferred imports in the "
+        "floor (tests/test_import_side_effects.py)",
     ),
     Patch(
         "predictor/core/storage.py",
@@ -213,3 +243,88 @@ def missing() -> list[str]:
             if not found:
                 problems.append(f"{patch.target} {member} ({patch.where})")
     return problems
+
+
+# -- the writes: the one place that assigns into KServe's modules and objects ----------------------
+
+
+def replace_servers(
+    *,
+    rest_workers: Callable[..., Any] | None = None,
+    rest_server: Callable[..., Any] | None = None,
+    grpc_server: Callable[..., Any] | None = None,
+) -> None:
+    """What ``ModelServer.start`` builds its servers from: ``kserve.model_server``'s module names
+    ``RESTServerMultiProcess``, ``RESTServer`` and ``GRPCServer`` (None: KServe's own stays)."""
+    from kserve import model_server
+
+    if rest_workers is not None:
+        model_server.RESTServerMultiProcess = rest_workers
+    if rest_server is not None:
+        model_server.RESTServer = rest_server
+    if grpc_server is not None:
+        model_server.GRPCServer = grpc_server
+
+
+def use_dataplane(server: ModelServer, dataplane: DataPlane) -> None:
+    """``dataplane`` in every server ``server.start`` builds (REST workers too: KServe pickles it into them)."""
+    server.dataplane = dataplane
+
+
+def configure_rest(server: RESTServer, *, ws: str, limit_concurrency: int | None) -> RESTServer:
+    """``server`` (KServe's REST server, before it runs) with these uvicorn settings."""
+    server.config.ws = ws
+    server.config.limit_concurrency = limit_concurrency
+    return server
+
+
+def wrap_worker_target(workers: RESTServerMultiProcess, wrap: Callable[[RESTServer], Any]) -> RESTServer:
+    """What each REST worker of ``workers`` runs (KServe's ``RESTServer``) replaced by ``wrap(it)``; the
+    ``RESTServer`` that was there returned."""
+    server = workers._rest_server
+    workers._rest_server = wrap(server)
+    return server
+
+
+def put_worker_process(workers: RESTServerMultiProcess, process: RESTServerProcess, index: int | None = None) -> None:
+    """``process`` among the worker processes ``workers`` watches and stops: appended, or in place of the one
+    at ``index``."""
+    if index is None:
+        workers._processes.append(process)
+    else:
+        workers._processes[index] = process
+
+
+def set_grpc_server(server: GRPCServer, aio_server: Any) -> None:
+    """``aio_server`` (a ``grpc.aio`` server) as what ``server`` (KServe's ``GRPCServer``) stops."""
+    server._server = aio_server
+
+
+def tell_rest_server_to_exit(server: RESTServer) -> None:
+    """Ask the uvicorn server of KServe's single-process ``RESTServer`` to exit (it drains first)."""
+    server._server.should_exit = True
+
+
+def before_stack_build(app: FastAPI, step: Callable[[], None]) -> None:
+    """Run ``step`` when ``app`` builds its middleware stack: on KServe's app, after its ``RESTServer`` has
+    registered its routes, exception handlers and middlewares (``create_application``) and before the stack
+    is made of them. Steps run in the reverse order of these calls."""
+    build = app.build_middleware_stack
+
+    def build_after_step() -> Any:
+        step()
+        return build()
+
+    app.build_middleware_stack = build_after_step  # type: ignore[method-assign]
+
+
+def drop_timing_middleware(app: FastAPI) -> None:
+    """Leave KServe's ``TimingMiddleware`` (its ``kserve.trace`` timing line, and a walk over the app's routes
+    per request) out of ``app`` when its stack is built (``RESTServer._add_middlewares`` adds it at start)."""
+
+    def drop() -> None:
+        from kserve.protocol.rest.server import TimingMiddleware
+
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
+
+    before_stack_build(app, drop)

@@ -41,7 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from predictor.guard.client_errors import REQUEST_ID_HEADER, log_client_error, log_refusal, protocol_of, request_id
 from predictor.guard.policy import Guard, Refusal
-from predictor.transport import errors
+from predictor.transport import errors, kserve_patches
 from predictor.transport.errors import PAYLOAD_TOO_LARGE, PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
@@ -429,12 +429,10 @@ def install(app: FastAPI, guard: Guard, count_error: CountError, refused: Refuse
     app.add_middleware(V2BodyMiddleware)
     app.add_middleware(GuardMiddleware, guard=guard, count_error=count_error, refused=refused)
     handler = _client_error_handler(count_error, refused)
-    build = app.build_middleware_stack
 
-    def build_with_quiet_handlers() -> Any:
+    def quiet_handlers() -> None:
         for row in errors.rest_handled():  # KServe's, registered at start, still answer the loud cases
             app.exception_handlers[row.exc] = _quiet_unless_loud(row, handler, app.exception_handlers.get(row.exc))
         without_repository_routes(app.router.routes)  # KServe registered them at start, before this
-        return build()
 
-    app.build_middleware_stack = build_with_quiet_handlers  # type: ignore[method-assign]
+    kserve_patches.before_stack_build(app, quiet_handlers)

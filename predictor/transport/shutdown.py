@@ -22,6 +22,8 @@ import signal
 
 from kserve.model_server import ModelServer
 
+from predictor.transport import kserve_patches
+
 log = logging.getLogger("predictor")
 
 
@@ -41,7 +43,7 @@ class DrainingModelServer(ModelServer):
             return
         rest = self._rest_server  # single-process REST (None with --workers > 1)
         if rest is not None:  # uvicorn drains on this; if it took the signal itself, it has already exited
-            rest._server.should_exit = True
+            kserve_patches.tell_rest_server_to_exit(rest)
 
         async def shutdown() -> None:
             from kserve.utils.inference_client_factory import InferenceClientFactory

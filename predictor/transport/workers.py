@@ -25,6 +25,7 @@ from fastapi import Request, Response
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
 
 from predictor.observe import multiproc
+from predictor.transport import kserve_patches
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -78,11 +79,11 @@ def install_rest(
 ) -> None:
     """The guard's middleware, our client-error handlers (counted into ``model``), our V1 predict and V2 JSON
     infer routes; KServe's timing middleware only with the trace log on (``logs``; default: all off)."""
-    from predictor.observe import request_logs
     from predictor.observe.request_count import RequestCountMiddleware
     from predictor.transport import drain, rest_middleware, v1_rest, v2_rest
 
-    request_logs.install(app, logs or RequestLogs())
+    if not (logs or RequestLogs()).trace:
+        kserve_patches.drop_timing_middleware(app)
 
     count_error, count_refused = counters(model)
     guard.on_refused = count_refused
@@ -177,11 +178,10 @@ def configured(server: RESTServer, limit_concurrency: int | None) -> RESTServer:
     """``server`` with uvicorn's WebSocket support off — no KServe route is a WebSocket, and uvicorn's
     default (``ws="auto"``) imports the ``websockets`` package at start when it is installed — and at most
     ``limit_concurrency`` connections and requests at once (uvicorn answers 503 beyond)."""
-    server.config.ws = "none"
     # uvicorn counts the connection asking too (503 when connections >= its limit): one more lets
     # exactly limit_concurrency connections be served
-    server.config.limit_concurrency = None if limit_concurrency is None else limit_concurrency + 1
-    return server
+    limit = None if limit_concurrency is None else limit_concurrency + 1
+    return kserve_patches.configure_rest(server, ws="none", limit_concurrency=limit)
 
 
 def rest_server(*args: Any, limit_concurrency: int | None = None, **kwargs: Any) -> RESTServer:
@@ -208,8 +208,9 @@ class RESTWorkers(RESTServerMultiProcess):
 
     def __init__(self, *args: Any, setup: WorkerSetup, limit_concurrency: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        configured(self._rest_server, limit_concurrency)
-        self._rest_server = WorkerRESTServer(self._rest_server, setup)  # type: ignore[assignment]
+        kserve_patches.wrap_worker_target(
+            self, lambda server: WorkerRESTServer(configured(server, limit_concurrency), setup)
+        )
 
     def _start_worker(self, sockets: list[socket]) -> WorkerProcess:
         process = WorkerProcess(sockets, self._rest_server.run, log_config_file=self.log_config_file)
@@ -218,7 +219,8 @@ class RESTWorkers(RESTServerMultiProcess):
         return process
 
     def init_processes(self, sockets: list[socket]) -> None:
-        self._processes.extend(self._start_worker(sockets) for _ in range(self._rest_server.config.workers))
+        for _ in range(self._rest_server.config.workers):
+            kserve_patches.put_worker_process(self, self._start_worker(sockets))
 
     async def keep_subprocess_alive(self, sockets: list[socket]) -> None:
         for index, process in enumerate(self._processes):
@@ -232,4 +234,4 @@ class RESTWorkers(RESTServerMultiProcess):
                 log.warning("REST worker [%s] died; starting another", process.pid)
                 if process.pid is not None:
                     multiproc.mark_dead(process.pid)  # its counts stay, its window goes
-                self._processes[index] = self._start_worker(sockets)
+                kserve_patches.put_worker_process(self, self._start_worker(sockets), index)

@@ -39,7 +39,7 @@ import pytest
 from bench.loadgen import LoadResult, run_grpc, run_wrk, wrk_available
 from common.config import DEFAULT_MODEL_NAME
 from predictor.client.cli import to_v2
-from testkit.holdout import holdout, records
+from testkit.holdout import sample_records
 from testkit.procs import train_bundle
 
 from .conftest import CHART, REPO, TOOLS_DIR, in_ci
@@ -119,8 +119,7 @@ def release(metrics_server: Node, bundles: dict[str, Path]) -> Iterator[Node]:
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, Any]]:
-    frame, features = holdout("ames")
-    return records(frame[features].sample(1, random_state=5))
+    return sample_records("ames", 1, 5)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from common.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, DEFAULT_BUCKET, DEFAULT_MODEL_NAME
-from testkit.holdout import holdout, records
+from testkit.holdout import sample_records
 
 from .conftest import CHART
 from .node import Node, poll
@@ -241,8 +241,7 @@ def test_the_runner_promotes_the_challenger_and_the_webhook_gets_every_event_in_
     challenger = alias(mlflow, ALIAS_CHALLENGER)
     assert challenger is not None, "test_two_runs_from_the_cronjob... registers the challenger first"
     url = webhook_receiver(release)
-    frame, features = holdout("ames")
-    rows = records(frame[features].sample(4, random_state=7))
+    rows = sample_records("ames", 4, 7)
     sets = [
         "rollout.auto.enabled=true",
         f"rollout.auto.prometheusUrl={prometheus.url}",
@@ -363,8 +362,7 @@ def test_pause_at_waits_until_housing_rollout_resume(release: Node, mlflow: Any,
     release.upgrade(CHART, RELEASE, NS, "rollout.auto.pauseAt=50")
     release.kubectl("rollout", "status", f"deploy/{RELEASE}-rollout", "-n", NS, "--timeout=300s")  # Recreate
     before = len(received(release))
-    frame, features = holdout("ames")
-    rows = records(frame[features].sample(4, random_state=7))
+    rows = sample_records("ames", 4, 7)
     with endpoint_traffic(release, rows) as traffic:
         version, uri = derived_challenger(release, mlflow, tmp_path, 0.002, "good")
 
@@ -397,8 +395,7 @@ def test_a_killed_runner_hands_its_rollout_to_the_next_one(release: Node, mlflow
     sets = ["rollout.auto.pauseAt=0", "rollout.auto.steps={25,50,100}", "rollout.auto.intervalSeconds=20"]
     release.upgrade(CHART, RELEASE, NS, *sets)
     release.kubectl("rollout", "status", f"deploy/{RELEASE}-rollout", "-n", NS, "--timeout=300s")
-    frame, features = holdout("ames")
-    rows = records(frame[features].sample(4, random_state=7))
+    rows = sample_records("ames", 4, 7)
 
     def progress() -> dict[str, str]:
         annotations = release.get("lease", f"{ISVC}-rollout", NS)["metadata"].get("annotations") or {}

@@ -46,7 +46,7 @@ import pytest
 from predictor.client.cli import to_v2
 from rollout.backends.gateway_route import VARIANT_HEADER, VARIANT_VALUE, predictor_service
 from rollout.backends.kserve_standard import canary_name_for
-from testkit.holdout import holdout, records
+from testkit.holdout import sample_records
 
 from .node import Node, poll
 from .node_release import (
@@ -111,8 +111,7 @@ def route_accepted(node: Node) -> bool:
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, Any]]:
-    frame, features = holdout("ames")
-    return records(frame[features].sample(4, random_state=11))
+    return sample_records("ames", 4, 11)
 
 
 @pytest.fixture(scope="module")

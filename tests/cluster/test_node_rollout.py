@@ -39,7 +39,7 @@ from common.config import (
 from registry.lifecycle import TAG_REASON, TAG_STATUS
 from rollout.backends.kserve_standard import canary_name_for
 from testkit.bundles import derive_bundle
-from testkit.holdout import holdout, records
+from testkit.holdout import sample_records
 
 from .conftest import REPO
 from .node import Node, poll
@@ -153,8 +153,7 @@ def prometheus(release: Node, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, Any]]:
-    frame, features = holdout("ames")
-    return records(frame[features].sample(4, random_state=7))
+    return sample_records("ames", 4, 7)
 
 
 @pytest.fixture(scope="module")

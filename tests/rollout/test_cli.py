@@ -108,3 +108,24 @@ def test_a_manual_step_whose_registry_step_fails_names_the_command_to_run_again(
     _finish(status, False, None, "promoted", "promote")  # --no-registry
     _finish(status, False, lambda: None, "promoted", "promote")
     assert capsys.readouterr().out.count("s3://models/housing/2") == 2
+
+
+@pytest.mark.parametrize("command, change", [("promote", "remove"), ("rollback", "replace")])
+def test_promote_and_rollback_act_where_their_target_flags_say(tmp_path, command, change):
+    """--backend, --name, --namespace, --manifest and --dry-run (one TargetFlags group) reach the backend."""
+    import yaml
+
+    obj = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "housing", "namespace": "ml", "resourceVersion": "7"},
+        "spec": {"predictor": {"canaryTrafficPercent": 10, "model": {"modelFormat": {"name": "housing"}}}},
+    }
+    path = tmp_path / "isvc.yaml"
+    path.write_text(yaml.safe_dump(obj))
+    args = [command, "-b", "serverless", "--name", "housing", "-n", "ml", "--manifest", str(path), "--dry-run"]
+    result = runner.invoke(app, [*args, "--no-registry"])
+    assert result.exit_code == 0, result.output
+    patch = json.loads(result.output.split("# JSON patch (application/json-patch+json)\n")[1].split("\n#")[0])
+    assert patch[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
+    assert {"op": change, "path": "/spec/predictor/canaryTrafficPercent"}.items() <= patch[1].items()

@@ -13,20 +13,15 @@ import threading
 
 import grpc
 from kserve import Model
-from kserve.model_repository import ModelRepository
-from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from kserve.protocol.infer_type import InferOutput, InferResponse
-from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from common.net import free_port
 from predictor.guard.policy import Guard, GuardConfig, overloaded_message
-from predictor.transport.grpc_server import GuardedGRPCServer
+from testkit.grpc_thread import guarded_grpc_in_thread
 
 CAP = 2
 EXTRA = 6
-MESSAGE_LIMITS = {"grpc_max_send_message_length": 1 << 20, "grpc_max_receive_message_length": 1 << 20}
 
 
 class HeldModel(Model):
@@ -36,41 +31,20 @@ class HeldModel(Model):
         super().__init__("held")
         self.ready = True
         self.waiting = 0
-        self.go: asyncio.Event | None = None
+        self.go = asyncio.Event()  # bound to the server's loop when first awaited there
 
     async def predict(self, payload, headers=None):  # noqa: ANN001, ANN201 - KServe's signature
-        assert self.go is not None
         self.waiting += 1
         await self.go.wait()
         output = InferOutput(name="y", shape=[1], datatype="FP64", data=[1.0])
         return InferResponse(model_name=self.name, infer_outputs=[output], response_id=payload.id)
 
 
-def _serve(
-    port: int, model: HeldModel, loop_box: list, ready: threading.Event, refused: list, guard_box: list | None = None
-) -> None:
-    async def main() -> None:
-        repo = ModelRepository()
-        repo.update(model)
-        model.go = asyncio.Event()
-        guard = Guard(GuardConfig(max_concurrency=CAP))
-        if guard_box is not None:
-            guard_box.append(guard)
-        guard.on_refused = lambda protocol, reason: refused.append((protocol, reason))
-        server = GuardedGRPCServer(
-            port, DataPlane(repo), ModelRepositoryExtension(repo), MESSAGE_LIMITS,
-            guard=guard, count_error=lambda *_: None,
-        )  # fmt: skip
-        loop_box.append(asyncio.get_running_loop())
-        task = asyncio.create_task(server.start(max_workers=1))
-        while server._server is None and not task.done():
-            await asyncio.sleep(0.01)
-        if task.done():
-            task.result()  # raise what stopped it
-        ready.set()
-        await task
-
-    asyncio.run(main())
+def _guard(refused: list) -> Guard:
+    """A guard capped at ``CAP`` calls whose refusals land in ``refused``."""
+    guard = Guard(GuardConfig(max_concurrency=CAP))
+    guard.on_refused = lambda protocol, reason: refused.append((protocol, reason))
+    return guard
 
 
 def _request() -> pb.ModelInferRequest:
@@ -90,9 +64,8 @@ def _wait(condition, seconds: float = 30.0) -> bool:  # noqa: ANN001
 
 
 def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serves_what_it_holds():
-    port, model, loop_box, ready, refused = free_port(), HeldModel(), [], threading.Event(), []
-    threading.Thread(target=_serve, args=(port, model, loop_box, ready, refused), daemon=True).start()
-    assert ready.wait(30)
+    model, refused = HeldModel(), []
+    port, loop = guarded_grpc_in_thread(_guard(refused), model)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = GRPCInferenceServiceStub(channel)
         held = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(CAP)]
@@ -113,7 +86,7 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serv
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
         assert stub.ModelReady(pb.ModelReadyRequest(name="held"), timeout=10).ready
         assert all(not call.done() for call in held)
-        loop_box[0].call_soon_threadsafe(model.go.set)
+        loop.call_soon_threadsafe(model.go.set)
         for call in held:
             assert call.result(timeout=30).outputs[0].contents.fp64_contents == [1.0]
         # and the slots came back
@@ -122,16 +95,14 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serv
 
 def test_calls_that_end_early_give_their_slot_back():
     """Calls cut off by their deadline while they wait in the model, or refused, leave no slot taken."""
-    port, model, loop_box, ready, refused, guard_box = free_port(), HeldModel(), [], threading.Event(), [], []
-    threading.Thread(target=_serve, args=(port, model, loop_box, ready, refused, guard_box), daemon=True).start()
-    assert ready.wait(30)
-    guard = guard_box[0]
+    model, guard = HeldModel(), _guard([])
+    port, loop = guarded_grpc_in_thread(guard, model)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = GRPCInferenceServiceStub(channel)
         calls = [stub.ModelInfer.future(_request(), timeout=0.5) for _ in range(20)]
         codes = {call.code() for call in calls}  # waits for each to end
         assert codes <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
         assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used
-        loop_box[0].call_soon_threadsafe(model.go.set)
+        loop.call_soon_threadsafe(model.go.set)
         assert stub.ModelInfer(_request(), timeout=30).outputs
         assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used
