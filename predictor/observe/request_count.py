@@ -11,7 +11,10 @@ requests were answered and with which code.
   as 500.
 - gRPC: :class:`RequestCountInterceptor`, outermost, reads the status code the call ended with;
   gRPC codes are counted as the HTTP codes gateways map them to (:data:`GRPC_TO_HTTP`), so one
-  ``code=~"5.."`` selects failures on every protocol.
+  ``code=~"5.."`` selects failures on every protocol. One code has two meanings: RESOURCE_EXHAUSTED
+  is both the rate limit (REST's 429) and the server being busy (REST's 503: ``--max_concurrency``,
+  the byte budget), so a refusal says which with :func:`count_as` — a busy server is a failure the
+  rollout's 5xx gate must see on gRPC as it does on REST.
 
 Only inference calls are counted (V1 predict/explain, V2 infer, gRPC ModelInfer): probes and
 metadata calls would dilute the error rate.
@@ -20,6 +23,7 @@ metadata calls would dilute the error rate.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -46,6 +50,15 @@ GRPC_TO_HTTP = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 INFER_METHOD = "ModelInfer"
+#: The HTTP status the current gRPC call is counted as, when its code alone does not say (see count_as);
+#: grpc.aio runs each call in a task of its own, so a value never outlives its call.
+_COUNTED_AS: ContextVar[int | None] = ContextVar("housing_grpc_counted_as", default=None)
+
+
+def count_as(status: int) -> None:
+    """Count the current gRPC call as HTTP ``status`` (a refusal's own status: 503 busy, 429 rate limited)
+    whatever its gRPC code maps to; called in the call's task before it aborts."""
+    _COUNTED_AS.set(status)
 
 
 def inference_protocol(path: str) -> str | None:
@@ -107,7 +120,8 @@ class RequestCountInterceptor(AsyncServerInterceptor):
             response = await method(request_or_iterator, context)
         except BaseException:
             code = context.code()
-            self.count("grpc", grpc_status(code) if code not in (None, grpc.StatusCode.OK) else 500)
+            status = _COUNTED_AS.get() or (grpc_status(code) if code not in (None, grpc.StatusCode.OK) else 500)
+            self.count("grpc", status)
             raise
         self.count("grpc", grpc_status(context.code()))
         return response

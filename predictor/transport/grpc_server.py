@@ -28,7 +28,8 @@ At most ``--max_concurrency`` RPCs run at once (:class:`ConcurrencyInterceptor`:
 naming the limit and its flag, as REST's 503 does), and a bounded number more wait to be taken
 (:func:`server_options`).
 Outermost of all, :class:`~predictor.observe.request_count.RequestCountInterceptor` counts every ModelInfer
-call by the status it ended with.
+call by the status it ended with — a busy refusal (the cap, the byte budget) as 503, as REST counts it,
+not as the rate limit's 429 that RESOURCE_EXHAUSTED maps to.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from kserve.utils.utils import to_headers
 from predictor.codec.v2_grpc import decode_grpc
 from predictor.guard.client_errors import log_client_error, log_refusal, request_id
 from predictor.guard.policy import OPEN_GRPC_METHODS, RATE_LIMITED, Guard
-from predictor.observe.request_count import CountRequest, RequestCountInterceptor
+from predictor.observe.request_count import CountRequest, RequestCountInterceptor, count_as
 from predictor.transport import errors
 from predictor.transport.model import HousingModel
 from predictor.transport.rest_middleware import REPOSITORY_REFUSED, Refused
@@ -132,6 +133,7 @@ class ConcurrencyInterceptor(aio.ServerInterceptor):
                 self.refused("grpc", getattr(request, "model_name", None), refusal.status,
                              f"{refusal.reason}: {refusal.message}", rid)  # fmt: skip
             log_refusal("gRPC", method_name, refusal.status, refusal.reason, rid, refusal.message)
+            count_as(refusal.status)  # 503, as REST counts it: RESOURCE_EXHAUSTED alone would be the rate limit's 429
             context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
 
@@ -179,6 +181,7 @@ class CheckedServicer(InferenceServicer):
             if self.refused is not None:
                 self.refused("grpc", request.model_name, refusal.status, f"{refusal.reason}: {refusal.message}", rid)
             log_refusal("gRPC", "ModelInfer", refusal.status, refusal.reason, rid, refusal.message)
+            count_as(refusal.status)  # 503, as REST's byte budget counts it
             context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
         try:

@@ -1,5 +1,6 @@
 """A full gRPC server refuses with RESOURCE_EXHAUSTED and the reason — the limit and the flag that raises
-it, as REST's 503 says — while the calls it holds still succeed and the health RPCs still answer.
+it, as REST's 503 says — while the calls it holds still succeed and the health RPCs still answer; each
+refusal is counted in ``housing_requests_total`` as 503, as REST counts its own (the rollout's 5xx gate).
 
 A real ``grpc.aio`` server built by :class:`GuardedGRPCServer` (KServe's data plane) runs on a loop in a
 thread, as in ``test_grpc_backlog.py``, serving a model whose ``predict`` waits until the test lets it go:
@@ -47,7 +48,13 @@ class HeldModel(Model):
 
 
 def _serve(
-    port: int, model: HeldModel, loop_box: list, ready: threading.Event, refused: list, guard_box: list | None = None
+    port: int,
+    model: HeldModel,
+    loop_box: list,
+    ready: threading.Event,
+    refused: list,
+    guard_box: list | None = None,
+    counted: list | None = None,
 ) -> None:
     async def main() -> None:
         repo = ModelRepository()
@@ -60,6 +67,7 @@ def _serve(
         server = GuardedGRPCServer(
             port, DataPlane(repo), ModelRepositoryExtension(repo), MESSAGE_LIMITS,
             guard=guard, count_error=lambda *_: None,
+            count_request=None if counted is None else lambda protocol, code: counted.append((protocol, code)),
         )  # fmt: skip
         loop_box.append(asyncio.get_running_loop())
         task = asyncio.create_task(server.start(max_workers=1))
@@ -90,8 +98,8 @@ def _wait(condition, seconds: float = 30.0) -> bool:  # noqa: ANN001
 
 
 def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serves_what_it_holds():
-    port, model, loop_box, ready, refused = free_port(), HeldModel(), [], threading.Event(), []
-    threading.Thread(target=_serve, args=(port, model, loop_box, ready, refused), daemon=True).start()
+    port, model, loop_box, ready, refused, counted = free_port(), HeldModel(), [], threading.Event(), [], []
+    threading.Thread(target=_serve, args=(port, model, loop_box, ready, refused, None, counted), daemon=True).start()
     assert ready.wait(30)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = GRPCInferenceServiceStub(channel)
@@ -109,6 +117,10 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serv
         for call in extra:
             assert ("retry-after", "1") in tuple(call.trailing_metadata() or ()), call.trailing_metadata()
         assert refused == [("grpc", "Overloaded")] * EXTRA, refused
+        # counted as REST counts its busy answer (503, a failure to the rollout's 5xx gate), not as the rate
+        # limit's 429 that RESOURCE_EXHAUSTED maps to (counted once its status is sent: after the client saw it)
+        assert _wait(lambda: len(counted) >= EXTRA), counted
+        assert counted == [("grpc", 503)] * EXTRA, counted
         # the health RPCs are never counted (as REST's probes are not): a full server still answers them
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
         assert stub.ModelReady(pb.ModelReadyRequest(name="held"), timeout=10).ready
@@ -118,6 +130,8 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serv
             assert call.result(timeout=30).outputs[0].contents.fp64_contents == [1.0]
         # and the slots came back
         assert stub.ModelInfer(_request(), timeout=30).outputs
+        assert _wait(lambda: len(counted) == EXTRA + CAP + 1), counted
+        assert counted[EXTRA:] == [("grpc", 200)] * (CAP + 1), counted
 
 
 def test_calls_that_end_early_give_their_slot_back():
