@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 from kserve import Model
 from kserve.model_repository import ModelRepository
@@ -20,9 +21,14 @@ MESSAGE_LIMITS = {"grpc_max_send_message_length": 1 << 20, "grpc_max_receive_mes
 
 
 def guarded_grpc_in_thread(
-    guard: Guard, *models: Model, timeout: float = 30.0
+    guard: Guard,
+    *models: Model,
+    timeout: float = 30.0,
+    count_request: Callable[[str, int], None] | None = None,
 ) -> tuple[int, asyncio.AbstractEventLoop]:
     """Start the server (``max_workers=1``) in a daemon thread; its port and its loop once it listens.
+
+    ``count_request(protocol, status)`` gets every counted call, as ``housing_requests_total`` would.
 
     Raises what stopped the server when it ended before listening, ``TimeoutError`` when it did not
     listen within ``timeout`` seconds."""
@@ -34,7 +40,7 @@ def guarded_grpc_in_thread(
             repo.update(model)
         server = GuardedGRPCServer(
             port, DataPlane(repo), ModelRepositoryExtension(repo), MESSAGE_LIMITS,
-            guard=guard, count_error=lambda *_: None,
+            guard=guard, count_error=lambda *_: None, count_request=count_request,
         )  # fmt: skip
         loops.append(asyncio.get_running_loop())
         task = asyncio.create_task(server.start(max_workers=1))

@@ -1,8 +1,8 @@
 """The endpoint's guard, protocol-neutral: API keys, per-client rate limits, open paths.
 
 :class:`Guard` decides; :mod:`predictor.transport.rest_middleware` (an ASGI middleware) and
-:mod:`predictor.transport.grpc_server` (a gRPC interceptor) turn a :class:`Refusal` into a 401/429 or an
-UNAUTHENTICATED/RESOURCE_EXHAUSTED status. Both checks are off by default; with both off the
+:mod:`predictor.transport.grpc_server` (``CallGuard``, around every gRPC call) turn a :class:`Refusal`
+into a 401/429 or an UNAUTHENTICATED/RESOURCE_EXHAUSTED status. Both checks are off by default; with both off the
 REST middleware only compares the body's ``Content-Length`` with ``--max_body_bytes``.
 """
 

@@ -9,9 +9,13 @@ requests were answered and with which code.
 - REST: :class:`RequestCountMiddleware`, outermost, reads the status of ``http.response.start``;
   an exception that escapes the app (KServe's generic handler answers it further out) is counted
   as 500.
-- gRPC: :class:`RequestCountInterceptor`, outermost, reads the status code the call ended with;
+- gRPC: :func:`ended_status`, read by the one wrapper around every call
+  (:class:`predictor.transport.grpc_server.CallGuard`), outermost: the status code the call ended with;
   gRPC codes are counted as the HTTP codes gateways map them to (:data:`GRPC_TO_HTTP`), so one
-  ``code=~"5.."`` selects failures on every protocol.
+  ``code=~"5.."`` selects failures on every protocol. One code has two meanings: RESOURCE_EXHAUSTED
+  is both the rate limit (REST's 429) and the server being busy (REST's 503: ``--max_concurrency``,
+  the byte budget), so a refusal says which with :func:`count_as` — a busy server is a failure the
+  rollout's 5xx gate must see on gRPC as it does on REST.
 
 Only inference calls are counted (V1 predict/explain, V2 infer, gRPC ModelInfer): probes and
 metadata calls would dilute the error rate.
@@ -20,10 +24,10 @@ metadata calls would dilute the error rate.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
-from grpc_interceptor.server import AsyncServerInterceptor
 
 CountRequest = Callable[[str, int], None]
 Scope = MutableMapping[str, Any]
@@ -46,6 +50,15 @@ GRPC_TO_HTTP = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 INFER_METHOD = "ModelInfer"
+#: The HTTP status the current gRPC call is counted as, when its code alone does not say (see count_as);
+#: grpc.aio runs each call in a task of its own, so a value never outlives its call.
+_COUNTED_AS: ContextVar[int | None] = ContextVar("housing_grpc_counted_as", default=None)
+
+
+def count_as(status: int) -> None:
+    """Count the current gRPC call as HTTP ``status`` (a refusal's own status: 503 busy, 429 rate limited)
+    whatever its gRPC code maps to; called in the call's task before it aborts."""
+    _COUNTED_AS.set(status)
 
 
 def inference_protocol(path: str) -> str | None:
@@ -94,20 +107,10 @@ def grpc_status(code: Any) -> int:
     return 200 if code is None else GRPC_TO_HTTP.get(code, 500)
 
 
-class RequestCountInterceptor(AsyncServerInterceptor):
-    """Count each ModelInfer call by the status code it ended with (internal errors included)."""
-
-    def __init__(self, count: CountRequest) -> None:
-        self.count = count
-
-    async def intercept(self, method: Callable, request_or_iterator: Any, context: Any, method_name: str) -> Any:
-        if not method_name.endswith(INFER_METHOD):
-            return await method(request_or_iterator, context)
-        try:
-            response = await method(request_or_iterator, context)
-        except BaseException:
-            code = context.code()
-            self.count("grpc", grpc_status(code) if code not in (None, grpc.StatusCode.OK) else 500)
-            raise
-        self.count("grpc", grpc_status(context.code()))
-        return response
+def ended_status(context: Any, raised: bool) -> int:
+    """The HTTP status a gRPC call is counted as once it has ended: its code's (:func:`grpc_status`), or what
+    :func:`count_as` said; ``raised``: it ended by an exception (500 when no code was set)."""
+    code = context.code()
+    if not raised:
+        return grpc_status(code)
+    return _COUNTED_AS.get() or (grpc_status(code) if code not in (None, grpc.StatusCode.OK) else 500)

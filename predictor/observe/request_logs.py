@@ -9,7 +9,7 @@ pipeline, and it says nothing the request metrics (``housing_requests_total``, K
 histograms) and the gateway's own access log do not.
 
 - ``--access_log false`` (default): no uvicorn access line (its logger has no handler, so uvicorn
-  skips the formatting too) and no ``grpc method`` line (the interceptor is not installed);
+  skips the formatting too) and no ``grpc method`` line (``CallGuard`` writes it only with ``--access_log``);
 - ``--trace_log false`` (default): no ``TimingMiddleware`` (nothing else reads it; the transport drops
   it from KServe's app, :func:`predictor.transport.kserve_patches.drop_timing_middleware`) and no latency
   line (``enable_latency_logging`` off whatever ``--enable_latency_logging`` says).

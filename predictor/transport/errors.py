@@ -4,8 +4,9 @@ whether it is answered quietly.
 A *quiet* error is the client's: it is logged as one WARNING line (:mod:`predictor.guard.client_errors`),
 counted by reason, and answered without a traceback. Everything else keeps KServe's handling (an ERROR
 line with its traceback, KServe's own status). The REST handlers (:mod:`.rest_middleware`) and the gRPC
-interceptor (:class:`predictor.transport.grpc_server.QuietErrorsInterceptor`) both look an exception up
-here; the first row whose class it is an instance of wins, so a subclass stands above its base.
+exception mapping (:class:`predictor.transport.grpc_server.QuietErrorsInterceptor`, run by ``CallGuard``)
+both look an exception up here; the first row whose class it is an instance of wins, so a subclass stands
+above its base.
 """
 
 from __future__ import annotations

@@ -1,18 +1,22 @@
-"""The gRPC side of the guard: KServe's gRPC server with our interceptors.
+"""The gRPC side of the guard: KServe's gRPC server with our checks around every call.
 
 KServe builds its ``grpc.aio`` server with a fixed interceptor tuple
 (``kserve.protocol.grpc.server.GRPCServer.start``) whose exception interceptor logs every
-client error at ERROR with a traceback. :class:`GuardedGRPCServer` builds the same server with:
+client error at ERROR with a traceback. :class:`GuardedGRPCServer` builds the same server with no
+interceptor at all — each would be a layer of Python and of gRPC's interceptor chain per call — and
+:class:`CallGuard` around each method instead, one coroutine per call doing, in this order:
 
-1. :class:`GuardInterceptor` (only when keys or limits are on): UNAUTHENTICATED for a missing or
-   invalid key (``x-api-key`` or ``authorization: Bearer`` metadata), RESOURCE_EXHAUSTED with
-   ``retry-after`` trailing metadata over the rate; the health RPCs stay open.
-2. KServe's logging interceptor, unchanged.
-3. :class:`QuietErrorsInterceptor`: client errors (INVALID_ARGUMENT, NOT_FOUND: the rows of
-   :data:`predictor.transport.errors.CLIENT_ERRORS` with a gRPC code) as one WARNING line, counted by
-   reason; everything else as KServe does it.
+1. KServe's access line (``--access_log``), as its logging interceptor wrote it;
+2. API keys and rate limits (only when keys or limits are on; not the health RPCs): UNAUTHENTICATED
+   for a missing or invalid key (``x-api-key`` or ``authorization: Bearer`` metadata),
+   RESOURCE_EXHAUSTED with ``retry-after`` trailing metadata over the rate;
+3. the busy refusal when :class:`_GuardedMethods` found no slot of ``--max_concurrency``;
+4. the method, its exceptions mapped by :class:`QuietErrorsInterceptor`: client errors
+   (INVALID_ARGUMENT, NOT_FOUND: the rows of :data:`predictor.transport.errors.CLIENT_ERRORS` with a
+   gRPC code) as one WARNING line, counted by reason; everything else as KServe does it;
 
-and :class:`CheckedServicer`: KServe's servicer without the model repository RPCs
+and every ModelInfer counted by the status it ended with, outermost; with :class:`CheckedServicer`:
+KServe's servicer without the model repository RPCs
 (``RepositoryModelLoad``/``Unload`` answer UNIMPLEMENTED: this server loads its one model at start),
 whose ``ModelInfer`` charges the request's size to the guard's budget of bytes in flight
 (RESOURCE_EXHAUSTED when it does not fit) and refuses more input tensors than the model has features
@@ -24,27 +28,28 @@ KServe's data plane in between (``DataPlane.infer``: the model's lookup, KServe'
 latency histograms); with the payload log on, the row keeps the protobuf request, read into values by
 the log's writer thread, off the request path. Anything else takes KServe's own ``ModelInfer``, which
 writes the error messages.
-At most ``--max_concurrency`` RPCs run at once (:class:`ConcurrencyInterceptor`: beyond, RESOURCE_EXHAUSTED
+At most ``--max_concurrency`` RPCs run at once (:class:`_GuardedMethods`: beyond, RESOURCE_EXHAUSTED
 naming the limit and its flag, as REST's 503 does), and a bounded number more wait to be taken
-(:func:`server_options`).
-Outermost of all, :class:`~predictor.observe.request_count.RequestCountInterceptor` counts every ModelInfer
-call by the status it ended with.
+(:func:`server_options`). The count (:func:`~predictor.observe.request_count.ended_status`) takes a busy
+refusal (the cap, the byte budget) as 503, as REST counts it, not as the rate limit's 429 that
+RESOURCE_EXHAUSTED maps to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
 import grpc
 from grpc import aio
-from grpc_interceptor.server import AsyncServerInterceptor
 from kserve.errors import InvalidInput
+from kserve.logging import logger as kserve_logger
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferResponse, to_grpc_parameters
@@ -53,7 +58,7 @@ from kserve.utils.utils import to_headers
 from predictor.codec.v2_grpc import decode_grpc
 from predictor.guard.client_errors import log_client_error, log_refusal, request_id
 from predictor.guard.policy import OPEN_GRPC_METHODS, RATE_LIMITED, Guard
-from predictor.observe.request_count import CountRequest, RequestCountInterceptor
+from predictor.observe.request_count import INFER_METHOD, CountRequest, count_as, ended_status
 from predictor.transport import errors, kserve_patches
 from predictor.transport.model import HousingModel
 from predictor.transport.rest_middleware import REPOSITORY_REFUSED, Refused
@@ -73,69 +78,153 @@ def _peer_address(peer: str) -> str:
     return rest.rsplit(":", 1)[0].strip("[]")
 
 
-class GuardInterceptor(AsyncServerInterceptor):
-    """API keys and rate limits for every RPC but the health ones."""
+class CallGuard:
+    """Everything around a call, in one coroutine per call: what five ``grpc.aio`` interceptors did, each a
+    layer of Python (and of gRPC's interceptor chain) per call, in the same order with the same answers:
 
-    def __init__(self, guard: Guard, refused: Refused | None = None) -> None:
-        self.guard = guard
-        self.refused = refused
+    1. KServe's access line (``--access_log``: ``grpc method: …`` at INFO, every RPC it serves);
+    2. each ModelInfer counted by the status it ended with (:mod:`predictor.observe.request_count`);
+    3. API keys and rate limits (only when keys or limits are on; not the health RPCs): UNAUTHENTICATED,
+       or RESOURCE_EXHAUSTED with ``retry-after`` trailing metadata over the rate;
+    4. ``busy`` (no slot of ``--max_concurrency``, given by :class:`_GuardedMethods`): RESOURCE_EXHAUSTED
+       with ``retry-after`` and the reason REST's 503 gives (the limit and the setting that raises it),
+       counted as 503;
+    5. the method, its exceptions mapped by :class:`QuietErrorsInterceptor` (client errors quiet and counted).
 
-    async def intercept(self, method: Callable, request_or_iterator: Any, context: Any, method_name: str) -> Any:
-        if method_name.rsplit("/", 1)[-1] not in OPEN_GRPC_METHODS:
-            metadata = dict(context.invocation_metadata() or ())
-            refusal = self.guard.check("grpc", metadata.get, _peer_address(context.peer()))
-            if refusal is not None:
-                rid = request_id(getattr(request_or_iterator, "id", "") or None)
-                if self.refused is not None and method_name.endswith("/ModelInfer"):
-                    name = getattr(request_or_iterator, "model_name", None)
-                    self.refused("grpc", name, refusal.status, f"{refusal.reason}: {refusal.message}", rid)
-                log_refusal("gRPC", method_name, refusal.status, refusal.reason, rid, refusal.message)
-                if refusal.reason == RATE_LIMITED:
-                    context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
-                await context.abort(_CODES[refusal.status], refusal.message)
-        return await method(request_or_iterator, context)
-
-
-class ConcurrencyInterceptor(aio.ServerInterceptor):
-    """At most ``--max_concurrency`` RPCs in flight (the health RPCs never counted, as REST's probes are not):
-    beyond, RESOURCE_EXHAUSTED with ``retry-after`` trailing metadata and the reason REST's 503 gives — the
-    limit and the setting that raises it. This replaces grpc.aio's ``maximum_concurrent_rpcs``, which
-    refused with only ``Concurrent RPC limit exceeded!``, and counts what it counted: a call from when its
-    handler is looked up (before its request is read) until its task has ended, however it ends.
+    :meth:`wrap` builds a method's handler once (:class:`_GuardedMethods`, which also holds the slots), not
+    per call.
     """
 
-    def __init__(self, guard: Guard, refused: Refused | None = None) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        quiet: QuietErrorsInterceptor,
+        count_request: CountRequest | None = None,
+        refused: Refused | None = None,
+        access_log: bool = False,
+    ) -> None:
         self.guard = guard
+        self.quiet = quiet
+        self.count_request = count_request
         self.refused = refused
+        self.access_log = access_log
 
-    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
-        method_name = handler_call_details.method
-        handler = await continuation(handler_call_details)
-        if handler is None or method_name.rsplit("/", 1)[-1] in OPEN_GRPC_METHODS:
-            return handler
-        task = asyncio.current_task()  # grpc.aio runs each call in a task of its own
-        refusal = self.guard.start_rpc("grpc")
+    def wrap(self, method_name: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` (a unary one: the V2 service has no streaming RPC) run inside this guard."""
+        if handler.unary_unary is None:
+            raise TypeError(f"{method_name}: only unary RPCs are guarded")
+        behavior = handler.unary_unary
+        handle_exception = self.quiet.handle_exception
+        refused, count, log_line = self.refused, self.count_request, self.access_log
+        short = method_name.rsplit("/", 1)[-1]
+        is_open = short in OPEN_GRPC_METHODS
+        checked = self.guard.active and not is_open
+        infer = short == INFER_METHOD
+
+        async def call(request: Any, context: Any, busy: Any = None) -> Any:
+            if log_line:
+                kserve_logger.info(f"grpc method: {method_name}")
+            try:
+                if checked:
+                    await self._check(request, context, method_name)
+                if busy is not None:
+                    await _refuse_busy(busy, request, context, method_name, refused)
+                try:
+                    response = await behavior(request, context)
+                except Exception as ex:  # noqa: BLE001 - mapped (it raises), as the exception interceptor did
+                    await handle_exception(ex, request, context, method_name)
+            except BaseException:
+                if count is not None and infer:
+                    count("grpc", ended_status(context, raised=True))
+                raise
+            if count is not None and infer:
+                count("grpc", ended_status(context, raised=False))
+            return response
+
+        return handler._replace(unary_unary=call)
+
+    async def _check(self, request: Any, context: Any, method_name: str) -> None:
+        """API keys and the rate limit: abort with the refusal, if any."""
+        metadata = dict(context.invocation_metadata() or ())
+        refusal = self.guard.check("grpc", metadata.get, _peer_address(context.peer()))
         if refusal is None:
-            if task is None:  # not a call's task: nothing could give the slot back
-                self.guard.rpcs.release(1)
-            else:
-                task.add_done_callback(lambda _: self.guard.rpcs.release(1))
-            return handler
-        if handler.request_streaming or handler.response_streaming:  # none in the V2 service; refused alike
-            return handler
-        return handler._replace(unary_unary=self._refuse(refusal, method_name))
-
-    def _refuse(self, refusal: Any, method_name: str) -> Callable:
-        async def refuse(request: Any, context: Any) -> Any:
-            rid = request_id(getattr(request, "id", "") or None)
-            if self.refused is not None and method_name.endswith("/ModelInfer"):
-                self.refused("grpc", getattr(request, "model_name", None), refusal.status,
-                             f"{refusal.reason}: {refusal.message}", rid)  # fmt: skip
-            log_refusal("gRPC", method_name, refusal.status, refusal.reason, rid, refusal.message)
+            return
+        rid = request_id(getattr(request, "id", "") or None)
+        if self.refused is not None and method_name.endswith("/ModelInfer"):
+            name = getattr(request, "model_name", None)
+            self.refused("grpc", name, refusal.status, f"{refusal.reason}: {refusal.message}", rid)
+        log_refusal("gRPC", method_name, refusal.status, refusal.reason, rid, refusal.message)
+        if refusal.reason == RATE_LIMITED:
             context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
+        await context.abort(_CODES[refusal.status], refusal.message)
 
-        return refuse
+
+async def _refuse_busy(refusal: Any, request: Any, context: Any, method_name: str, refused: Refused | None) -> None:
+    """No slot of ``--max_concurrency`` left: RESOURCE_EXHAUSTED, ``retry-after``, the reason REST's 503 gives
+    (counted as 503 as REST counts it). This replaces grpc.aio's ``maximum_concurrent_rpcs``, which refused
+    with only ``Concurrent RPC limit exceeded!``."""
+    rid = request_id(getattr(request, "id", "") or None)
+    if refused is not None and method_name.endswith("/ModelInfer"):
+        name = getattr(request, "model_name", None)
+        refused("grpc", name, refusal.status, f"{refusal.reason}: {refusal.message}", rid)
+    log_refusal("gRPC", method_name, refusal.status, refusal.reason, rid, refusal.message)
+    count_as(refusal.status)  # 503, as REST counts it: RESOURCE_EXHAUSTED alone would be the rate limit's 429
+    context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
+    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
+
+
+class _WrappingServer:
+    """What ``add_GRPCInferenceServiceServicer_to_server`` registers on: the server, with one generic handler
+    (:class:`_GuardedMethods`) in front of the servicer's. Registered method handlers are not registered: gRPC
+    looks those up in C, and the slot of ``--max_concurrency`` is taken at the lookup (in
+    :meth:`_GuardedMethods.service`), as the interceptor that held it did."""
+
+    def __init__(self, server: Any, call_guard: CallGuard) -> None:
+        self.server = server
+        self.call_guard = call_guard
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        """Not registered: the generic handler serves the same methods (the servicer registers both)."""
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self.server.add_generic_rpc_handlers(tuple(_GuardedMethods(h, self.call_guard) for h in handlers))
+
+
+class _GuardedMethods(grpc.GenericRpcHandler):
+    """The servicer's method handlers wrapped by :meth:`CallGuard.wrap` (each once, when first looked up), and,
+    for every RPC but the health ones, a slot of ``--max_concurrency`` taken when its handler is looked up
+    (before its request is read) and given back when its task has ended, however it ends; without one, the
+    handler that refuses (RESOURCE_EXHAUSTED, the reason REST's 503 gives). This replaces grpc.aio's
+    ``maximum_concurrent_rpcs`` and counts what it counted."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, call_guard: CallGuard) -> None:
+        self.inner = inner
+        self.call_guard = call_guard
+        self.wrapped: dict[str, tuple[grpc.RpcMethodHandler | None, bool]] = {}
+        self.start_rpc = call_guard.guard.start_rpc
+        rpcs = call_guard.guard.rpcs
+        self.release_slot = lambda _task: rpcs.release(1)
+
+    def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        try:
+            handler, is_open = self.wrapped[method]
+        except KeyError:
+            found = self.inner.service(handler_call_details)
+            handler = None if found is None else self.call_guard.wrap(method, found)
+            is_open = method.rsplit("/", 1)[-1] in OPEN_GRPC_METHODS
+            self.wrapped[method] = handler, is_open
+        if handler is None or is_open:
+            return handler
+        refusal = self.start_rpc("grpc")
+        if refusal is None:
+            task = asyncio.current_task()  # grpc.aio runs each call in a task of its own
+            if task is None:  # not a call's task: nothing could give the slot back
+                self.release_slot(None)
+            else:
+                task.add_done_callback(self.release_slot)
+            return handler
+        return handler._replace(unary_unary=functools.partial(handler.unary_unary, busy=refusal))
 
 
 class QuietErrorsInterceptor(ExceptionToStatusInterceptor):
@@ -179,6 +268,7 @@ class CheckedServicer(InferenceServicer):
             if self.refused is not None:
                 self.refused("grpc", request.model_name, refusal.status, f"{refusal.reason}: {refusal.message}", rid)
             log_refusal("gRPC", "ModelInfer", refusal.status, refusal.reason, rid, refusal.message)
+            count_as(refusal.status)  # 503, as REST's byte budget counts it
             context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
         try:
@@ -216,7 +306,7 @@ def grpc_backlog(max_concurrency: int) -> int:
 def server_options(max_concurrency: int, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
     """The ``grpc.aio`` server's channel arguments: KServe's message limits and a bounded backlog.
 
-    The cap on RPCs in flight (:class:`ConcurrencyInterceptor`) only counts calls the server has taken.
+    The cap on RPCs in flight (:class:`_GuardedMethods`) only counts calls the server has taken.
     grpc.aio takes one call at a time through the event loop that REST shares, so when that loop is
     busy, arriving calls wait in
     gRPC core's pending list (a thousand or more by default) — for seconds, until the client's
@@ -285,14 +375,10 @@ class GuardedGRPCServer(GRPCServer):
         self._stop_requested = False
         self._starting: asyncio.Future | None = None
 
-    def interceptors(self) -> tuple[Any, ...]:
+    def call_guard(self) -> CallGuard:
+        """What runs around every call (no ``grpc.aio`` interceptor: each would be a layer per call)."""
         quiet = QuietErrorsInterceptor(self.count_error, self.refused)
-        logging = (LoggingInterceptor(),) if self.access_log else ()
-        guard = (GuardInterceptor(self.guard, self.refused),) if self.guard.active else ()
-        inner = (*guard, ConcurrencyInterceptor(self.guard, self.refused), *logging, quiet)
-        if self.count_request is None:
-            return inner
-        return (RequestCountInterceptor(self.count_request), *inner)  # outermost: sees every status
+        return CallGuard(self.guard, quiet, self.count_request, self.refused, self.access_log)
 
     async def start(self, max_workers: int) -> None:  # same server as KServe's, our interceptors
         if self._stop_requested:  # stopped before it started: nothing to serve
@@ -300,11 +386,11 @@ class GuardedGRPCServer(GRPCServer):
         servicer = CheckedServicer(self._data_plane, self._model_repository_extension, self.guard, self.refused)
         server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=self.interceptors(),  # the cap on RPCs in flight is ConcurrencyInterceptor's
             options=server_options(self.guard.config.max_concurrency, self._kwargs),
-        )
+        )  # no interceptors: CallGuard wraps each method, and the cap on RPCs in flight is its own
         kserve_patches.set_grpc_server(self, server)  # what KServe's stop stops
-        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        wrapping = _WrappingServer(server, self.call_guard())
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, wrapping)
         server.add_insecure_port(f"[::]:{self._port}")
         self._starting = asyncio.ensure_future(server.start())
         try:

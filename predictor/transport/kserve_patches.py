@@ -84,8 +84,8 @@ PATCHES: tuple[Patch, ...] = (
         "predictor/transport/grpc_server.py (GuardedGRPCServer)",
         "kserve.protocol.grpc.server:GRPCServer",
         ("start", "self._data_plane", "self._model_repository_extension", "self._kwargs", "self._server", "self._port"),
-        "subclassed: start builds the server with our servicer and interceptors from the private fields, and "
-        "hands it to KServe's stop (set_grpc_server)",
+        "subclassed: start builds the server with our servicer (methods wrapped by CallGuard) from the private "
+        "fields, and hands it to KServe's stop (set_grpc_server)",
     ),
     Patch(
         "predictor/transport/grpc_server.py (CheckedServicer)",

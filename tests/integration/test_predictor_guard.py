@@ -12,7 +12,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
 from common.config import API_KEY_ENV
-from common.series import REQUEST_ERRORS_TOTAL, REQUESTS_REFUSED_TOTAL
+from common.series import REQUEST_ERRORS_TOTAL, REQUESTS_REFUSED_TOTAL, REQUESTS_TOTAL
 from predictor.client.v2_request import v2_body
 from predictor.core.loaded import load_bundle
 from testkit.holdout import BOSTON_ROW as ROW
@@ -193,6 +193,15 @@ def test_rate_limit_is_429_with_retry_after_per_client(boston_xgb, keyfile):
                     stub.ModelInfer(_grpc_request(), metadata=(("x-api-key", KEY),))
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert int(dict(info.value.trailing_metadata())["retry-after"]) >= 1
+        # a rate-limit refusal counts as 429 on both transports (a busy server's is 503: not the gate's to judge)
+        with httpx.Client(base_url=proc.http_url, timeout=30) as client:
+            for _ in range(50):  # a call is counted once its status is sent: after its client saw it
+                metrics = client.get("/metrics").text
+                if _total(metrics, REQUESTS_TOTAL, protocol="grpc", code="429"):
+                    break
+        assert _total(metrics, REQUESTS_TOTAL, protocol="v1", code="429") == codes.count(429) + 1
+        assert _total(metrics, REQUESTS_TOTAL, protocol="grpc", code="429") == 1
+        assert not _total(metrics, REQUESTS_TOTAL, protocol="grpc", code="503")
     finally:
         proc.stop()
 

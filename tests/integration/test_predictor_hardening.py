@@ -13,8 +13,10 @@ import yaml
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from common.series import REQUESTS_REFUSED_TOTAL
+from common.series import REQUESTS_REFUSED_TOTAL, REQUESTS_TOTAL
 from predictor.guard.policy import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT_BODY_BYTES, overloaded_message
+from rollout.analysis_config import MetricNames
+from rollout.error_gate import error_rate
 from testkit.holdout import BOSTON_ROW as ROW
 from testkit.procs import start_predictor
 
@@ -226,6 +228,65 @@ def test_more_rpcs_than_the_cap_are_resource_exhausted(boston_xgb):
             assert details == {overloaded_message(1)}, details
             assert stub.ModelInfer(request, timeout=60).outputs
     finally:
+        proc.stop()
+
+
+def _codes(metrics: str, protocol: str) -> dict[str, float]:
+    """``housing_requests_total`` of one protocol by ``code``, as the rollout's error gate reads it."""
+    out: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith(REQUESTS_TOTAL + "{") and f'protocol="{protocol}"' in line:
+            code = line.split('code="', 1)[1].split('"', 1)[0]
+            out[code] = out.get(code, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_overload_is_counted_as_503_on_both_transports_so_the_5xx_gate_sees_it(boston_xgb):
+    """A request refused because the server is busy — over --max_concurrency, or over the byte budget — is
+    REST's 503 and gRPC's RESOURCE_EXHAUSTED; both must count as 503 in housing_requests_total
+    (RESOURCE_EXHAUSTED used to count as 429, the rate limit's code, so the rollout's 5xx gate saw REST
+    overload and not gRPC's)."""
+    argv = ["--max_concurrency", "1", "--max_body_bytes", "1000000", "--max_inflight_body_bytes", "1500000"]
+    proc = start_predictor(boston_xgb, NAME, argv)
+    client = httpx.Client(base_url=proc.http_url, timeout=60)
+    predict = f"/v1/models/{NAME}:predict"
+    try:
+        request = pb.ModelInferRequest(model_name=NAME)
+        tensor = request.inputs.add(name="X", datatype="FP64", shape=[4000, len(ROW)])
+        tensor.contents.fp64_contents.extend([float(v) for v in ROW.values()] * 4000)
+        with grpc.insecure_channel(proc.grpc_target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+            futures = [stub.ModelInfer.future(request, timeout=60) for _ in range(32)]  # over --max_concurrency
+            seen = [f.exception().code() if f.exception() else grpc.StatusCode.OK for f in futures]
+            held = _hold_body(proc.http_port, predict, 1_000_000)  # most of the byte budget
+            try:
+                client.get(f"/v2/models/{NAME}/ready")  # the held request has reached the middleware
+                rest = client.post(predict, content=b" " * 600_000, headers={"content-type": "application/json"})
+                big = pb.ModelInferRequest(model_name=NAME)
+                big.inputs.add(name="CRIM", datatype="FP64", shape=[70_000]).contents.fp64_contents.extend(
+                    [0.5] * 70_000
+                )
+                with pytest.raises(grpc.RpcError) as over_budget:
+                    stub.ModelInfer(big, timeout=30)
+                for _ in range(100):  # a call is counted once its status is sent: after its client saw it
+                    metrics = client.get("/metrics").text
+                    if sum(_codes(metrics, "grpc").values()) >= 33:
+                        break
+            finally:
+                held.close()
+        busy = seen.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        grpc_codes, rest_codes = _codes(metrics, "grpc"), _codes(metrics, "v1")
+        print(f"\n32 gRPC calls over cap 1: {busy} busy; then over the budget: gRPC {grpc_codes}, V1 {rest_codes}")
+        assert busy > 0 and set(seen) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, seen
+        assert over_budget.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and rest.status_code == 503
+        assert grpc_codes == {"200": seen.count(grpc.StatusCode.OK), "503": busy + 1}, grpc_codes  # no 429
+        assert rest_codes == {"503": 1}, rest_codes
+        # the gate's own reading of these counts: code=~"5.." over all (rollout.promql.error_rate_query)
+        gate = MetricNames().error_code_regex
+        assert error_rate(grpc_codes, gate) == (busy + 1) / 33
+        assert error_rate(rest_codes, gate) == 1.0
+    finally:
+        client.close()
         proc.stop()
 
 

@@ -21,8 +21,9 @@ from starlette.testclient import TestClient
 
 from bundle.schema import CATEGORICAL
 from common.series import REQUESTS_TOTAL
-from predictor.guard.policy import GuardConfig
-from predictor.observe.request_count import GRPC_TO_HTTP, RequestCountInterceptor, grpc_status, inference_protocol
+from predictor.guard.policy import Guard, GuardConfig
+from predictor.observe.request_count import GRPC_TO_HTTP, grpc_status, inference_protocol
+from predictor.transport.grpc_server import CallGuard, QuietErrorsInterceptor
 from predictor.transport.model import HousingModel
 from rollout.error_gate import error_rate
 from testkit.kserve_app import kserve_app
@@ -99,6 +100,7 @@ def test_v2_requests_are_counted_too(client: TestClient, model: HousingModel) ->
 
 
 def test_grpc_calls_are_counted_by_the_code_they_end_with() -> None:
+    """Through the one wrapper around every gRPC call (:class:`CallGuard`), on a real ``grpc.aio`` server."""
     counted: list[tuple[str, int]] = []
 
     async def infer(request: bytes, context: aio.ServicerContext) -> bytes:
@@ -111,12 +113,15 @@ def test_grpc_calls_are_counted_by_the_code_they_end_with() -> None:
     def handler(name: str) -> Any:
         return grpc.unary_unary_rpc_method_handler(infer)
 
+    quiet = QuietErrorsInterceptor(lambda protocol, reason: None)
+    call_guard = CallGuard(Guard(GuardConfig()), quiet, lambda p, c: counted.append((p, c)))
+
     class Handlers(grpc.GenericRpcHandler):
         def service(self, details: Any) -> Any:
-            return handler(details.method)
+            return call_guard.wrap(details.method, handler(details.method))
 
     async def run() -> list[str]:
-        server = aio.server(interceptors=[RequestCountInterceptor(lambda p, c: counted.append((p, c)))])
+        server = aio.server()
         server.add_generic_rpc_handlers((Handlers(),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -140,5 +145,5 @@ def test_grpc_calls_are_counted_by_the_code_they_end_with() -> None:
         return outcomes
 
     outcomes = asyncio.run(run())
-    assert outcomes == ["OK", "INVALID_ARGUMENT", "UNKNOWN", "OK"]
+    assert outcomes == ["OK", "INVALID_ARGUMENT", "INTERNAL", "OK"]  # KServe's mapping: INTERNAL
     assert counted == [("grpc", 200), ("grpc", 400), ("grpc", 500)]  # the health call is not counted

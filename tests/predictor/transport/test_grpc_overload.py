@@ -64,8 +64,10 @@ def _wait(condition, seconds: float = 30.0) -> bool:  # noqa: ANN001
 
 
 def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serves_what_it_holds():
-    model, refused = HeldModel(), []
-    port, loop = guarded_grpc_in_thread(_guard(refused), model)
+    model, refused, counted = HeldModel(), [], []
+    port, loop = guarded_grpc_in_thread(
+        _guard(refused), model, count_request=lambda protocol, code: counted.append((protocol, code))
+    )
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = GRPCInferenceServiceStub(channel)
         held = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(CAP)]
@@ -82,6 +84,10 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serv
         for call in extra:
             assert ("retry-after", "1") in tuple(call.trailing_metadata() or ()), call.trailing_metadata()
         assert refused == [("grpc", "Overloaded")] * EXTRA, refused
+        # counted as REST counts its busy answer (503, a failure to the rollout's 5xx gate), not as the rate
+        # limit's 429 that RESOURCE_EXHAUSTED maps to (counted once its status is sent: after the client saw it)
+        assert _wait(lambda: len(counted) >= EXTRA), counted
+        assert counted == [("grpc", 503)] * EXTRA, counted
         # the health RPCs are never counted (as REST's probes are not): a full server still answers them
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
         assert stub.ModelReady(pb.ModelReadyRequest(name="held"), timeout=10).ready
@@ -91,6 +97,8 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serv
             assert call.result(timeout=30).outputs[0].contents.fp64_contents == [1.0]
         # and the slots came back
         assert stub.ModelInfer(_request(), timeout=30).outputs
+        assert _wait(lambda: len(counted) == EXTRA + CAP + 1), counted
+        assert counted[EXTRA:] == [("grpc", 200)] * (CAP + 1), counted
 
 
 def test_calls_that_end_early_give_their_slot_back():
