@@ -17,6 +17,10 @@ requests were answered and with which code.
   the byte budget), so a refusal says which with :func:`count_as` — a busy server is a failure the
   rollout's 5xx gate must see on gRPC as it does on REST.
 
+A REST client that goes away before its body has arrived gets no answer and is counted as 499 (nginx's
+"client closed request", as gRPC's CANCELLED is): the middleware that reads the body marks the scope
+(:data:`CLIENT_GONE`), so a client's disconnect never counts against a version as a server error.
+
 Only inference calls are counted (V1 predict/explain, V2 infer, gRPC ModelInfer): probes and
 metadata calls would dilute the error rate.
 """
@@ -50,6 +54,10 @@ GRPC_TO_HTTP = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 INFER_METHOD = "ModelInfer"
+#: Scope key set by the body reader when the client disconnected before its body arrived (no answer sent).
+CLIENT_GONE = "housing.client_gone"
+#: The status counted for it: nginx's "client closed request", what gRPC's CANCELLED counts as.
+CLIENT_CLOSED = 499
 #: The HTTP status the current gRPC call is counted as, when its code alone does not say (see count_as);
 #: grpc.aio runs each call in a task of its own, so a value never outlives its call.
 _COUNTED_AS: ContextVar[int | None] = ContextVar("housing_grpc_counted_as", default=None)
@@ -75,7 +83,8 @@ def inference_protocol(path: str) -> str | None:
 
 
 class RequestCountMiddleware:
-    """Pure ASGI: count each inference request's response status (500 when the app raised)."""
+    """Pure ASGI: count each inference request's response status (500 when the app raised or answered nothing,
+    499 when the client went away before its body arrived)."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], count: CountRequest) -> None:
         self.app = app
@@ -99,7 +108,7 @@ class RequestCountMiddleware:
         except BaseException:
             self.count(protocol, status if status >= 500 else 500)
             raise
-        self.count(protocol, status or 500)
+        self.count(protocol, status or (CLIENT_CLOSED if scope.get(CLIENT_GONE) else 500))
 
 
 def grpc_status(code: Any) -> int:

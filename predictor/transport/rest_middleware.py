@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from predictor.guard.client_errors import REQUEST_ID_HEADER, log_client_error, log_refusal, protocol_of, request_id
 from predictor.guard.policy import Guard, Refusal
+from predictor.observe.request_count import CLIENT_GONE
 from predictor.transport import errors, kserve_patches
 from predictor.transport.errors import PAYLOAD_TOO_LARGE, PayloadTooLarge
 
@@ -192,7 +193,8 @@ class GuardMiddleware:
                     scope, receive, send, 413, PAYLOAD_TOO_LARGE, str(exc), {"connection": "close"}, False
                 )
                 return
-            if body is None:  # the client went away
+            if body is None:  # the client went away: no answer, counted as 499 (not as a server error)
+                scope[CLIENT_GONE] = True
                 return
             await self._process(scope, _replay(body, receive), send)
         finally:

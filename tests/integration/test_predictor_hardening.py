@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -288,6 +289,27 @@ def test_overload_is_counted_as_503_on_both_transports_so_the_5xx_gate_sees_it(b
     finally:
         client.close()
         proc.stop()
+
+
+def test_a_client_gone_before_its_body_is_499_not_a_server_error(predictor):
+    """A client that disconnects before its body has arrived gets no answer; it used to be counted as 500 in
+    housing_requests_total, a server error the rollout's 5xx gate held against the version."""
+    proc, client = predictor
+    predict = f"/v1/models/{NAME}:predict"
+    before = _codes(client.get("/metrics").text, "v1")
+    for _ in range(3):
+        _hold_body(proc.http_port, predict, 1_000).close()  # half a body, then gone
+    served = client.post(predict, json={"instances": [ROW]})
+    for _ in range(100):  # counted once the server has seen the disconnect
+        after = _codes(client.get("/metrics").text, "v1")
+        if after.get("499", 0) - before.get("499", 0) >= 3:
+            break
+        time.sleep(0.05)
+    added = {code: after[code] - before.get(code, 0) for code in after if after[code] != before.get(code, 0)}
+    print(f"\n3 clients gone mid-body, 1 served: counted {added}")
+    assert served.status_code == 200
+    assert added == {"499": 3, "200": 1}, added
+    assert error_rate(added, MetricNames().error_code_regex) == 0
 
 
 # -- binary BYTES tensors (issue 22 item 3) ------------------------------------------------------
