@@ -131,6 +131,8 @@ class CallGuard:
                     await _refuse_busy(busy, request, context, method_name, refused)
                 try:
                     response = await behavior(request, context)
+                except aio.AbortError:  # the method aborted with its own status (a refusal): already answered
+                    raise
                 except Exception as ex:  # noqa: BLE001 - mapped (it raises), as the exception interceptor did
                     await handle_exception(ex, request, context, method_name)
             except BaseException:

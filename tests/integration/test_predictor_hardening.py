@@ -64,6 +64,8 @@ def test_grpc_has_no_model_repository_rpcs(predictor, rpc):
         assert "model repository API is not served" in info.value.details()
         assert stub.ModelReady(pb.ModelReadyRequest(name=NAME), timeout=10).ready
     _serves(client)
+    log = proc.log()  # a client's refusal, not a server fault
+    assert "Abort already called" not in log and "Internal server error" not in log, log[-3000:]
 
 
 # -- memory: body limit, bytes in flight, requests in flight (issue 22 item 2) -------------------
