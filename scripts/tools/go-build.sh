@@ -1,6 +1,12 @@
 # Sourced by the tools scripts that build Go programs from the module proxy (kserve.sh,
-# skaffold.sh, prometheus.sh): one way to fetch a module and build a package from it, cached in
-# TOOLS_DIR with a version stamp. The caller sets TOOLS_DIR and defines log/die.
+# skaffold.sh, prometheus.sh, traefik.sh, metrics-server.sh, registry.sh): one way to fetch a
+# module and build a package from it, cached in TOOLS_DIR with a version stamp. It also gives the
+# caller its preamble: TOOLS_DIR (${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}) and log/die,
+# whose messages start with the sourcing script's name.
+TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
+GO_BUILD_CALLER="$(basename "${BASH_SOURCE[1]}")"
+die() { echo "$GO_BUILD_CALLER: $*" >&2; exit 1; }
+log() { echo "$GO_BUILD_CALLER: $*" >&2; }
 GO_PAR="${HOUSING_GO_BUILD_P:-2}"
 command -v go >/dev/null || die "the Go toolchain is needed (go not found)"
 mkdir -p "$TOOLS_DIR"

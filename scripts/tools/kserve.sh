@@ -13,10 +13,6 @@ set -euo pipefail
 KSERVE_VERSION="${HOUSING_KSERVE_VERSION:-v0.20.0}"
 COREDNS_VERSION="${HOUSING_COREDNS_VERSION:-v1.15.0}"
 CRICTL_VERSION="${HOUSING_CRICTL_VERSION:-v1.34.0}"
-TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
-
-die() { echo "kserve.sh: $*" >&2; exit 1; }
-log() { echo "kserve.sh: $*" >&2; }
 . "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 
 go_build kserve-manager "$KSERVE_VERSION" github.com/kserve/kserve ./cmd/manager

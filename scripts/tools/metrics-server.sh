@@ -9,10 +9,6 @@
 set -euo pipefail
 
 METRICS_SERVER_VERSION="${HOUSING_METRICS_SERVER_VERSION:-v0.8.0}"
-TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
-
-die() { echo "metrics-server.sh: $*" >&2; exit 1; }
-log() { echo "metrics-server.sh: $*" >&2; }
 . "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 
 go_build metrics-server "$METRICS_SERVER_VERSION" sigs.k8s.io/metrics-server ./cmd/metrics-server \

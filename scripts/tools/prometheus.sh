@@ -11,10 +11,6 @@
 set -euo pipefail
 
 PROMETHEUS_MODULE_VERSION="${HOUSING_PROMETHEUS_MODULE_VERSION:-v0.316.0}"
-TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
-
-die() { echo "prometheus.sh: $*" >&2; exit 1; }
-log() { echo "prometheus.sh: $*" >&2; }
 . "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 
 go_build prometheus-k8s "$PROMETHEUS_MODULE_VERSION" github.com/prometheus/prometheus ./cmd/prometheus \

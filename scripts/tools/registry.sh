@@ -10,10 +10,6 @@
 set -euo pipefail
 
 REGISTRY_VERSION="${HOUSING_REGISTRY_VERSION:-v3.0.0}"
-TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
-
-die() { echo "registry.sh: $*" >&2; exit 1; }
-log() { echo "registry.sh: $*" >&2; }
 . "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 
 go_build registry "$REGISTRY_VERSION" github.com/distribution/distribution/v3 ./cmd/registry \

@@ -10,12 +10,8 @@ set -euo pipefail
 
 SKAFFOLD_VERSION="${HOUSING_SKAFFOLD_VERSION:-v2.16.1}"
 HELM3_VERSION="${HOUSING_HELM3_VERSION:-v3.22.0}"
-TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
-
-die() { echo "skaffold.sh: $*" >&2; exit 1; }
-log() { echo "skaffold.sh: $*" >&2; }
-mkdir -p "$TOOLS_DIR/helm3"
 . "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
+mkdir -p "$TOOLS_DIR/helm3"
 
 go_build skaffold "$SKAFFOLD_VERSION" github.com/GoogleContainerTools/skaffold/v2 ./cmd/skaffold \
   "-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION"

@@ -15,10 +15,6 @@ set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/../gateway/traefik.sh"  # TRAEFIK_VERSION, shared with kind
 TRAEFIK_VERSION="${HOUSING_TRAEFIK_VERSION:-$TRAEFIK_VERSION}"
-TOOLS_DIR="${HOUSING_TOOLS_DIR:-$HOME/.cache/housing/bin}"
-
-die() { echo "traefik.sh: $*" >&2; exit 1; }
-log() { echo "traefik.sh: $*" >&2; }
 . "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 
 go_build traefik "$TRAEFIK_VERSION" github.com/traefik/traefik/v3 ./cmd/traefik \
