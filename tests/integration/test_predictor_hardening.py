@@ -206,15 +206,26 @@ def test_slow_senders_hold_no_slot_and_are_cut_off(boston_xgb):
         proc.stop()
 
 
+def _rows_request(rows: int) -> pb.ModelInferRequest:
+    """A V2 gRPC request of ``rows`` copies of ROW as one FP64 tensor: long enough to overlap its neighbours."""
+    request = pb.ModelInferRequest(model_name=NAME)
+    tensor = request.inputs.add(name="X", datatype="FP64", shape=[rows, len(ROW)])
+    tensor.contents.fp64_contents.extend([float(v) for v in ROW.values()] * rows)
+    return request
+
+
+def _burst(stub: GRPCInferenceServiceStub, request: pb.ModelInferRequest, calls: int = 32) -> list[grpc.Future]:
+    """``calls`` concurrent ModelInfer calls of ``request``: more than --max_concurrency 1 admits at once."""
+    return [stub.ModelInfer.future(request, timeout=60) for _ in range(calls)]
+
+
 def test_more_rpcs_than_the_cap_are_resource_exhausted(boston_xgb):
     proc = start_predictor(boston_xgb, NAME, ["--max_concurrency", "1"])
     try:
-        request = pb.ModelInferRequest(model_name=NAME)
-        tensor = request.inputs.add(name="X", datatype="FP64", shape=[5000, len(ROW)])
-        tensor.contents.fp64_contents.extend([float(v) for v in ROW.values()] * 5000)
+        request = _rows_request(5000)
         with grpc.insecure_channel(proc.grpc_target) as channel:
             stub = GRPCInferenceServiceStub(channel)
-            futures = [stub.ModelInfer.future(request, timeout=60) for _ in range(32)]
+            futures = _burst(stub, request)
             codes, details = [], set()
             for f in futures:
                 try:
@@ -254,12 +265,10 @@ def test_overload_is_counted_as_503_on_both_transports_so_the_5xx_gate_sees_it(b
     client = httpx.Client(base_url=proc.http_url, timeout=60)
     predict = f"/v1/models/{NAME}:predict"
     try:
-        request = pb.ModelInferRequest(model_name=NAME)
-        tensor = request.inputs.add(name="X", datatype="FP64", shape=[4000, len(ROW)])
-        tensor.contents.fp64_contents.extend([float(v) for v in ROW.values()] * 4000)
+        request = _rows_request(4000)
         with grpc.insecure_channel(proc.grpc_target) as channel:
             stub = GRPCInferenceServiceStub(channel)
-            futures = [stub.ModelInfer.future(request, timeout=60) for _ in range(32)]  # over --max_concurrency
+            futures = _burst(stub, request)  # over --max_concurrency
             seen = [f.exception().code() if f.exception() else grpc.StatusCode.OK for f in futures]
             held = _hold_body(proc.http_port, predict, 1_000_000)  # most of the byte budget
             try:
