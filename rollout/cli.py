@@ -227,6 +227,15 @@ class TargetFlags:
     route: str = RouteOpt
 
 
+@dataclass(frozen=True)
+class QualityFlags:
+    """The offline quality gate before a canary starts (``start`` and ``run``), as given."""
+
+    tolerance: float = ToleranceOpt
+    allow_worse: bool = AllowWorseOpt
+    skip: bool = SkipGateOpt
+
+
 def _manual(
     target: TargetFlags,
     step: Callable[[Backend], RolloutStatus],
@@ -259,10 +268,10 @@ def _name(name: str | None) -> str:
 
 
 @app.command()
+@flag_group("target", TargetFlags)
+@flag_group("quality", QualityFlags)
 def start(
-    backend: str = BackendOpt,
-    name: str = NameOpt,
-    namespace: str = NamespaceOpt,
+    target: TargetFlags,
     percent: int = typer.Option(10, "--percent", "-p", help="challenger share of traffic, 0..100"),
     challenger_uri: str = typer.Option(None, help="bundle URI of the challenger (default: MLflow alias challenger)"),
     champion_uri: str = typer.Option(None, help="local: bundle URI of the champion (default: MLflow alias champion)"),
@@ -271,12 +280,7 @@ def start(
     port: int = typer.Option(None, help="local: router port (default: a free one)"),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="standard: return once the canary reports Ready"),
     ready_timeout: float = typer.Option(600.0, help="standard: seconds the canary may take to turn Ready"),
-    dry_run: bool = DryRunOpt,
-    manifest: Path = ManifestOpt,
-    quality_tolerance: float = ToleranceOpt,
-    allow_worse: bool = AllowWorseOpt,
-    skip_quality_gate: bool = SkipGateOpt,
-    route: str = RouteOpt,
+    quality: QualityFlags = QualityFlags,
 ) -> None:
     """Deploy the challenger next to the champion with PERCENT % of the traffic.
 
@@ -293,21 +297,22 @@ def start(
         from rollout.backends.base import check_percent
 
         check_percent(percent)
-        be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name, route)
-        _check_lease(be, dry_run)
+        t = target
+        be = make_backend(t.backend, _name(t.name), t.namespace, t.dry_run, t.manifest, canary_name, t.route)
+        _check_lease(be, t.dry_run)
         champ, chall = resolve_for(be, champion_uri, challenger_uri)
-        if not dry_run:
-            if skip_quality_gate:
+        if not t.dry_run:
+            if quality.skip:
                 typer.echo("quality gate: skipped (--skip-quality-gate)")
             else:
-                chall = pinned(chall, quality_gate(champ, chall, quality_tolerance, allow_worse, typer.echo))
+                chall = pinned(chall, quality_gate(champ, chall, quality.tolerance, quality.allow_worse, typer.echo))
         be.prepare(champ["uri"], chall["uri"], port=port, sticky=sticky)  # local: champion + challenger at 0 %
         status = be.start(chall["uri"], percent, digest=chall["digest"])
-        if wait and not dry_run and isinstance(be, AwaitsReady):
+        if wait and not t.dry_run and isinstance(be, AwaitsReady):
             started = time.monotonic()
             status = be.wait_ready(ready_timeout)
             typer.echo(f"canary Ready after {time.monotonic() - started:.1f} s")
-        if not dry_run:
+        if not t.dry_run:
             show(status)
 
     _run(go)
@@ -416,10 +421,10 @@ def rollback(
 @flag_group("live", LiveFlags)
 @flag_group("canary", StepFlags)
 @flag_group("gates", GateFlags)
+@flag_group("target", TargetFlags)
+@flag_group("quality", QualityFlags)
 def run(
-    backend: str = BackendOpt,
-    name: str = NameOpt,
-    namespace: str = NamespaceOpt,
+    target: TargetFlags,
     canary: StepFlags = StepFlags,
     prometheus_url: str = typer.Option(None, help="Prometheus to read gates from (local default: start one)"),
     gates: GateFlags = GateFlags,
@@ -444,12 +449,7 @@ def run(
     ),
     keep: bool = typer.Option(False, help="local: leave the deployment running afterwards"),
     registry_sync: bool = typer.Option(True, "--registry/--no-registry", help="move/tag MLflow versions at the end"),
-    dry_run: bool = DryRunOpt,
-    manifest: Path = ManifestOpt,
-    quality_tolerance: float = ToleranceOpt,
-    allow_worse: bool = AllowWorseOpt,
-    skip_quality_gate: bool = SkipGateOpt,
-    route: str = RouteOpt,
+    quality: QualityFlags = QualityFlags,
     live: LiveFlags = LiveFlags,
 ) -> None:
     """Walk the steps, judge each from Prometheus, then promote or roll back by itself.
@@ -491,10 +491,11 @@ def run(
         ):
             if value < (1 if label == "--max-failures" else 0):
                 raise UsageError(f"{label} must be positive, got {value}")
-        if shadow > 0 and backend != "local":
+        t = target
+        if shadow > 0 and t.backend != "local":
             raise UsageError("--shadow needs the local router (--backend local); a cluster has no mirror yet")
-        be = make_backend(backend, _name(name), namespace, dry_run, manifest, canary_name, route)
-        if dry_run:
+        be = make_backend(t.backend, _name(t.name), t.namespace, t.dry_run, t.manifest, canary_name, t.route)
+        if t.dry_run:
             if be.runs_champion:
                 raise UsageError("--dry-run applies to the KServe backends")
             _, chall = resolve_for(be, None, challenger_uri)
@@ -516,11 +517,11 @@ def run(
             traffic=traffic,
             keep=keep,
             registry_sync=registry_sync,
-            name=name,
+            name=t.name,
             ready_timeout=ready_timeout,
-            quality_tolerance=quality_tolerance,
-            allow_worse=allow_worse,
-            quality_gate=not skip_quality_gate,
+            quality_tolerance=quality.tolerance,
+            allow_worse=quality.allow_worse,
+            quality_gate=not quality.skip,
             live_gate=live_options,
         )
         outcome = run_rollout(be, options, typer.echo, show)
