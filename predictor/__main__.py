@@ -322,7 +322,7 @@ def _install_guard(
 
     from predictor.guard.policy import CONNECTIONS_PER_SLOT
     from predictor.transport import kserve_patches
-    from predictor.transport.grpc_server import GuardedGRPCServer
+    from predictor.transport.grpc_server import CallGuard, GuardedGRPCServer
     from predictor.transport.workers import (
         RESTWorkers,
         WorkerSetup,
@@ -346,11 +346,13 @@ def _install_guard(
         rest_server=functools.partial(rest_server, limit_concurrency=limit),
         grpc_server=functools.partial(
             GuardedGRPCServer,
-            guard=guard,
-            count_error=counters(model)[0],
-            count_request=request_counter(model),
-            refused=model.log_refused,
-            access_log=logs.access,
+            calls=CallGuard(
+                guard,
+                count_error=counters(model)[0],
+                count_request=request_counter(model),
+                refused=model.log_refused,
+                access_log=logs.access,  # KServe's access line: one INFO line per RPC
+            ),
         ),
     )
     if guard.active:

@@ -15,7 +15,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from common.net import free_port
 from predictor.guard.policy import Guard
-from predictor.transport.grpc_server import GuardedGRPCServer
+from predictor.transport.grpc_server import CallGuard, GuardedGRPCServer
 
 MESSAGE_LIMITS = {"grpc_max_send_message_length": 1 << 20, "grpc_max_receive_message_length": 1 << 20}
 
@@ -40,7 +40,7 @@ def guarded_grpc_in_thread(
             repo.update(model)
         server = GuardedGRPCServer(
             port, DataPlane(repo), ModelRepositoryExtension(repo), MESSAGE_LIMITS,
-            guard=guard, count_error=lambda *_: None, count_request=count_request,
+            calls=CallGuard(guard, count_error=lambda *_: None, count_request=count_request),
         )  # fmt: skip
         loops.append(asyncio.get_running_loop())
         task = asyncio.create_task(server.start(max_workers=1))

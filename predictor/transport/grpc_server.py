@@ -92,19 +92,20 @@ class CallGuard:
     5. the method, its exceptions mapped by :class:`QuietErrorsInterceptor` (client errors quiet and counted).
 
     :meth:`wrap` builds a method's handler once (:class:`_GuardedMethods`, which also holds the slots), not
-    per call.
+    per call. ``count_error`` counts the client errors step 5 keeps quiet; ``refused`` gets the inference
+    requests refused before the model (the payload log's rows).
     """
 
     def __init__(
         self,
         guard: Guard,
-        quiet: QuietErrorsInterceptor,
+        count_error: CountError,
         count_request: CountRequest | None = None,
         refused: Refused | None = None,
         access_log: bool = False,
     ) -> None:
         self.guard = guard
-        self.quiet = quiet
+        self.quiet = QuietErrorsInterceptor(count_error, refused)
         self.count_request = count_request
         self.refused = refused
         self.access_log = access_log
@@ -354,44 +355,27 @@ def encode_response(response: Any) -> Any:
 
 
 class GuardedGRPCServer(GRPCServer):
-    """``kserve.protocol.grpc.server.GRPCServer`` with the interceptors above."""
+    """``kserve.protocol.grpc.server.GRPCServer`` with ``calls`` (:class:`CallGuard`) around every method."""
 
-    def __init__(
-        self,
-        *args: Any,
-        guard: Guard,
-        count_error: CountError,
-        count_request: CountRequest | None = None,
-        refused: Refused | None = None,
-        access_log: bool = False,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, calls: CallGuard, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.access_log = access_log  # KServe's LoggingInterceptor: one INFO line per RPC
-        self.guard = guard
-        self.count_error = count_error
-        self.count_request = count_request
-        self.refused = refused  # inference requests refused before the model: the payload log's rows
+        self.calls = calls
         # grpc.aio's Server.stop while its start is in progress is a SIGSEGV in grpc (a SIGTERM while
         # --workers are starting: the parent starts gRPC in the same gather): see start and stop
         self._stop_requested = False
         self._starting: asyncio.Future | None = None
 
-    def call_guard(self) -> CallGuard:
-        """What runs around every call (no ``grpc.aio`` interceptor: each would be a layer per call)."""
-        quiet = QuietErrorsInterceptor(self.count_error, self.refused)
-        return CallGuard(self.guard, quiet, self.count_request, self.refused, self.access_log)
-
     async def start(self, max_workers: int) -> None:  # same server as KServe's, our interceptors
         if self._stop_requested:  # stopped before it started: nothing to serve
             return
-        servicer = CheckedServicer(self._data_plane, self._model_repository_extension, self.guard, self.refused)
+        guard, refused = self.calls.guard, self.calls.refused
+        servicer = CheckedServicer(self._data_plane, self._model_repository_extension, guard, refused)
         server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            options=server_options(self.guard.config.max_concurrency, self._kwargs),
+            options=server_options(guard.config.max_concurrency, self._kwargs),
         )  # no interceptors: CallGuard wraps each method, and the cap on RPCs in flight is its own
         kserve_patches.set_grpc_server(self, server)  # what KServe's stop stops
-        wrapping = _WrappingServer(server, self.call_guard())
+        wrapping = _WrappingServer(server, self.calls)  # no grpc.aio interceptor: each is a layer per call
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, wrapping)
         server.add_insecure_port(f"[::]:{self._port}")
         self._starting = asyncio.ensure_future(server.start())

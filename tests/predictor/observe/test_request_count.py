@@ -23,7 +23,7 @@ from bundle.schema import CATEGORICAL
 from common.series import REQUESTS_TOTAL
 from predictor.guard.policy import Guard, GuardConfig
 from predictor.observe.request_count import GRPC_TO_HTTP, grpc_status, inference_protocol
-from predictor.transport.grpc_server import CallGuard, QuietErrorsInterceptor
+from predictor.transport.grpc_server import CallGuard
 from predictor.transport.model import HousingModel
 from rollout.error_gate import error_rate
 from testkit.kserve_app import kserve_app
@@ -113,8 +113,7 @@ def test_grpc_calls_are_counted_by_the_code_they_end_with() -> None:
     def handler(name: str) -> Any:
         return grpc.unary_unary_rpc_method_handler(infer)
 
-    quiet = QuietErrorsInterceptor(lambda protocol, reason: None)
-    call_guard = CallGuard(Guard(GuardConfig()), quiet, lambda p, c: counted.append((p, c)))
+    call_guard = CallGuard(Guard(GuardConfig()), lambda protocol, reason: None, lambda p, c: counted.append((p, c)))
 
     class Handlers(grpc.GenericRpcHandler):
         def service(self, details: Any) -> Any:

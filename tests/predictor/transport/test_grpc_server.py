@@ -30,7 +30,7 @@ from common.series import PREDICTIONS
 from predictor.codec.v2_binary import CheckedDataPlane
 from predictor.codec.v2_grpc import decode_grpc
 from predictor.guard.policy import Guard, GuardConfig
-from predictor.transport.grpc_server import GuardedGRPCServer
+from predictor.transport.grpc_server import CallGuard, GuardedGRPCServer
 from predictor.transport.model import HousingModel
 
 
@@ -50,8 +50,7 @@ class Servers:
                 dataplane,
                 extension,
                 kwargs,
-                guard=Guard(GuardConfig()),
-                count_error=lambda protocol, reason: None,
+                calls=CallGuard(Guard(GuardConfig()), count_error=lambda protocol, reason: None),
             ),
             "kserve": GRPCServer(self.ports["kserve"], dataplane, extension, kwargs),
         }

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
     from common.net import free_port
     from predictor.guard.policy import Guard, GuardConfig
-    from predictor.transport.grpc_server import GuardedGRPCServer
+    from predictor.transport.grpc_server import CallGuard, GuardedGRPCServer
 
     LIMITS = {"grpc_max_send_message_length": 1 << 20, "grpc_max_receive_message_length": 1 << 20}
 
@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(
         repo = ModelRepository()
         server = GuardedGRPCServer(
             free_port(), DataPlane(repo), ModelRepositoryExtension(repo), LIMITS,
-            guard=Guard(GuardConfig()), count_error=lambda *_: None, grace_period=1,
+            calls=CallGuard(Guard(GuardConfig()), count_error=lambda *_: None), grace_period=1,
         )
         started = asyncio.ensure_future(server.start(max_workers=1))
         for _ in range(steps):  # the signal lands after this many loop steps of the start
