@@ -217,7 +217,7 @@ def _finish(status: RolloutStatus, dry_run: bool, sync: Callable[[], str | None]
 
 @dataclass(frozen=True)
 class TargetFlags:
-    """Where a manual promote or rollback acts, as given."""
+    """Where start, run, promote and rollback act, as given."""
 
     backend: str = BackendOpt
     name: str = NameOpt
