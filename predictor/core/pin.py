@@ -8,8 +8,9 @@ registered version whose ``bundle_uri`` tag is ``STORAGE_URI``
 (:func:`registry.resolve.registered_digest`), and writes that version's ``bundle_digest`` into a
 pin file on a volume the predictor container mounts; the predictor reads it with
 ``--bundle_digest_file`` / ``HOUSING_BUNDLE_DIGEST_FILE`` (:func:`read_pin`) and refuses any other
-``bundle.json``. A version without the tag, or two versions of the URI with different digests, fail
-the init container with one line naming the URI and the tag.
+``bundle.json``. When the chart knows the digest, the init container writes that one (no registry
+call), so a predictor told to read a pin file always finds one. A version without the tag, or two
+versions of the URI with different digests, fail the init container with one line naming the URI and the tag.
 
 The pin file records the URI it was resolved for: a ``housing rollout`` canary is a copy of the
 champion's pod spec whose init container still names the champion's URI; such a copy carries its
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bundle.manifest import MANIFEST
-from common.config import BUNDLE_DIGEST_FILE_ENV, DEFAULT_MODEL_NAME, load_settings, s3_client
+from common.config import BUNDLE_DIGEST_ENV, BUNDLE_DIGEST_FILE_ENV, DEFAULT_MODEL_NAME, load_settings, s3_client
 from common.urls import redact
 from registry.resolve import RegistryConflict, RegistryError, registered_digest
 
@@ -96,13 +97,15 @@ def wait(
     *,
     model_name: str,
     tracking_uri: str | None = None,
+    known_digest: str | None = None,
     interval: float = 3.0,
     say: Callable[[str], None] = print,
 ) -> str | None:
     """Wait up to ``wait_seconds`` (0: one look) for ``<storage_uri>/bundle.json`` and, with
     ``pin_file``, for the version of ``model_name`` registered with that URI, whose digest is then
-    written to ``pin_file`` and returned. Raises :class:`PinError` at once when the registry holds
-    no usable digest for the URI, else when the time is up."""
+    written to ``pin_file`` and returned (``known_digest``, the chart's, is written without asking
+    the registry). Raises :class:`PinError` at once when the registry holds no usable digest for the
+    URI, else when the time is up."""
     deadline = time.monotonic() + wait_seconds
     where = redact(storage_uri)
     while True:
@@ -110,6 +113,10 @@ def wait(
         if problem is None and pin_file is None:
             say(f"{where}: {MANIFEST} present")
             return None
+        if problem is None and pin_file is not None and known_digest:
+            write_pin(pin_file, storage_uri, model_name, "", known_digest)
+            say(f"{where}: {MANIFEST} present; pinned to {known_digest} (given)")
+            return known_digest
         if problem is None and pin_file is not None:
             try:
                 found = registered_digest(storage_uri, model_name, tracking_uri)
@@ -143,13 +150,28 @@ def main(argv: list[str] | None = None) -> int:
         default=env(BUNDLE_DIGEST_FILE_ENV) or None,
         help=f"Write the registered digest here (default: {BUNDLE_DIGEST_FILE_ENV}); none: only wait for the bundle.",
     )
+    parser.add_argument(
+        "--bundle_digest",
+        default=env(BUNDLE_DIGEST_ENV) or None,
+        help=f"The digest already known (default: {BUNDLE_DIGEST_ENV}): written to --pin_file, no registry asked.",
+    )
     parser.add_argument("--model_name", default=env("HOUSING_MODEL_NAME") or DEFAULT_MODEL_NAME)
     args = parser.parse_args(argv)
     if not args.storage_uri:
         parser.error("--storage_uri (or STORAGE_URI) is required")
-    tracking = load_settings().tracking_uri if args.pin_file else None
+    known = args.bundle_digest.strip().lower() if args.bundle_digest else None
+    if known and not SHA256.fullmatch(known):
+        parser.error(f"--bundle_digest {args.bundle_digest!r}: not a sha256 (64 hex digits)")
+    tracking = load_settings().tracking_uri if args.pin_file and not known else None
     try:
-        wait(args.storage_uri, args.wait_seconds, args.pin_file, model_name=args.model_name, tracking_uri=tracking)
+        wait(
+            args.storage_uri,
+            args.wait_seconds,
+            args.pin_file,
+            model_name=args.model_name,
+            tracking_uri=tracking,
+            known_digest=known,
+        )
     except PinError as exc:
         print(f"wait-for-bundle: {exc}", file=sys.stderr, flush=True)
         return 1
