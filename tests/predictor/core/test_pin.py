@@ -161,3 +161,17 @@ def test_the_predictor_serves_only_the_pinned_bundle(boston_xgb, tmp_path):
         assert httpx.post(f"{proc.http_url}/v1/models/housing:predict", json=BOSTON_ROW, timeout=30).status_code == 200
     finally:
         proc.stop()
+
+
+def test_a_digest_given_is_written_without_asking_the_registry(boston_xgb, tmp_path, monkeypatch, capsys):
+    """The chart's predictor.bundleDigest (or canary.bundleDigest) reaches the init container too: the pin file
+    then holds it, so a rollout's copy of that spec finds a pin file; no MLflow is asked (none is set here)."""
+    pin = tmp_path / "pin.json"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("HOUSING_HOME", str(tmp_path / "home"))
+    argv = ["--storage_uri", str(boston_xgb), "--pin_file", str(pin), "--bundle_digest", DIGEST_A.upper()]
+    assert main(argv) == 0
+    assert read_pin(pin, str(boston_xgb)) == DIGEST_A
+    with pytest.raises(SystemExit):  # argparse's exit 2, naming the flag
+        main(["--storage_uri", str(boston_xgb), "--pin_file", str(pin), "--bundle_digest", "xyz"])
+    assert "--bundle_digest 'xyz': not a sha256" in capsys.readouterr().err
