@@ -20,7 +20,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.config import BUNDLE_DIGEST_ENV, BUNDLE_DIGEST_FILE_ENV, DEFAULT_MODEL_NAME, PAYLOAD_LOG_ENV
+from common.config import (
+    BUNDLE_DIGEST_ENV,
+    BUNDLE_DIGEST_FILE_ENV,
+    DEFAULT_MODEL_NAME,
+    PAYLOAD_LOG_ENV,
+    SOURCE_URI_ENV,
+)
 from predictor.transport import deferred_imports
 
 deferred_imports.install()  # before anything imports kserve (the serving image has no kubernetes package)
@@ -259,7 +265,8 @@ def _serve(args: argparse.Namespace) -> int:
         if not expected and args.bundle_digest_file:
             from predictor.core.pin import read_pin
 
-            expected = read_pin(args.bundle_digest_file, args.storage_uri or os.environ.get("STORAGE_URI"))
+            served = args.storage_uri or os.environ.get(SOURCE_URI_ENV) or os.environ.get("STORAGE_URI")
+            expected = read_pin(args.bundle_digest_file, served)
             log.info("bundle digest: %s (from %s)", expected or "none", args.bundle_digest_file)
         from predictor.guard.auth import AuthConfigError
         from predictor.guard.policy import Guard

@@ -52,7 +52,8 @@ def write_pin(path: Path, storage_uri: str, model_name: str, version: str, diges
 
 
 def read_pin(path: str | Path, storage_uri: str | None) -> str | None:
-    """The digest the pin file at ``path`` holds for ``storage_uri`` (the predictor's STORAGE_URI);
+    """The digest the pin file at ``path`` holds for ``storage_uri`` (the URI the storage-initializer
+    fetched: ``HOUSING_SOURCE_URI`` in the chart, as KServe rewrites STORAGE_URI to /mnt/models);
     None, with a warning, when it was written for another URI. Raises :class:`PinError` when the
     file is missing or malformed, or ``storage_uri`` is unknown: a pod told to pin never serves unpinned."""
     try:

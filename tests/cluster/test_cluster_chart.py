@@ -995,6 +995,10 @@ def test_the_installs_first_bundle_is_pinned_to_its_registered_digest(render):
     assert init["STORAGE_URI"] == env["STORAGE_URI"]
     pin = env[config.BUNDLE_DIGEST_FILE_ENV]
     assert init[config.BUNDLE_DIGEST_FILE_ENV] == pin and config.BUNDLE_DIGEST_ENV not in env
+    # KServe rewrites the pod's STORAGE_URI to /mnt/models (seen on the node): the fetched URI comes apart
+    (source,) = [e for e in _predictor_container(predictor)["env"] if e["name"] == config.SOURCE_URI_ENV]
+    annotation = "internal.serving.kserve.io/storage-initializer-sourceuri"
+    assert source["valueFrom"] == {"fieldRef": {"fieldPath": f"metadata.annotations['{annotation}']"}}
     assert init["MLFLOW_TRACKING_URI"] == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000"
     assert init["HOUSING_MODEL_NAME"] == config.DEFAULT_MODEL_NAME  # what training registers under
     directory = pin.rsplit("/", 1)[0]

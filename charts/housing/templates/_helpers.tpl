@@ -390,6 +390,12 @@ containers:
       # else the digest the init container wrote for STORAGE_URI (the registry's, or the one above)
       - name: {{ include "housing.bundleDigestFileEnv" $root }}
         value: {{ include "housing.bundlePinFile" $root | quote }}
+      # the URI the pin must be for: KServe's webhook rewrites STORAGE_URI above to /mnt/models in
+      # the pod; the URI its storage-initializer fetched stays in this annotation (a canary's own)
+      - name: HOUSING_SOURCE_URI
+        valueFrom:
+          fieldRef:
+            fieldPath: "metadata.annotations['internal.serving.kserve.io/storage-initializer-sourceuri']"
       {{- end }}
       {{- include "housing.scratchEnv" $root | nindent 6 }}
       {{- if gt (int $v.predictor.preStopSleepSeconds) 0 }}

@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from bundle.manifest import bundle_digest
-from common.config import BUNDLE_DIGEST_FILE_ENV, DEFAULT_BUCKET, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
+from common.config import BUNDLE_DIGEST_FILE_ENV, DEFAULT_BUCKET, SOURCE_URI_ENV, TAG_BUNDLE_DIGEST, TAG_BUNDLE_URI
 from predictor.core.pin import PinError, main, read_pin, wait, write_pin
 from registry.resolve import RegistryConflict, registered_digest
 from testkit.holdout import BOSTON_ROW
@@ -143,7 +143,8 @@ def test_a_malformed_pin_file_is_refused(tmp_path, body):
 def test_the_predictor_serves_only_the_pinned_bundle(boston_xgb, tmp_path):
     """As in the pod: the storage-initializer filled --model_dir from STORAGE_URI, the pin file names it."""
     uri, pin = "s3://models/housing/1", tmp_path / "pin.json"
-    env = {"STORAGE_URI": uri, BUNDLE_DIGEST_FILE_ENV: str(pin)}
+    # KServe's webhook rewrites STORAGE_URI to /mnt/models; the chart passes the fetched URI apart
+    env = {"STORAGE_URI": "/mnt/models", SOURCE_URI_ENV: uri, BUNDLE_DIGEST_FILE_ENV: str(pin)}
     write_pin(pin, uri, "housing", "1", "0" * 64)  # registered: other bytes than these
     with pytest.raises(RuntimeError, match="does not match the pinned"):
         start_predictor(boston_xgb, env=env)
