@@ -338,7 +338,11 @@ def test_s3_secret_annotations_and_generated_credentials(render):
 
 
 def _secret_refs(container: dict) -> dict[str, str]:
-    return {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e}
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})  # not HOUSING_SOURCE_URI, an annotation
+    }
 
 
 @pytest.mark.parametrize("payload_log", [False, True])
