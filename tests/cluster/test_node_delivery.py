@@ -598,6 +598,8 @@ def test_the_live_gate_waits_for_labels_then_promotes_on_them(
     ]
     assert judged, "no step judged the live RMSEs"
     assert all("waiting for labels" not in m for m in judged), judged
+    held = next(e["message"] for e in events if e["reason"] == "RolloutInconclusive")
+    print(f"held: {held[:300]}\njudged: {judged[0][:400]}")
     poll("MLflow's champion moved", lambda: alias(mlflow, ALIAS_CHAMPION).version == version, 60, 2)
 
 
