@@ -140,6 +140,22 @@ def _gates(gates: list[dict[str, Any]]) -> str:
     return ", ".join(parts)
 
 
+def _inconclusive(record: dict[str, Any]) -> str:
+    at = (record.get("status") or {}).get("challenger_percent")
+    where = f"held at {at}%" if at is not None else "held"
+    return f"{where}, nothing promoted or rolled back: {record.get('reason')}"
+
+
+def _live_gate(record: dict[str, Any]) -> str:
+    required = "required" if record.get("require_labels") else "not required"
+    days, tolerance = record.get("days"), record.get("tolerance")
+    return (
+        f"live gate on {record.get('log_uri')}: {record.get('challenger')} against {record.get('champion')}, "
+        f"≥ {record.get('min_labels')} labelled rows each in the last {days:g} days ({required}), "
+        f"RMSE within +{tolerance:.1%} of the champion's"
+    )
+
+
 def summarize(record: dict[str, Any]) -> tuple[str, str, bool]:
     """(Event reason, message, is a warning) for one event-log record or runner note."""
     kind = record.get("event", "?")
@@ -174,6 +190,8 @@ def summarize(record: dict[str, Any]) -> tuple[str, str, bool]:
         "waiting": ("RolloutWaiting", lambda r: str(r.get("reason")), True),
         "mismatch": ("ChampionMismatch", lambda r: str(r.get("reason")), True),
         "runner": ("RunnerStarted", lambda r: str(r.get("reason")), False),
+        "inconclusive": ("RolloutInconclusive", _inconclusive, True),
+        "live_gate": ("RolloutLiveGate", _live_gate, False),
     }
     if kind in simple:
         reason, text, warning = simple[kind]

@@ -152,6 +152,8 @@ BAD_DELIVERY_VALUES = {
     "bad-notify-url": (["rollout.notify.url=hooks.example"], "/rollout/notify/url"),
     "live-gate-without-a-log": (["rollout.auto.liveGate.enabled=true"], "needs payloadLog.enabled=true"),
     "live-gate-bad-days": (["rollout.auto.liveGate.days=-1"], "/rollout/auto/liveGate/days"),
+    # the runner refuses --live-min-labels 1 (exit 2, a crash-looping pod): helm refuses it first
+    "live-gate-one-label": (["rollout.auto.liveGate.minLabels=1"], "/rollout/auto/liveGate/minLabels"),
     "live-gate-bad-log": (["rollout.auto.liveGate.logUri=/var/log"], "/rollout/auto/liveGate/logUri"),
 }
 
