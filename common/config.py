@@ -44,14 +44,6 @@ TAG_BUNDLE_DIGEST = "bundle_digest"
 #: The predictor's environment variable pinning bundle.json's sha256 (its --bundle_digest default):
 #: the chart and the KServe rollout backends set it to the registered digest.
 BUNDLE_DIGEST_ENV = "HOUSING_BUNDLE_DIGEST"
-#: The predictor's environment variable naming the pin file (its --bundle_digest_file default): the
-#: digest registered for its STORAGE_URI, written by the chart's wait-for-bundle init container
-#: (predictor.core.pin) when no digest was known at the render; BUNDLE_DIGEST_ENV, when set, wins.
-BUNDLE_DIGEST_FILE_ENV = "HOUSING_BUNDLE_DIGEST_FILE"
-#: The URI KServe's storage-initializer fetched, as the chart hands it to the predictor (the pod's
-#: ``internal.serving.kserve.io/storage-initializer-sourceuri`` annotation, by the downward API):
-#: KServe's webhook rewrites the predictor's own STORAGE_URI to /mnt/models.
-SOURCE_URI_ENV = "HOUSING_SOURCE_URI"
 #: The request header carrying an API key (``Authorization: Bearer`` works too), and the
 #: environment variable clients (``housing predict``, rollout traffic) read their key from.
 API_KEY_HEADER = "X-API-Key"

@@ -1,7 +1,7 @@
 """The housing predictor: a KServe custom model serving one artifact bundle.
 
 Run it with ``python -m predictor`` (KServe's ModelServer flags plus ``--model_dir``,
-``--storage_uri``, ``--bundle_digest``/``HOUSING_BUNDLE_DIGEST``, ``--bundle_digest_file``, ``--max_batch_size``) or
+``--storage_uri``, ``--bundle_digest``/``HOUSING_BUNDLE_DIGEST``, ``--max_batch_size``) or
 ``housing serve``. Subpackages, by responsibility (what each may import: ``docs/architecture.md``):
 
 * :mod:`predictor.core` — where a bundle comes from, the verified bundle, the evaluator (+ C), TreeSHAP

@@ -2,8 +2,7 @@
 
 Flags are KServe's own (``--http_port``, ``--grpc_port``, ``--workers``, …, see
 ``kserve.model_server.parser``) plus ``--model_dir``, ``--storage_uri``, ``--bundle_digest``
-(or ``HOUSING_BUNDLE_DIGEST``), ``--bundle_digest_file`` (or ``HOUSING_BUNDLE_DIGEST_FILE``: the pin
-file of :mod:`predictor.core.pin`), ``--max_batch_size`` and the guard's flags (``--api_keys_file``,
+(or ``HOUSING_BUNDLE_DIGEST``), ``--max_batch_size`` and the guard's flags (``--api_keys_file``,
 ``--rate_limit``, ``--rate_burst``, ``--open_paths``, ``--max_body_bytes``; see
 :mod:`predictor.guard.policy`). A bundle that fails verification, or a key file without a key, is never
 served: the process logs the reason and exits with status 2 (in Kubernetes the pod never becomes
@@ -20,13 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.config import (
-    BUNDLE_DIGEST_ENV,
-    BUNDLE_DIGEST_FILE_ENV,
-    DEFAULT_MODEL_NAME,
-    PAYLOAD_LOG_ENV,
-    SOURCE_URI_ENV,
-)
+from common.config import BUNDLE_DIGEST_ENV, DEFAULT_MODEL_NAME, PAYLOAD_LOG_ENV
 from predictor.transport import deferred_imports
 
 deferred_imports.install()  # before anything imports kserve (the serving image has no kubernetes package)
@@ -60,12 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--bundle_digest",
         default=os.environ.get(BUNDLE_DIGEST_ENV) or None,
         help="Expected sha256 of bundle.json; anything else is refused.",
-    )
-    parser.add_argument(
-        "--bundle_digest_file",
-        default=os.environ.get(BUNDLE_DIGEST_FILE_ENV) or None,
-        help="Without --bundle_digest: the pin file the chart's wait-for-bundle init container writes (the "
-        "registered digest of STORAGE_URI, predictor.core.pin); a missing or malformed file is refused.",
     )
     parser.add_argument("--max_batch_size", type=int, default=int(os.environ.get("HOUSING_MAX_BATCH_SIZE", "10000")))
     parser.add_argument("--drift_window", type=int, default=2000, help="Rows kept for the drift PSI.")
@@ -262,12 +249,6 @@ def _serve(args: argparse.Namespace) -> int:
     if not storage_uri and not (Path(model_dir) / MANIFEST).is_file():
         storage_uri = os.environ.get("STORAGE_URI") or None
     try:
-        if not expected and args.bundle_digest_file:
-            from predictor.core.pin import read_pin
-
-            served = args.storage_uri or os.environ.get(SOURCE_URI_ENV) or os.environ.get("STORAGE_URI")
-            expected = read_pin(args.bundle_digest_file, served)
-            log.info("bundle digest: %s (from %s)", expected or "none", args.bundle_digest_file)
         from predictor.guard.auth import AuthConfigError
         from predictor.guard.policy import Guard
 

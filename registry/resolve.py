@@ -5,8 +5,6 @@ A registered version points at its bundle through the tags ``bundle_uri`` and ``
 tracking URI the version is read over MLflow's REST API, so the serving image needs no ``mlflow``
 package; MLflow is imported only inside functions, for the embedded (sqlite) store. The lifecycle
 (register, promote, reject: :mod:`registry.lifecycle`) builds on the same types.
-:func:`registered_digest` goes the other way — a bundle URI → the digest its registered version
-records — for a predictor pod told only a URI (the chart's install: :mod:`predictor.core.pin`).
 """
 
 from __future__ import annotations
@@ -26,10 +24,6 @@ BUNDLE_URI_SCHEMES = ("s3://", "file://")
 
 class RegistryError(RuntimeError):
     """The registry cannot be reached, or refuses what was asked; one line saying why."""
-
-
-class RegistryConflict(RegistryError):
-    """The registry answered, and what it holds cannot pin a bundle (no digest, or two digests)."""
 
 
 @dataclass
@@ -109,46 +103,9 @@ def resolve_uri(uri: str, tracking_uri: str | None = None) -> Resolved:
     return Resolved(info.bundle_uri, info.digest, uri)
 
 
-def registered_digest(bundle_uri: str, model_name: str, tracking_uri: str | None = None) -> tuple[str, str] | None:
-    """(version, digest) of ``model_name``'s version whose ``bundle_uri`` tag is ``bundle_uri``; None
-    while no version has that tag. Raises :class:`RegistryConflict` when such a version has no
-    ``bundle_digest`` tag, or two of them record different digests, and :class:`RegistryError` when
-    the registry cannot be asked."""
-    if "'" in bundle_uri or "'" in model_name:
-        raise RegistryConflict(f"{redact(bundle_uri)}: a quote in the URI or model name cannot be searched for")
-    query = f"name = '{model_name}' AND tags.{TAG_BUNDLE_URI} = '{bundle_uri}'"
-    tracking = tracking_uri or load_settings().tracking_uri
-    try:
-        if tracking.startswith(("http://", "https://")):
-            found = _rest_search(tracking, query)
-        else:
-            found = [version_info(mv) for mv in client(tracking).search_model_versions(query, max_results=1000)]
-    except Exception as exc:  # noqa: BLE001 - MlflowException, HTTP and connection errors
-        raise RegistryError(f"{redact(bundle_uri)}: cannot search MLflow for it ({short_error(exc)})") from exc
-    found = [v for v in found if v.bundle_uri == bundle_uri]  # the server's filter, checked
-    if not found:
-        return None
-    where = f"model {model_name!r}, {TAG_BUNDLE_URI} {redact(bundle_uri)}"
-    untagged = sorted((v.version for v in found if not v.digest), key=_version_key)
-    if untagged:
-        raise RegistryConflict(f"{where}: version {', '.join(untagged)} has no {TAG_BUNDLE_DIGEST!r} tag")
-    digests = {v.digest for v in found}
-    if len(digests) > 1:
-        listed = "; ".join(
-            f"version {v.version}: {v.digest}" for v in sorted(found, key=lambda v: _version_key(v.version))
-        )
-        raise RegistryConflict(f"{where}: versions record different {TAG_BUNDLE_DIGEST!r} tags ({listed})")
-    first = min(found, key=lambda v: _version_key(v.version))
-    return first.version, str(first.digest)
-
-
-def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isdigit() else (0, version)
-
-
-def _rest_get(tracking_uri: str, path: str, params: dict[str, str]) -> dict[str, Any]:
-    """``GET /api/2.0/mlflow/<path>`` of an MLflow server as JSON, with MLflow's client settings:
-    ``MLFLOW_TRACKING_TOKEN`` or ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``,
+def _rest_version(tracking_uri: str, path: str, params: dict[str, str]) -> VersionInfo:
+    """One model version from MLflow's REST API (``GET /api/2.0/mlflow/<path>``), with MLflow's
+    client settings: ``MLFLOW_TRACKING_TOKEN`` or ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``,
     ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``,
     ``MLFLOW_HTTP_REQUEST_TIMEOUT``. Raises ``RuntimeError`` with MLflow's error code and message."""
     import httpx
@@ -169,32 +126,9 @@ def _rest_get(tracking_uri: str, path: str, params: dict[str, str]) -> dict[str,
         body = r.json()
     except ValueError:
         body = {}
-    if r.status_code != 200 or not isinstance(body, dict):
+    if r.status_code != 200 or "model_version" not in body:
         detail = ": ".join(str(body[k]) for k in ("error_code", "message") if k in body) or r.text[:200]
         raise RuntimeError(f"HTTP {r.status_code} from {redact(str(r.request.url))}: {detail}")
-    return body
-
-
-def _rest_info(mv: dict[str, Any]) -> VersionInfo:
+    mv = body["model_version"]
     tags = {t["key"]: t["value"] for t in mv.get("tags", [])}
     return VersionInfo(str(mv["version"]), tags.get(TAG_BUNDLE_URI), tags.get(TAG_BUNDLE_DIGEST), tags)
-
-
-def _rest_version(tracking_uri: str, path: str, params: dict[str, str]) -> VersionInfo:
-    """One model version from MLflow's REST API (:func:`_rest_get`)."""
-    body = _rest_get(tracking_uri, path, params)
-    if "model_version" not in body:
-        raise RuntimeError(f"no model_version in MLflow's answer to {path}")
-    return _rest_info(body["model_version"])
-
-
-def _rest_search(tracking_uri: str, query: str) -> list[VersionInfo]:
-    """Every model version matching ``query`` (``GET model-versions/search``, all pages)."""
-    out: list[VersionInfo] = []
-    params = {"filter": query, "max_results": "1000"}
-    while True:
-        body = _rest_get(tracking_uri, "model-versions/search", params)
-        out += [_rest_info(mv) for mv in body.get("model_versions", [])]
-        if not body.get("next_page_token"):
-            return out
-        params = {**params, "page_token": body["next_page_token"]}

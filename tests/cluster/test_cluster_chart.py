@@ -338,11 +338,7 @@ def test_s3_secret_annotations_and_generated_credentials(render):
 
 
 def _secret_refs(container: dict) -> dict[str, str]:
-    return {
-        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
-        for e in container.get("env", [])
-        if "secretKeyRef" in e.get("valueFrom", {})  # not HOUSING_SOURCE_URI, an annotation
-    }
+    return {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e}
 
 
 @pytest.mark.parametrize("payload_log", [False, True])
@@ -663,7 +659,7 @@ def test_guard_is_off_by_default_but_the_body_limit(render):
     assert int(_flag(args, "--max_inflight_body_bytes")) == _values()["predictor"]["maxInflightBodyBytes"]
     assert int(_flag(args, "--max_concurrency")) == _values()["predictor"]["maxConcurrency"]
     predictor = _isvc(objects)["spec"]["predictor"]
-    assert [v["name"] for v in predictor["volumes"]] == ["tmp", "bundle-pin"]  # no API-key Secret
+    assert [v["name"] for v in predictor["volumes"]] == ["tmp"]
 
 
 def test_trusted_proxies_reach_the_predictor(render):
@@ -742,8 +738,7 @@ def test_network_policies_default_deny_and_allow_only_the_named_peers(render, na
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     expected_peers = {
         "minio": {"training", "predictor", "minio-bucket", "mlflow", "rollout"},
-        # the predictor's wait-for-bundle reads its registered digest (Standard mode; Knative has no init container)
-        "mlflow": {"training", "rollout"} | ({"predictor"} if name != "serverless" else set()),
+        "mlflow": {"training", "rollout"},
     }
     for target, peers in expected_peers.items():
         spec = policies[target]
@@ -975,100 +970,6 @@ def test_a_rollout_of_the_charts_object_pins_the_canary_and_promotes_its_pin(ren
     assert _env(_predictor_container(promoted["spec"]["predictor"]))[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
 
 
-def _pin_parts(predictor: dict) -> tuple[dict, dict, dict]:
-    """(wait-for-bundle's env, the predictor's env, {volume name: where each container mounts it})."""
-    (init,) = predictor["initContainers"]
-    container = _predictor_container(predictor)
-    mounts = {
-        v["name"]: [(c["name"], m["mountPath"], m.get("readOnly", False)) for c in (init, container)
-                    for m in c["volumeMounts"] if m["name"] == v["name"]]
-        for v in predictor["volumes"]
-    }  # fmt: skip
-    return _env(init), _env(container), mounts
-
-
-def test_the_installs_first_bundle_is_pinned_to_its_registered_digest(render):
-    """No digest at the render (the install's training Job registers the bundle afterwards): the
-    wait-for-bundle init container (predictor.core.pin) reads the bundle_digest of the version
-    registered with bundle_uri = STORAGE_URI from the chart's MLflow into a file only it may write,
-    and the predictor pins what that file says (--bundle_digest_file)."""
-    objects = render()
-    predictor = _isvc(objects)["spec"]["predictor"]
-    init, env, mounts = _pin_parts(predictor)
-    assert predictor["initContainers"][0]["command"] == ["python", "-m", "predictor.core.pin"]
-    assert init["STORAGE_URI"] == env["STORAGE_URI"]
-    pin = env[config.BUNDLE_DIGEST_FILE_ENV]
-    assert init[config.BUNDLE_DIGEST_FILE_ENV] == pin and config.BUNDLE_DIGEST_ENV not in env
-    # KServe rewrites the pod's STORAGE_URI to /mnt/models (seen on the node): the fetched URI comes apart
-    (source,) = [e for e in _predictor_container(predictor)["env"] if e["name"] == config.SOURCE_URI_ENV]
-    annotation = "internal.serving.kserve.io/storage-initializer-sourceuri"
-    assert source["valueFrom"] == {"fieldRef": {"fieldPath": f"metadata.annotations['{annotation}']"}}
-    assert init["MLFLOW_TRACKING_URI"] == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000"
-    assert init["HOUSING_MODEL_NAME"] == config.DEFAULT_MODEL_NAME  # what training registers under
-    directory = pin.rsplit("/", 1)[0]
-    (volume,) = [v for v in predictor["volumes"] if v["name"] == "bundle-pin"]
-    assert "emptyDir" in volume
-    assert mounts["bundle-pin"] == [("wait-for-bundle", directory, False), ("kserve-container", directory, True)]
-    assert "mlflow" in {p for p, _ in _reaches(objects, predictor["labels"])}
-    # no wait asked for: still the pin (one look); the registry tells nothing it cannot wait for
-    init, env, _ = _pin_parts(_isvc(render(["predictor.waitForBundleSeconds=0"]))["spec"]["predictor"])
-    assert (init["WAIT_SECONDS"], init[config.BUNDLE_DIGEST_FILE_ENV]) == ("0", env[config.BUNDLE_DIGEST_FILE_ENV])
-    # an external MLflow: the same lookup, there
-    external = ["devStack.mlflow.enabled=false", "mlflow.trackingUri=https://mlflow.example:8443/"]
-    init, _, _ = _pin_parts(_isvc(render(external))["spec"]["predictor"])
-    assert init["MLFLOW_TRACKING_URI"] == "https://mlflow.example:8443/"
-
-
-def test_a_digest_given_is_pinned_without_asking_the_registry(render):
-    """predictor.bundleDigest: the predictor's HOUSING_BUNDLE_DIGEST (which wins), and the same digest in
-    the pin file, so a copy of this spec (a rollout's canary) finds a pin file; MLflow stays closed."""
-    sets = [f"predictor.bundleDigest={CHAMPION_DIGEST}", *VALUE_SETS["canary-10-standard"]]
-    objects = render([*sets, f"canary.bundleDigest={CANARY_DIGEST}"])
-    spec = _isvc(objects)["spec"]
-    for predictor, digest in ((spec["predictor"], CHAMPION_DIGEST), (spec["canary"][0]["predictor"], CANARY_DIGEST)):
-        init, env, _ = _pin_parts(predictor)
-        assert init[config.BUNDLE_DIGEST_ENV] == env[config.BUNDLE_DIGEST_ENV] == digest
-        assert "MLFLOW_TRACKING_URI" not in init
-    assert "mlflow" not in {p for p, _ in _reaches(objects, spec["predictor"]["labels"])}
-    assert "predictor" not in _components(objects, _policies(objects)["mlflow"]["ingress"][0]["from"][0]["podSelector"])
-    # a canary without a digest asks the registry for its own URI's
-    spec = _isvc(render(sets))["spec"]
-    init, env, _ = _pin_parts(spec["canary"][0]["predictor"])
-    assert init["STORAGE_URI"] == env["STORAGE_URI"] != _env(_predictor_container(spec["predictor"]))["STORAGE_URI"]
-    assert config.BUNDLE_DIGEST_ENV not in init and init["MLFLOW_TRACKING_URI"]
-
-
-@pytest.mark.parametrize("sets", [VALUE_SETS["serverless"], ["devStack.mlflow.enabled=false"]])
-def test_no_pin_file_without_an_init_container_or_a_registry(render, sets):
-    """Knative (no init container) and no MLflow: nothing could write the file; HOUSING_BUNDLE_DIGEST only."""
-    predictor = _isvc(render([*sets, "predictor.waitForBundleSeconds=0"]))["spec"]["predictor"]
-    assert "initContainers" not in predictor
-    assert config.BUNDLE_DIGEST_FILE_ENV not in _env(_predictor_container(predictor))
-
-
-def test_a_rollout_of_the_installs_object_keeps_each_pin_with_its_uri(render, tmp_path):
-    """`housing rollout` copies the champion's spec, wait-for-bundle (the champion's URI) included: the
-    canary's own HOUSING_BUNDLE_DIGEST wins; an unpinned canary (--skip-quality-gate) is not held to
-    the champion's pin (the file names another URI), and a promotion keeps the canary's digest."""
-    from predictor.core.pin import read_pin, write_pin
-
-    isvc = copy.deepcopy(_isvc(render()))
-    challenger = "s3://models/housing/2"
-    started = apply_patch(isvc, kserve_standard.start_ops(isvc, challenger, 10, digest=CANARY_DIGEST))
-    validate_isvc(started)
-    init, env, _ = _pin_parts(started["spec"]["canary"][0]["predictor"])
-    assert env[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST and env["STORAGE_URI"] == challenger
-    pin = tmp_path / "pin.json"
-    write_pin(pin, init["STORAGE_URI"], config.DEFAULT_MODEL_NAME, "1", CHAMPION_DIGEST)  # what its init writes
-    assert read_pin(pin, init["STORAGE_URI"]) == CHAMPION_DIGEST
-    unpinned = apply_patch(isvc, kserve_standard.start_ops(isvc, challenger, 10))
-    _, env, _ = _pin_parts(unpinned["spec"]["canary"][0]["predictor"])
-    assert config.BUNDLE_DIGEST_ENV not in env and read_pin(pin, env["STORAGE_URI"]) is None
-    promoted = apply_patch(started, kserve_standard.promote_ops(started))
-    validate_isvc(promoted)
-    assert _pin_parts(promoted["spec"]["predictor"])[1][config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
-
-
 # -- egress (issue 22 item 14) ----------------------------------------------------------------------
 def _reaches(objects: list[dict], labels: dict[str, str]) -> set[tuple[str, int | None]]:
     """(peer, port) a pod with ``labels`` may open connections to: a component of this release, a
@@ -1098,7 +999,7 @@ def test_egress_is_denied_but_for_what_each_pod_needs(render):
     base["rollout"] = {**base["predictor"], "app.kubernetes.io/component": "rollout"}  # the user's or the runner's
     dns, s3, mlflow = ("any", 53), ("minio", 9000), ("mlflow", 5000)
     expected = {
-        "predictor": {dns, s3, mlflow},  # storage-initializer, wait-for-bundle (+ its registered digest), payload log
+        "predictor": {dns, s3},  # storage-initializer, wait-for-bundle, payload log
         "minio-bucket": {dns, s3},
         "mlflow": {dns, s3},  # the artifact proxy
         "minio": {dns},
@@ -1128,7 +1029,7 @@ def test_egress_follows_external_services_and_can_be_off(render):
         ]
     )
     predictor = _isvc(external)["spec"]["predictor"]["labels"]
-    assert _reaches(external, predictor) == {("any", 53), ("any", 443), ("any", 8443)}  # + the registered digest
+    assert _reaches(external, predictor) == {("any", 53), ("any", 443)}
     training = {**predictor, "app.kubernetes.io/component": "training"}
     assert _reaches(external, training) == {("any", 53), ("any", 443), ("any", 8443)}
     rollout_spec = _policies(external)["egress-rollout"]

@@ -250,38 +250,42 @@ labels:
   app.kubernetes.io/component: predictor
 securityContext:
   {{- toYaml $v.podSecurityContext | nindent 2 }}
-{{- $pins := include "housing.registryPins" $root }}
-{{- if and (include "housing.standardMode" $root) (or $pins (gt (int $v.predictor.waitForBundleSeconds) 0)) }}
+{{- if and (include "housing.standardMode" $root) (gt (int $v.predictor.waitForBundleSeconds) 0) }}
 # Runs before the storage-initializer KServe appends: on a fresh install the training Job is still
 # writing the bundle, and a failing storage-initializer backs off for up to 5 minutes per retry.
-# With the registry (MLflow) on it also writes the pin file the predictor reads: the digest given
-# here, else the bundle_digest tag of the version registered with bundle_uri = STORAGE_URI (the
-# install's first bundle, registered after this render) — predictor/core/pin.py.
 initContainers:
   - name: wait-for-bundle
     image: {{ include "housing.image" $root }}
     imagePullPolicy: {{ $v.image.pullPolicy }}
-    command: ["python", "-m", "predictor.core.pin"]
-    # "refusing to serve unpinned: ..." in the pod's status, not only in the init container's log
-    terminationMessagePolicy: FallbackToLogsOnError
+    command:
+      - python
+      - -c
+      - |
+        import os, time
+        import boto3
+        from bundle.manifest import MANIFEST
+        uri = os.environ["STORAGE_URI"]
+        if not uri.startswith("s3://"):
+            raise SystemExit(0)
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        key = f"{prefix.rstrip('/')}/{MANIFEST}"
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        deadline = time.monotonic() + float(os.environ["WAIT_SECONDS"])
+        while True:
+            try:
+                s3.head_object(Bucket=bucket, Key=key)
+                print(f"{uri}: {MANIFEST} present")
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{uri}: no {MANIFEST} after waiting ({exc})")
+                print(f"waiting for s3://{bucket}/{key} ({exc})", flush=True)
+                time.sleep(3)
     env:
       - name: STORAGE_URI
         value: {{ .storageUri | quote }}
       - name: WAIT_SECONDS
         value: {{ $v.predictor.waitForBundleSeconds | quote }}
-      {{- if $pins }}
-      - name: {{ include "housing.bundleDigestFileEnv" $root }}
-        value: {{ include "housing.bundlePinFile" $root | quote }}
-      {{- if .digest }}
-      - name: {{ include "housing.bundleDigestEnv" $root }}
-        value: {{ .digest | quote }}
-      {{- else }}
-      - name: MLFLOW_TRACKING_URI
-        value: {{ include "housing.mlflowTrackingUri" $root | quote }}
-      - name: HOUSING_MODEL_NAME
-        value: {{ $v.model.name | quote }}
-      {{- end }}
-      {{- end }}
       # the serving user (read-only but for the payload log's prefix)
       {{- include "housing.s3ServingEnv" $root | nindent 6 }}
     resources:
@@ -291,10 +295,6 @@ initContainers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
-      {{- if $pins }}
-      - name: bundle-pin
-        mountPath: {{ include "housing.bundlePinDir" $root }}
-      {{- end }}
 {{- end }}
 containers:
   - name: kserve-container
@@ -386,17 +386,6 @@ containers:
       - name: {{ include "housing.bundleDigestEnv" $root }}
         value: {{ .digest | quote }}
       {{- end }}
-      {{- if $pins }}
-      # else the digest the init container wrote for STORAGE_URI (the registry's, or the one above)
-      - name: {{ include "housing.bundleDigestFileEnv" $root }}
-        value: {{ include "housing.bundlePinFile" $root | quote }}
-      # the URI the pin must be for: KServe's webhook rewrites STORAGE_URI above to /mnt/models in
-      # the pod; the URI its storage-initializer fetched stays in this annotation (a canary's own)
-      - name: HOUSING_SOURCE_URI
-        valueFrom:
-          fieldRef:
-            fieldPath: "metadata.annotations['internal.serving.kserve.io/storage-initializer-sourceuri']"
-      {{- end }}
       {{- include "housing.scratchEnv" $root | nindent 6 }}
       {{- if gt (int $v.predictor.preStopSleepSeconds) 0 }}
       - name: HOUSING_DRAIN_FILE
@@ -435,11 +424,6 @@ containers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
-      {{- if $pins }}
-      - name: bundle-pin
-        mountPath: {{ include "housing.bundlePinDir" $root }}
-        readOnly: true
-      {{- end }}
       {{- if $v.auth.existingSecret }}
       # the whole Secret, not a subPath: the kubelet then updates the file when the Secret changes
       - name: api-keys
@@ -450,11 +434,6 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 256Mi
-  {{- if $pins }}
-  - name: bundle-pin
-    emptyDir:
-      sizeLimit: 1Mi
-  {{- end }}
   {{- if $v.auth.existingSecret }}
   - name: api-keys
     secret:
@@ -611,39 +590,6 @@ bundleDigest: {{ $digest | quote }}
 {{/* The predictor's variable pinning bundle.json's sha256 (common.config.BUNDLE_DIGEST_ENV). */}}
 {{- define "housing.bundleDigestEnv" -}}
 HOUSING_BUNDLE_DIGEST
-{{- end }}
-
-{{/* The predictor's variable naming its pin file (common.config.BUNDLE_DIGEST_FILE_ENV). */}}
-{{- define "housing.bundleDigestFileEnv" -}}
-HOUSING_BUNDLE_DIGEST_FILE
-{{- end }}
-
-{{/* Where the wait-for-bundle init container writes the pin file and the predictor reads it. */}}
-{{- define "housing.bundlePinDir" -}}
-/etc/housing/pin
-{{- end }}
-
-{{- define "housing.bundlePinFile" -}}
-{{- printf "%s/bundle-digest.json" (include "housing.bundlePinDir" .) }}
-{{- end }}
-
-{{/*
-True (non-empty) when predictor pods pin their bundle through the pin file: Standard mode (the init
-container; Knative allows none by default) with a registry (the dev stack's MLflow or mlflow.trackingUri).
-*/}}
-{{- define "housing.registryPins" -}}
-{{- if and (include "housing.standardMode" .) (include "housing.mlflowTrackingUri" .) }}true{{- end }}
-{{- end }}
-
-{{/*
-True (non-empty) when a predictor pod asks the registry for its digest: a pinning predictor (champion,
-or Standard-mode canary) rendered without a digest. Its pods then reach MLflow (NetworkPolicies).
-*/}}
-{{- define "housing.predictorAsksRegistry" -}}
-{{- if include "housing.registryPins" . }}
-{{- $champion := include "housing.champion" . | fromYaml }}
-{{- if or (not $champion.bundleDigest) (and .Values.canary.enabled (not .Values.canary.bundleDigest)) }}true{{- end }}
-{{- end }}
 {{- end }}
 
 {{/* Annotation on the InferenceService: predictor.storageUri as the chart last rendered it. */}}
