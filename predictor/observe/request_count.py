@@ -37,10 +37,12 @@ CountRequest = Callable[[str, int], None]
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 
+#: nginx's "client closed request": a gRPC call CANCELLED, and a REST client gone before its body arrived.
+CLIENT_CLOSED = 499
 #: gRPC status → the HTTP status gateways answer it with (grpc-gateway's mapping); others: 500.
 GRPC_TO_HTTP = {
     grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.CANCELLED: CLIENT_CLOSED,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.FAILED_PRECONDITION: 400,
     grpc.StatusCode.OUT_OF_RANGE: 400,
@@ -56,8 +58,6 @@ GRPC_TO_HTTP = {
 INFER_METHOD = "ModelInfer"
 #: Scope key set by the body reader when the client disconnected before its body arrived (no answer sent).
 CLIENT_GONE = "housing.client_gone"
-#: The status counted for it: nginx's "client closed request", what gRPC's CANCELLED counts as.
-CLIENT_CLOSED = 499
 #: The HTTP status the current gRPC call is counted as, when its code alone does not say (see count_as);
 #: grpc.aio runs each call in a task of its own, so a value never outlives its call.
 _COUNTED_AS: ContextVar[int | None] = ContextVar("housing_grpc_counted_as", default=None)
