@@ -188,6 +188,17 @@ class Node:
             p for p in pods if p["metadata"].get("deletionTimestamp") is None and self.condition(p, "Ready") == "True"
         ]
 
+    def service_endpoints(self, namespace: str, service: str) -> set[str]:
+        """The addresses a Service's EndpointSlices list as ready: what kube-proxy routes to."""
+        slices = self.get("endpointslices", namespace=namespace, selector=f"kubernetes.io/service-name={service}")
+        return {
+            address
+            for item in slices["items"]
+            for endpoint in item.get("endpoints") or []
+            if (endpoint.get("conditions") or {}).get("ready")
+            for address in endpoint.get("addresses", [])
+        }
+
     def diagnose(self, namespace: str) -> str:
         """What a person would look at when something in ``namespace`` is stuck."""
         parts = []
