@@ -186,6 +186,14 @@ def _add_guard_arguments(parser: argparse.ArgumentParser) -> None:
         "process; over it 503 / RESOURCE_EXHAUSTED. uvicorn also caps connections at 16 times this.",
     )
     group.add_argument(
+        "--max_queued_rpcs",
+        type=int,
+        default=int(env("HOUSING_MAX_QUEUED_RPCS")) if env("HOUSING_MAX_QUEUED_RPCS") else None,
+        help="gRPC calls that may wait for a slot of --max_concurrency per process, served in turn; beyond → "
+        "RESOURCE_EXHAUSTED naming both limits. 0: refuse at once over the cap. Default: 16 times "
+        "--max_concurrency (1,024).",
+    )
+    group.add_argument(
         "--body_timeout_seconds",
         type=float,
         default=float(env("HOUSING_BODY_TIMEOUT_SECONDS") or DEFAULT_BODY_TIMEOUT_SECONDS),
@@ -209,6 +217,7 @@ def guard_config(args: argparse.Namespace) -> GuardConfig:
         max_inflight_body_bytes=args.max_inflight_body_bytes
         or max(DEFAULT_MAX_INFLIGHT_BODY_BYTES, args.max_body_bytes),
         max_concurrency=args.max_concurrency,
+        max_queued_rpcs=args.max_queued_rpcs,
         body_timeout_seconds=args.body_timeout_seconds,
     )
 

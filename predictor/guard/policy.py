@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from predictor.guard.auth import CHALLENGE, KeyFile, client_id, presented_key
-from predictor.guard.budget import InflightBytes
+from predictor.guard.budget import InflightBytes, QueuedSlots
 from predictor.guard.ratelimit import TokenBuckets, retry_after
 
 #: Paths that stay open with API keys on: liveness, readiness (server and model) and /metrics.
@@ -34,6 +34,10 @@ DEFAULT_MAX_INFLIGHT_BODY_BYTES = 20 * 1024 * 1024
 #: uvicorn's connection cap (limit_concurrency) is a backstop at CONNECTIONS_PER_SLOT times this.
 DEFAULT_MAX_CONCURRENCY = 64
 CONNECTIONS_PER_SLOT = 16
+#: gRPC calls taken but waiting for one of those slots, by default, per slot: a burst of up to 16 × the cap
+#: (1,024 calls at the default cap) waits its turn; beyond, RESOURCE_EXHAUSTED naming both limits. REST's
+#: counterpart is uvicorn's connection backstop, the same multiple.
+QUEUED_RPCS_PER_SLOT = CONNECTIONS_PER_SLOT
 #: A request body must arrive within this many seconds (slow senders hold budget, not slots); else 408.
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 
@@ -46,8 +50,15 @@ FORWARDED_FOR = "x-forwarded-for"
 UNAUTHENTICATED, RATE_LIMITED, OVERLOADED = "Unauthenticated", "RateLimited", "Overloaded"
 
 
-def overloaded_message(limit: int) -> str:
-    """Why a request was refused for overload: the limit reached and the setting that raises it."""
+def overloaded_message(limit: int, queued: int | None = None) -> str:
+    """Why a request was refused for overload: the limit reached and the setting that raises it; with ``queued``
+    (gRPC, whose calls over the cap wait), the queue that was full too and its setting."""
+    if queued:
+        return (
+            f"busy: {limit} calls in progress and {queued} waiting, the limits per process; raise them with "
+            "--max_concurrency (HOUSING_MAX_CONCURRENCY, chart predictor.maxConcurrency) and --max_queued_rpcs "
+            "(HOUSING_MAX_QUEUED_RPCS, chart predictor.maxQueuedRpcs) or add replicas; retry after 1 s"
+        )
     return (
         f"busy: {limit} requests in progress, the limit per process; raise it with --max_concurrency "
         "(HOUSING_MAX_CONCURRENCY, chart predictor.maxConcurrency) or add replicas; retry after 1 s"
@@ -74,6 +85,8 @@ class GuardConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_inflight_body_bytes: int = DEFAULT_MAX_INFLIGHT_BODY_BYTES
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    #: gRPC calls that may wait for a slot of max_concurrency; None: QUEUED_RPCS_PER_SLOT × max_concurrency
+    max_queued_rpcs: int | None = None
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     max_clients: int = 10_000
     #: CIDRs of proxies (the gateway) whose X-Forwarded-For names the client; empty: the socket's peer is
@@ -97,6 +110,10 @@ class GuardConfig:
             )
         if self.max_concurrency < 1:
             raise ValueError(f"--max_concurrency: must be >= 1, got {self.max_concurrency}")
+        if self.queued_rpcs < 0:
+            raise ValueError(
+                f"--max_queued_rpcs: must be >= 0 (0: refuse at once over the cap), got {self.queued_rpcs}"
+            )
         if not self.body_timeout_seconds > 0:
             raise ValueError(f"--body_timeout_seconds: must be > 0, got {self.body_timeout_seconds}")
         for path in self.open_paths:
@@ -108,6 +125,13 @@ class GuardConfig:
                 f"{self.auth_failure_burst}/{self.auth_failure_rate}"
             )
         self.proxy_networks()
+
+    @property
+    def queued_rpcs(self) -> int:
+        """gRPC calls that may wait for a slot: ``max_queued_rpcs``, by default 16 × ``max_concurrency``."""
+        if self.max_queued_rpcs is None:
+            return QUEUED_RPCS_PER_SLOT * self.max_concurrency
+        return self.max_queued_rpcs
 
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """The trusted proxies as networks; ValueError naming a CIDR that is none."""
@@ -149,7 +173,8 @@ class Guard:
         self.config.validate()
         self.inflight = InflightBytes(self.config.max_inflight_body_bytes)
         self.processing = InflightBytes(self.config.max_concurrency)  # REST requests, one unit each
-        self.rpcs = InflightBytes(self.config.max_concurrency)  # gRPC calls taken, one unit each: the same limit
+        # gRPC calls taken: the same limit in flight, and a bounded queue of calls waiting for a slot
+        self.rpcs = QueuedSlots(self.config.max_concurrency, self.config.queued_rpcs)
         self.proxies = self.config.proxy_networks()
         if self.config.api_keys_file:
             self.keys = KeyFile(self.config.api_keys_file)  # AuthConfigError: refuse to start
@@ -225,19 +250,28 @@ class Guard:
             return None
         return self.overloaded(protocol)
 
-    def start_rpc(self, protocol: str = "grpc") -> Refusal | None:
-        """Take one of the ``max_concurrency`` gRPC call slots (give it back with ``rpcs.release(1)``); the
-        same Refusal as :meth:`start_request` (RESOURCE_EXHAUSTED on gRPC) when all are taken. REST and gRPC
-        each have ``max_concurrency`` slots, as before (gRPC's were grpc.aio's ``maximum_concurrent_rpcs``)."""
-        if self.rpcs.try_acquire(1):
-            return None
-        return self.overloaded(protocol)
+    def start_rpc(self) -> bool:
+        """Take one of the ``max_concurrency`` gRPC call slots now (give it back with ``rpcs.release()``); False
+        when all are taken (then :meth:`wait_rpc`). REST and gRPC each have ``max_concurrency`` slots."""
+        return self.rpcs.try_acquire()
 
-    def overloaded(self, protocol: str) -> Refusal:
+    async def wait_rpc(self, protocol: str = "grpc") -> Refusal | None:
+        """A gRPC call slot, waiting for one in the queue of ``--max_queued_rpcs`` when all are taken (the slot
+        is held on return: give it back with ``rpcs.release()``); a Refusal (503, RESOURCE_EXHAUSTED on gRPC,
+        naming both limits) only when the queue is full too."""
+        if self.rpcs.try_acquire():
+            return None
+        if not self.rpcs.can_wait():
+            return self.overloaded(protocol, queued=self.rpcs.max_waiting)
+        await self.rpcs.wait()
+        return None
+
+    def overloaded(self, protocol: str, queued: int | None = None) -> Refusal:
         """The answer when every processing slot is taken (REST 503, gRPC RESOURCE_EXHAUSTED, both with
-        ``retry-after: 1``): the limit and the setting that raises it."""
+        ``retry-after: 1``): the limit and the setting that raises it (and, on gRPC, the full queue)."""
         self.on_refused(protocol, OVERLOADED)
-        return Refusal(503, OVERLOADED, overloaded_message(self.config.max_concurrency), {"retry-after": "1"})
+        message = overloaded_message(self.config.max_concurrency, queued)
+        return Refusal(503, OVERLOADED, message, {"retry-after": "1"})
 
     def admit(self, protocol: str, size: int) -> Refusal | None:
         """Charge a body of ``size`` bytes to the in-flight budget (release it with ``inflight.release``);

@@ -10,7 +10,9 @@ interceptor at all — each would be a layer of Python and of gRPC's interceptor
 2. API keys and rate limits (only when keys or limits are on; not the health RPCs): UNAUTHENTICATED
    for a missing or invalid key (``x-api-key`` or ``authorization: Bearer`` metadata),
    RESOURCE_EXHAUSTED with ``retry-after`` trailing metadata over the rate;
-3. the busy refusal when :class:`_GuardedMethods` found no slot of ``--max_concurrency``;
+3. when :class:`_GuardedMethods` found no slot of ``--max_concurrency`` free: a wait for one, first come
+   first served, in a queue of ``--max_queued_rpcs`` calls (16 × the cap by default), or — that queue full
+   too — the busy refusal;
 4. the method, its exceptions mapped by :class:`QuietErrorsInterceptor`: client errors
    (INVALID_ARGUMENT, NOT_FOUND: the rows of :data:`predictor.transport.errors.CLIENT_ERRORS` with a
    gRPC code) as one WARNING line, counted by reason; everything else as KServe does it;
@@ -28,11 +30,11 @@ KServe's data plane in between (``DataPlane.infer``: the model's lookup, KServe'
 latency histograms); with the payload log on, the row keeps the protobuf request, read into values by
 the log's writer thread, off the request path. Anything else takes KServe's own ``ModelInfer``, which
 writes the error messages.
-At most ``--max_concurrency`` RPCs run at once (:class:`_GuardedMethods`: beyond, RESOURCE_EXHAUSTED
-naming the limit and its flag, as REST's 503 does), and a bounded number more wait to be taken
-(:func:`server_options`). The count (:func:`~predictor.observe.request_count.ended_status`) takes a busy
-refusal (the cap, the byte budget) as 503, as REST counts it, not as the rate limit's 429 that
-RESOURCE_EXHAUSTED maps to.
+At most ``--max_concurrency`` RPCs run at once (:class:`_GuardedMethods`), at most ``--max_queued_rpcs`` more
+wait for a slot; beyond, RESOURCE_EXHAUSTED naming both limits and their flags, as REST's 503 names its
+limit. Calls not yet taken from gRPC core wait there, a bounded number (:func:`server_options`). The count
+(:func:`~predictor.observe.request_count.ended_status`) takes a busy refusal (the full queue, the byte budget)
+as 503, as REST counts it, not as the rate limit's 429 that RESOURCE_EXHAUSTED maps to.
 """
 
 from __future__ import annotations
@@ -57,16 +59,19 @@ from kserve.utils.utils import to_headers
 
 from predictor.codec.v2_grpc import decode_grpc
 from predictor.guard.client_errors import log_client_error, log_refusal, request_id
-from predictor.guard.policy import OPEN_GRPC_METHODS, RATE_LIMITED, Guard
+from predictor.guard.policy import OPEN_GRPC_METHODS, RATE_LIMITED, Guard, GuardConfig
 from predictor.observe.request_count import INFER_METHOD, CountRequest, count_as, ended_status
 from predictor.transport import errors, kserve_patches
 from predictor.transport.model import HousingModel
 from predictor.transport.rest_middleware import REPOSITORY_REFUSED, Refused
 
 CountError = Callable[[str, str], None]
-#: gRPC calls that may wait to be taken: ``--max_concurrency``, but at least this many (a burst that the
-#: cap answers RESOURCE_EXHAUSTED must first fit in the backlog).
-MIN_GRPC_BACKLOG = 64
+#: gRPC calls that may wait in gRPC core to be taken: BACKLOG_PER_HELD × what the process can hold
+#: (``--max_concurrency`` in flight plus ``--max_queued_rpcs`` waiting), but at least MIN_GRPC_BACKLOG (about
+#: core's own default of 1,000), so that a burst over a small queue still reaches the code that refuses it with
+#: a reason (see :func:`server_options`).
+BACKLOG_PER_HELD = 2
+MIN_GRPC_BACKLOG = 1024
 _CODES = {401: grpc.StatusCode.UNAUTHENTICATED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
@@ -86,9 +91,9 @@ class CallGuard:
     2. each ModelInfer counted by the status it ended with (:mod:`predictor.observe.request_count`);
     3. API keys and rate limits (only when keys or limits are on; not the health RPCs): UNAUTHENTICATED,
        or RESOURCE_EXHAUSTED with ``retry-after`` trailing metadata over the rate;
-    4. ``busy`` (no slot of ``--max_concurrency``, given by :class:`_GuardedMethods`): RESOURCE_EXHAUSTED
-       with ``retry-after`` and the reason REST's 503 gives (the limit and the setting that raises it),
-       counted as 503;
+    4. ``queued`` (no slot of ``--max_concurrency`` was free, said by :class:`_GuardedMethods`): a wait for one
+       in the queue of ``--max_queued_rpcs``; that full too, RESOURCE_EXHAUSTED with ``retry-after`` and
+       the reason (both limits and the settings that raise them), counted as 503;
     5. the method, its exceptions mapped by :class:`QuietErrorsInterceptor` (client errors quiet and counted).
 
     :meth:`wrap` builds a method's handler once (:class:`_GuardedMethods`, which also holds the slots), not
@@ -116,20 +121,20 @@ class CallGuard:
             raise TypeError(f"{method_name}: only unary RPCs are guarded")
         behavior = handler.unary_unary
         handle_exception = self.quiet.handle_exception
-        refused, count, log_line = self.refused, self.count_request, self.access_log
+        count, log_line = self.count_request, self.access_log
         short = method_name.rsplit("/", 1)[-1]
         is_open = short in OPEN_GRPC_METHODS
         checked = self.guard.active and not is_open
         infer = short == INFER_METHOD
 
-        async def call(request: Any, context: Any, busy: Any = None) -> Any:
+        async def call(request: Any, context: Any, queued: bool = False) -> Any:
             if log_line:
                 kserve_logger.info(f"grpc method: {method_name}")
             try:
                 if checked:
                     await self._check(request, context, method_name)
-                if busy is not None:
-                    await _refuse_busy(busy, request, context, method_name, refused)
+                if queued:  # no slot was free when it was taken: wait in the queue, or be refused when it is full
+                    await self._wait_for_slot(request, context, method_name)
                 try:
                     response = await behavior(request, context)
                 except aio.AbortError:  # the method aborted with its own status (a refusal): already answered
@@ -145,6 +150,27 @@ class CallGuard:
             return response
 
         return handler._replace(unary_unary=call)
+
+    async def _wait_for_slot(self, request: Any, context: Any, method_name: str) -> None:
+        """A slot of ``--max_concurrency``, after the calls ahead in the queue of ``--max_queued_rpcs``; the busy
+        refusal when that queue is full, or when the request does not fit the budget of bytes in flight
+        (``--max_inflight_body_bytes``) while it waits. The slot is given back when the call's task ends,
+        however it ends."""
+        guard = self.guard
+        # grpc.aio has read the request before any handler runs: a waiting call holds its body, so it is charged
+        # to the budget of bytes in flight while it waits (ModelInfer charges it again once it runs)
+        size = request.ByteSize() if hasattr(request, "ByteSize") else 0
+        refusal = guard.admit("grpc", size)
+        if refusal is None:
+            try:
+                refusal = await guard.wait_rpc("grpc")
+            finally:
+                guard.inflight.release(size)
+        if refusal is not None:
+            await _refuse_busy(refusal, request, context, method_name, self.refused)
+        task = asyncio.current_task()
+        assert task is not None  # awaited in the call's task: wait_rpc could not have waited otherwise
+        task.add_done_callback(lambda _task: guard.rpcs.release())
 
     async def _check(self, request: Any, context: Any, method_name: str) -> None:
         """API keys and the rate limit: abort with the refusal, if any."""
@@ -163,9 +189,10 @@ class CallGuard:
 
 
 async def _refuse_busy(refusal: Any, request: Any, context: Any, method_name: str, refused: Refused | None) -> None:
-    """No slot of ``--max_concurrency`` left: RESOURCE_EXHAUSTED, ``retry-after``, the reason REST's 503 gives
-    (counted as 503 as REST counts it). This replaces grpc.aio's ``maximum_concurrent_rpcs``, which refused
-    with only ``Concurrent RPC limit exceeded!``."""
+    """No slot of ``--max_concurrency`` left and no room in the queue of ``--max_queued_rpcs``:
+    RESOURCE_EXHAUSTED, ``retry-after``, the reason naming both limits (counted as 503 as REST counts its
+    busy answer). This replaces grpc.aio's ``maximum_concurrent_rpcs``, which refused with only
+    ``Concurrent RPC limit exceeded!``."""
     rid = request_id(getattr(request, "id", "") or None)
     if refused is not None and method_name.endswith("/ModelInfer"):
         name = getattr(request, "model_name", None)
@@ -197,8 +224,9 @@ class _GuardedMethods(grpc.GenericRpcHandler):
     """The servicer's method handlers wrapped by :meth:`CallGuard.wrap` (each once, when first looked up), and,
     for every RPC but the health ones, a slot of ``--max_concurrency`` taken when its handler is looked up
     (before its request is read) and given back when its task has ended, however it ends; without one, the
-    handler that refuses (RESOURCE_EXHAUSTED, the reason REST's 503 gives). This replaces grpc.aio's
-    ``maximum_concurrent_rpcs`` and counts what it counted."""
+    handler that waits for one in the queue of ``--max_queued_rpcs`` (:meth:`CallGuard._wait_for_slot`), or
+    refuses when that is full (RESOURCE_EXHAUSTED naming both limits). This replaces grpc.aio's
+    ``maximum_concurrent_rpcs``, which refused every call over the cap at once."""
 
     def __init__(self, inner: grpc.GenericRpcHandler, call_guard: CallGuard) -> None:
         self.inner = inner
@@ -206,7 +234,7 @@ class _GuardedMethods(grpc.GenericRpcHandler):
         self.wrapped: dict[str, tuple[grpc.RpcMethodHandler | None, bool]] = {}
         self.start_rpc = call_guard.guard.start_rpc
         rpcs = call_guard.guard.rpcs
-        self.release_slot = lambda _task: rpcs.release(1)
+        self.release_slot = lambda _task: rpcs.release()
 
     def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
@@ -219,15 +247,14 @@ class _GuardedMethods(grpc.GenericRpcHandler):
             self.wrapped[method] = handler, is_open
         if handler is None or is_open:
             return handler
-        refusal = self.start_rpc("grpc")
-        if refusal is None:
+        if self.start_rpc():
             task = asyncio.current_task()  # grpc.aio runs each call in a task of its own
             if task is None:  # not a call's task: nothing could give the slot back
                 self.release_slot(None)
             else:
                 task.add_done_callback(self.release_slot)
             return handler
-        return handler._replace(unary_unary=functools.partial(handler.unary_unary, busy=refusal))
+        return handler._replace(unary_unary=functools.partial(handler.unary_unary, queued=True))
 
 
 class QuietErrorsInterceptor(ExceptionToStatusInterceptor):
@@ -301,26 +328,30 @@ class CheckedServicer(InferenceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, REPOSITORY_REFUSED)
 
 
-def grpc_backlog(max_concurrency: int) -> int:
-    """How many gRPC calls may wait to be taken: ``--max_concurrency``, at least :data:`MIN_GRPC_BACKLOG`."""
-    return max(max_concurrency, MIN_GRPC_BACKLOG)
+def grpc_backlog(max_concurrency: int, queued: int) -> int:
+    """How many gRPC calls may wait in gRPC core to be taken: twice the calls the process can hold
+    (``max_concurrency`` in flight, ``queued`` waiting for a slot; 2,176 by default), at least
+    :data:`MIN_GRPC_BACKLOG`."""
+    return max(BACKLOG_PER_HELD * (max_concurrency + queued), MIN_GRPC_BACKLOG)
 
 
-def server_options(max_concurrency: int, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+def server_options(config: GuardConfig, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
     """The ``grpc.aio`` server's channel arguments: KServe's message limits and a bounded backlog.
 
-    The cap on RPCs in flight (:class:`_GuardedMethods`) only counts calls the server has taken.
-    grpc.aio takes one call at a time through the event loop that REST shares, so when that loop is
-    busy, arriving calls wait in
-    gRPC core's pending list (a thousand or more by default) — for seconds, until the client's
-    deadline (the 2026-11-29 soak's DEADLINE_EXCEEDED). With ``max_pending_requests`` (and its hard
-    limit) at :func:`grpc_backlog`, a call that finds that many already waiting is refused at once.
-    gRPC core ends it with status CANCELLED (it never reaches this server's code, so it carries no
-    reason and is not in ``housing_requests_total``: no code of ours runs while the loop cannot take a
-    call, so this one refusal cannot carry a reason); calls taken over the cap answer RESOURCE_EXHAUSTED
-    with :func:`~predictor.guard.policy.overloaded_message`.
+    grpc.aio takes calls from gRPC core one at a time (one outstanding ``request_call``), each a pass of
+    the event loop that REST shares, so a burst waits in core's pending list before any code of ours sees
+    it, and core refuses a call that finds ``max_pending_requests`` (and its hard limit) already there with
+    status CANCELLED, no reason, never counted. That bound was 64 until 2026-12-08: a burst of 200 one-row
+    calls on an idle predictor lost 30-60 % of its calls that way (``tests/predictor/transport/
+    test_grpc_burst.py``). It is now :func:`grpc_backlog`, twice what the process can hold: the loop takes a
+    burst while it is still arriving, so the part not yet taken must fit, and then our code serves each call,
+    queues it for a slot (:class:`~predictor.guard.budget.QueuedSlots`) or refuses it with RESOURCE_EXHAUSTED
+    naming the limits (:func:`~predictor.guard.policy.overloaded_message`). At once the process's size
+    (1,088) bursts of 1,500-3,000 slow calls still lost 64-910 to core; at twice, bursts of 2,000 lost none
+    (3,000: 0-201). Core still refuses (CANCELLED) beyond the bound: a loop that takes no call at all (a stall:
+    the 2026-11-29 soak's calls waited in core to their deadline) or a burst far past what the process holds.
     """
-    backlog = grpc_backlog(max_concurrency)
+    backlog = grpc_backlog(config.max_concurrency, config.queued_rpcs)
     return [
         ("grpc.max_send_message_length", kwargs.get("grpc_max_send_message_length")),
         ("grpc.max_receive_message_length", kwargs.get("grpc_max_receive_message_length")),
@@ -372,7 +403,7 @@ class GuardedGRPCServer(GRPCServer):
         servicer = CheckedServicer(self._data_plane, self._model_repository_extension, guard, refused)
         server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            options=server_options(guard.config.max_concurrency, self._kwargs),
+            options=server_options(guard.config, self._kwargs),
         )  # no interceptors: CallGuard wraps each method, and the cap on RPCs in flight is its own
         kserve_patches.set_grpc_server(self, server)  # what KServe's stop stops
         wrapping = _WrappingServer(server, self.calls)  # no grpc.aio interceptor: each is a layer per call

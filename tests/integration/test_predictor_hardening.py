@@ -214,13 +214,18 @@ def _rows_request(rows: int) -> pb.ModelInferRequest:
     return request
 
 
+QUEUED = 4
+
+
 def _burst(stub: GRPCInferenceServiceStub, request: pb.ModelInferRequest, calls: int = 32) -> list[grpc.Future]:
     """``calls`` concurrent ModelInfer calls of ``request``: more than --max_concurrency 1 admits at once."""
     return [stub.ModelInfer.future(request, timeout=60) for _ in range(calls)]
 
 
-def test_more_rpcs_than_the_cap_are_resource_exhausted(boston_xgb):
-    proc = start_predictor(boston_xgb, NAME, ["--max_concurrency", "1"])
+def test_more_rpcs_than_the_cap_and_its_queue_are_resource_exhausted(boston_xgb):
+    """Calls over --max_concurrency wait in a queue of --max_queued_rpcs and are served; beyond it,
+    RESOURCE_EXHAUSTED naming both limits."""
+    proc = start_predictor(boston_xgb, NAME, ["--max_concurrency", "1", "--max_queued_rpcs", str(QUEUED)])
     try:
         request = _rows_request(5000)
         with grpc.insecure_channel(proc.grpc_target) as channel:
@@ -235,11 +240,13 @@ def test_more_rpcs_than_the_cap_are_resource_exhausted(boston_xgb):
                     codes.append(exc.code())
                     details.add(exc.details())
             counts = {c.name: codes.count(c) for c in set(codes)}
-            print(f"\n32 concurrent RPCs, cap 1: {counts}, {details}")
-            assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
-            assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
-            # the reason REST's 503 gives: the limit and the flag that raises it
-            assert details == {overloaded_message(1)}, details
+            print(f"\n32 concurrent RPCs, cap 1, queue {QUEUED}: {counts}, {details}")
+            assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}  # none CANCELLED
+            assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+            # a call is refused only when the queue is full: the one in flight and the QUEUED waiting are served
+            assert codes.count(grpc.StatusCode.OK) >= 1 + QUEUED, counts
+            # the reason: both limits and the flags that raise them
+            assert details == {overloaded_message(1, QUEUED)}, details
             assert stub.ModelInfer(request, timeout=60).outputs
     finally:
         proc.stop()

@@ -1,4 +1,7 @@
-"""The gRPC server's backlog: calls it cannot take while its event loop is busy are refused, not queued.
+"""The gRPC server's backlog in gRPC core: calls it cannot take while its event loop is busy wait there up to a
+bound (:func:`~predictor.transport.grpc_server.grpc_backlog`: what the process can hold, at least
+:data:`~predictor.transport.grpc_server.MIN_GRPC_BACKLOG`), and beyond it are refused at once, not held to
+their deadline.
 
 A real ``grpc.aio`` server built by :class:`GuardedGRPCServer` (KServe's data plane, no model: the
 health RPCs need none) runs on a loop in a thread (:func:`testkit.grpc_thread.guarded_grpc_in_thread`);
@@ -17,12 +20,13 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
 from predictor.guard.policy import Guard, GuardConfig
-from predictor.transport.grpc_server import MIN_GRPC_BACKLOG
+from predictor.transport.grpc_server import grpc_backlog
 from testkit.grpc_thread import guarded_grpc_in_thread
 
 CAP = 4
-CALLS = 4 * MIN_GRPC_BACKLOG
-STALL_SECONDS = 3.0
+BACKLOG = grpc_backlog(CAP, GuardConfig(max_concurrency=CAP).queued_rpcs)
+CALLS = 3 * BACKLOG
+STALL_SECONDS = 5.0
 
 
 def test_calls_the_busy_server_cannot_take_are_refused_at_once_not_queued_to_the_deadline():
@@ -47,8 +51,9 @@ def test_calls_the_busy_server_cannot_take_are_refused_at_once_not_queued_to_the
         early = sum(answered_while_stalled)
         print(f"\n{CALLS} calls, loop stalled {STALL_SECONDS:g} s, cap {CAP}: {dict(codes)}, {early} ended in it")
         assert set(codes) <= {"OK", "CANCELLED"}, codes
-        # about MIN_GRPC_BACKLOG calls wait for the loop and are answered after it; the rest are refused by
-        # gRPC core while the loop is still stalled, not held until it (or the deadline) comes
-        assert codes["CANCELLED"] >= CALLS - 2 * MIN_GRPC_BACKLOG, codes
+        # about BACKLOG calls wait for the loop and are answered after it; the rest are refused by gRPC core
+        # while the loop is still stalled, not held until it (or the deadline) comes
+        assert codes["CANCELLED"] >= CALLS - 2 * BACKLOG, codes
+        assert codes["OK"] >= BACKLOG, codes  # the backlog was held, and served once the loop was back
         assert early == codes["CANCELLED"], (codes, early)
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live  # and it serves again after

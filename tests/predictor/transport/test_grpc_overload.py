@@ -1,15 +1,18 @@
-"""A full gRPC server refuses with RESOURCE_EXHAUSTED and the reason — the limit and the flag that raises
-it, as REST's 503 says — while the calls it holds still succeed and the health RPCs still answer.
+"""A full gRPC server — every slot of ``--max_concurrency`` taken and its queue of ``--max_queued_rpcs`` full —
+refuses with RESOURCE_EXHAUSTED and the reason (both limits and the flags that raise them, as REST's 503
+names its limit), counted as 503, never CANCELLED; the calls it holds and those it queued still succeed, and
+the health RPCs still answer.
 
 A real ``grpc.aio`` server built by :class:`GuardedGRPCServer` (KServe's data plane) runs on a loop in a
 thread, as in ``test_grpc_backlog.py``, serving a model whose ``predict`` waits until the test lets it go:
-``CAP`` such calls fill the server.
+``CAP`` such calls fill the slots, ``QUEUED`` more the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 
 import grpc
 from kserve import Model
@@ -21,7 +24,8 @@ from predictor.guard.policy import Guard, GuardConfig, overloaded_message
 from testkit.grpc_thread import guarded_grpc_in_thread
 
 CAP = 2
-EXTRA = 6
+QUEUED = 8
+EXTRA = 40  # beyond the queue
 
 
 class HeldModel(Model):
@@ -41,8 +45,8 @@ class HeldModel(Model):
 
 
 def _guard(refused: list) -> Guard:
-    """A guard capped at ``CAP`` calls whose refusals land in ``refused``."""
-    guard = Guard(GuardConfig(max_concurrency=CAP))
+    """A guard capped at ``CAP`` calls and ``QUEUED`` waiting, whose refusals land in ``refused``."""
+    guard = Guard(GuardConfig(max_concurrency=CAP, max_queued_rpcs=QUEUED))
     guard.on_refused = lambda protocol, reason: refused.append((protocol, reason))
     return guard
 
@@ -63,24 +67,28 @@ def _wait(condition, seconds: float = 30.0) -> bool:  # noqa: ANN001
     return condition()
 
 
-def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serves_what_it_holds():
+def test_a_full_server_refuses_with_resource_exhausted_naming_the_limits_and_serves_what_it_holds():
     model, refused, counted = HeldModel(), [], []
+    guard = _guard(refused)
     port, loop = guarded_grpc_in_thread(
-        _guard(refused), model, count_request=lambda protocol, code: counted.append((protocol, code))
+        guard, model, count_request=lambda protocol, code: counted.append((protocol, code))
     )
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = GRPCInferenceServiceStub(channel)
         held = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(CAP)]
-        assert _wait(lambda: model.waiting == CAP), model.waiting  # the server is full
+        assert _wait(lambda: model.waiting == CAP), model.waiting  # every slot taken
+        queued = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(QUEUED)]
+        assert _wait(lambda: guard.rpcs.waiting == QUEUED), guard.rpcs.waiting  # the queue full
         extra = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(EXTRA)]
         for call in extra:
-            assert call.exception(timeout=30) is not None, "a call over the cap was served"
-        codes = [call.code() for call in extra]
+            assert call.exception(timeout=30) is not None, "a call beyond the queue was served"
+        codes = Counter(call.code().name for call in extra)
         details = {call.details() for call in extra}
-        print(f"\ncap {CAP}, {EXTRA} more calls while full: {[c.name for c in codes]}, details {details}")
-        assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * EXTRA, codes
-        assert details == {overloaded_message(CAP)}, details
-        assert "--max_concurrency" in overloaded_message(CAP) and str(CAP) in overloaded_message(CAP)
+        print(f"\ncap {CAP}, queue {QUEUED}, {EXTRA} more calls while full: {dict(codes)}, details {details}")
+        assert codes == {"RESOURCE_EXHAUSTED": EXTRA}, codes  # none CANCELLED by gRPC core
+        assert details == {overloaded_message(CAP, QUEUED)}, details
+        for limit in (f"{CAP} calls in progress", f"{QUEUED} waiting", "--max_concurrency", "--max_queued_rpcs"):
+            assert limit in overloaded_message(CAP, QUEUED), limit
         for call in extra:
             assert ("retry-after", "1") in tuple(call.trailing_metadata() or ()), call.trailing_metadata()
         assert refused == [("grpc", "Overloaded")] * EXTRA, refused
@@ -91,18 +99,22 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limit_and_serv
         # the health RPCs are never counted (as REST's probes are not): a full server still answers them
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
         assert stub.ModelReady(pb.ModelReadyRequest(name="held"), timeout=10).ready
-        assert all(not call.done() for call in held)
+        assert all(not call.done() for call in held + queued) and model.waiting == CAP
         loop.call_soon_threadsafe(model.go.set)
-        for call in held:
+        for call in held + queued:  # the queued calls were served in their turn
             assert call.result(timeout=30).outputs[0].contents.fp64_contents == [1.0]
+        assert model.waiting == CAP + QUEUED
         # and the slots came back
         assert stub.ModelInfer(_request(), timeout=30).outputs
-        assert _wait(lambda: len(counted) == EXTRA + CAP + 1), counted
-        assert counted[EXTRA:] == [("grpc", 200)] * (CAP + 1), counted
+        assert _wait(lambda: len(counted) == EXTRA + CAP + QUEUED + 1), counted
+        assert counted[EXTRA:] == [("grpc", 200)] * (CAP + QUEUED + 1), counted
+        assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used  # given back once each call's task has ended
+        assert guard.rpcs.waiting == 0 and guard.inflight.used == 0, (guard.rpcs.waiting, guard.inflight.used)
 
 
 def test_calls_that_end_early_give_their_slot_back():
-    """Calls cut off by their deadline while they wait in the model, or refused, leave no slot taken."""
+    """Calls cut off by their deadline while they wait in the model or in the queue, or refused, leave no slot,
+    queue place or byte taken."""
     model, guard = HeldModel(), _guard([])
     port, loop = guarded_grpc_in_thread(guard, model)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -111,6 +123,7 @@ def test_calls_that_end_early_give_their_slot_back():
         codes = {call.code() for call in calls}  # waits for each to end
         assert codes <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
         assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used
+        assert guard.rpcs.waiting == 0 and guard.inflight.used == 0, (guard.rpcs.waiting, guard.inflight.used)
         loop.call_soon_threadsafe(model.go.set)
         assert stub.ModelInfer(_request(), timeout=30).outputs
         assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used
