@@ -555,6 +555,7 @@ BAD_VALUES = {
     "digest-not-hex": ["predictor.bundleDigest=" + "z" * 64],
     "digest-too-short": ["predictor.bundleDigest=abc123"],
     "canary-digest-uppercase": ["canary.bundleDigest=" + "A" * 64],
+    "queued-rpcs-negative": ["predictor.maxQueuedRpcs=-1"],
 }
 
 
@@ -658,8 +659,14 @@ def test_guard_is_off_by_default_but_the_body_limit(render):
     assert int(_flag(args, "--max_body_bytes")) == _values()["predictor"]["maxBodyBytes"]
     assert int(_flag(args, "--max_inflight_body_bytes")) == _values()["predictor"]["maxInflightBodyBytes"]
     assert int(_flag(args, "--max_concurrency")) == _values()["predictor"]["maxConcurrency"]
+    assert _flag(args, "--max_queued_rpcs") is None  # null: the predictor's default, 16x the cap
     predictor = _isvc(objects)["spec"]["predictor"]
     assert [v["name"] for v in predictor["volumes"]] == ["tmp"]
+
+
+def test_the_grpc_queue_reaches_the_predictor_and_0_is_no_queue(render):
+    assert _flag(_args(render(["predictor.maxQueuedRpcs=300"])), "--max_queued_rpcs") == "300"
+    assert _flag(_args(render(["predictor.maxQueuedRpcs=0"])), "--max_queued_rpcs") == "0"
 
 
 def test_trusted_proxies_reach_the_predictor(render):

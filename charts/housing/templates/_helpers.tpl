@@ -340,6 +340,10 @@ containers:
       - {{ $v.predictor.maxInflightBodyBytes | int64 | quote }}
       - --max_concurrency
       - {{ $v.predictor.maxConcurrency | int64 | quote }}
+      {{- if not (kindIs "invalid" $v.predictor.maxQueuedRpcs) }}
+      - --max_queued_rpcs
+      - {{ $v.predictor.maxQueuedRpcs | int64 | quote }}
+      {{- end }}
       - --drain_seconds
       - {{ $v.predictor.drainSeconds | int64 | quote }}
       # per-request log lines (predictor/observe/request_logs.py); errors are logged either way
