@@ -664,9 +664,14 @@ def test_guard_is_off_by_default_but_the_body_limit(render):
     assert [v["name"] for v in predictor["volumes"]] == ["tmp"]
 
 
-def test_the_grpc_queue_reaches_the_predictor_and_0_is_no_queue(render):
-    assert _flag(_args(render(["predictor.maxQueuedRpcs=300"])), "--max_queued_rpcs") == "300"
-    assert _flag(_args(render(["predictor.maxQueuedRpcs=0"])), "--max_queued_rpcs") == "0"
+@pytest.mark.parametrize(("sets", "queued"), [([], 16 * DEFAULT_MAX_CONCURRENCY), (["=300"], 300), (["=0"], 0)])
+def test_the_grpc_queue_reaches_the_predictor_and_0_is_no_queue(render, sets, queued):
+    """null (the default) leaves the predictor's own, 16x the cap; 0 is no queue, not the default."""
+    from predictor.__main__ import build_parser, guard_config
+
+    args = _args(render(["predictor.maxQueuedRpcs" + s for s in sets]))
+    assert _flag(args, "--max_queued_rpcs") == (sets[0][1:] if sets else None)
+    assert guard_config(build_parser().parse_args(args)).queued_rpcs == queued
 
 
 def test_trusted_proxies_reach_the_predictor(render):
