@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput
 from kserve.model import Model
 from kserve.model_repository import ModelRepository
@@ -22,7 +23,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from bundle.schema import CATEGORICAL
 from predictor.client.v2_request import v2_body
-from predictor.codec.decode import DecodedInferRequest
+from predictor.codec.decode import BatchTooLarge, DecodedInferRequest
 from predictor.codec.entry import DecodeEntry, decode_entry
 from predictor.codec.v2_binary import CheckedDataPlane
 from predictor.transport import v2_rest
@@ -129,3 +130,22 @@ def test_the_v2_rest_route_decodes_through_the_entry(ames_xgb, rows: list[dict[s
         answer = client.post("/v2/models/plain/infer", content=json.dumps(plain))
         assert answer.status_code == 200, answer.text
         assert answer.json()["outputs"][0]["data"] == [3.5] and CountingModel.calls == 1
+
+
+def test_the_binary_body_check_takes_the_models_limits_from_its_entry(model: HousingModel) -> None:
+    """``CheckedDataPlane`` holds a binary V2 body to the rows and tensors the model's entry says it takes
+    (4 rows against the fixture's 3: 413 before KServe decodes); a model without the entry gets only the
+    body's own checks, and KServe decodes the same body."""
+    raw = b"\0" * (8 * 4)
+    header = json.dumps(
+        {"inputs": [{"name": "x", "shape": [4], "datatype": "FP64", "parameters": {"binary_data_size": len(raw)}}]}
+    ).encode()
+    headers = {INFERENCE_CONTENT_LENGTH_HEADER: str(len(header))}
+    registry = ModelRepository()
+    registry.update(model)
+    registry.update(PlainV2Model())
+    dataplane = CheckedDataPlane(registry)
+    with pytest.raises(BatchTooLarge, match="batch of 4 rows exceeds the limit of 3"):
+        dataplane.decode_inference_request(header + raw, headers, "housing")
+    decoded = dataplane.decode_inference_request(header + raw, headers, "plain")
+    assert decoded.inputs[0].shape == [4]
