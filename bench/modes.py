@@ -65,7 +65,7 @@ def fuzz_mode(n_requests: int, out_dir: Path) -> dict[str, Any]:
         try:
             servers.wait_ready(server)
             began = time.perf_counter()
-            res = fuzz(server.base, DEFAULT_MODEL_NAME, n_requests)
+            res = fuzz(server.http_url, DEFAULT_MODEL_NAME, n_requests)
             elapsed = time.perf_counter() - began
             alive = server.proc.poll() is None
             return res, elapsed, alive, (workdir / "ours.log").read_text(errors="replace")

@@ -150,14 +150,14 @@ def measure(bundle_dir: Path, workdir: Path, seconds: float, rounds: int, connec
         for server in (off, on):
             servers.wait_ready(server)
             for p in PROTOCOLS:  # warm both paths
-                loadgen.run_wrk(server.base + paths[p], bodies[p], 1.0, connections)
+                loadgen.run_wrk(server.http_url + paths[p], bodies[p], 1.0, connections)
         for _ in range(rounds):
             for p in PROTOCOLS:
                 got: dict[str, tuple[loadgen.LoadResult, float]] = {}
 
                 def load(cond: str, server: servers.Server, p: str = p, got: dict = got) -> None:
                     cpu0 = server.cpu_seconds()
-                    result = loadgen.run_wrk(server.base + paths[p], bodies[p], seconds, connections)
+                    result = loadgen.run_wrk(server.http_url + paths[p], bodies[p], seconds, connections)
                     got[cond] = (result, server.cpu_seconds() - cpu0)
 
                 both = [threading.Thread(target=load, args=pair) for pair in (("off", off), ("on", on))]
@@ -174,7 +174,7 @@ def measure(bundle_dir: Path, workdir: Path, seconds: float, rounds: int, connec
     finally:
         for server in (off, on):
             if server is on and on.proc.poll() is None:
-                res.rows_dropped = _counter(on.base, "housing_payload_rows_dropped_total")
+                res.rows_dropped = _counter(on.http_url, "housing_payload_rows_dropped_total")
             server.stop()  # the log's last rows are written at exit
     import pyarrow.parquet as pq
 

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                 for server in running:
                     if load == "v2_batch" and server.label == "floor":
                         continue
-                    url = server.base + paths[load]
+                    url = server.http_url + paths[load]
                     conns, secs = (2, 3 * args.seconds) if load == "v2_batch" else (args.connections, args.seconds)
                     plan.append(
                         (

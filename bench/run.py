@@ -436,7 +436,7 @@ def _measure(
     def rest(
         label: str, path: str, body: bytes, conns: int = cfg.connections, timeout: float = 2.0
     ) -> Callable[[float], loadgen.LoadResult]:
-        url = f"{by_label[label].base}{path}"
+        url = f"{by_label[label].http_url}{path}"
         return lambda secs: loadgen.run_wrk(url, body, secs, connections=conns, timeout=timeout)
 
     checks.append(Check(WORKERS_LABEL, v1, bodies["v1_1row"], price))
@@ -479,7 +479,7 @@ def _measure(
     transform = main.manifest.target.get("transform", "none")
     for check in checks:
         _check_answer(by_label[check.label], check, transform)
-    httpx.post(f"{by_label['ours'].base}{v2}", content=bodies["v2_batch"], timeout=60).raise_for_status()
+    httpx.post(f"{by_label['ours'].http_url}{v2}", content=bodies["v2_batch"], timeout=60).raise_for_status()
     plan = [(key, _with_cpu(by_label[key.split(".")[0]], run)) for key, run in plan]
     for _key, run in plan:  # warm-up, discarded
         run(cfg.warmup_seconds)
@@ -520,7 +520,7 @@ def _check_answer(server: servers.Server, check: Check, transform: str) -> None:
     import math
 
     response = httpx.post(
-        f"{server.base}{check.path}", content=check.body, headers={"content-type": "application/json"}, timeout=60
+        f"{server.http_url}{check.path}", content=check.body, headers={"content-type": "application/json"}, timeout=60
     )
     if response.status_code != 200:
         raise RuntimeError(f"{check.label} answered {response.status_code} to {check.path}: {response.text[:300]}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import kserve_runtimes, mlflow_serve, mlserver
-from common.net import free_port, wait_http
+from common.net import LoopbackServer, free_port, wait_http
 from common.procs import stop_process
 from predictor.observe.request_logs import OFF, RequestLogs
 
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
-class Server:
+class Server(LoopbackServer):
     """A running server under test."""
 
     label: str
@@ -28,14 +28,6 @@ class Server:
     model_name: str
     ready_path: str = ""  # default: the V2 model-ready endpoint
     logs: str = "as the server's defaults"  # its per-request log lines, as the report states them
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
 
     def cpu_seconds(self) -> float:
         """User + system CPU of every live process in the server's process group (its own session)."""
@@ -86,7 +78,7 @@ def cpu_seconds(pid: int) -> float:
 def wait_ready(server: Server, timeout: float = 120.0) -> float:
     """Block until the model-ready endpoint answers 200; returns seconds waited."""
     path = server.ready_path or f"/v2/models/{server.model_name}/ready"
-    return wait_http(f"{server.base}{path}", timeout, server.proc, server.label)
+    return wait_http(f"{server.http_url}{path}", timeout, server.proc, server.label)
 
 
 def _spawn(label: str, args: list[str], model_name: str, http: int, grpc: int, log: Path, logs: str = "") -> Server:

@@ -169,7 +169,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, bundle_dir: Path | None = None) -> 
     server = servers.start_ours(bundle_dir, model, workdir, ["--max_batch_size", str(MAX_BATCH)])
     try:
         servers.wait_ready(server)
-        url = server.base
+        url = server.http_url
         one_row = workdir / "mix-0.json"
         loadgen.run_wrk(f"{url}{mix[0]['path']}", one_row.read_bytes(), cfg.warmup_seconds, cfg.connections)
         cpu = server.cpu_seconds()

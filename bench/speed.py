@@ -74,7 +74,7 @@ def measure(
         for server in running:  # every answer is a 200 before anything is timed
             for load, path in paths.items():
                 reply = httpx.post(
-                    server.base + path, content=bodies[load], headers={"content-type": "application/json"}
+                    server.http_url + path, content=bodies[load], headers={"content-type": "application/json"}
                 )
                 if reply.status_code != 200:
                     raise RuntimeError(f"{server.label} answered {reply.status_code} to {path}: {reply.text[:300]}")
@@ -85,9 +85,9 @@ def measure(
                 if load == "grpc_1row":
                     run = _grpc(server.grpc_target, grpc_body, connections)
                 else:
-                    run = _rest(server.base + paths[load], bodies[load], connections)
+                    run = _rest(server.http_url + paths[load], bodies[load], connections)
                 plan.append((f"{label}.{load}", _with_cpu(server, run)))
-        batch_run = _rest(by_label["ours"].base + paths["v2_1row"], batch, 2, timeout=30)
+        batch_run = _rest(by_label["ours"].http_url + paths["v2_1row"], batch, 2, timeout=30)
         plan.append(("ours.v2_batch", _with_cpu(by_label["ours"], lambda secs: batch_run(3 * secs))))
         for _key, run in plan:  # warm-up, discarded
             run(min(2.0, seconds))

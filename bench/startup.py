@@ -68,7 +68,7 @@ def warm_up(server: servers.Server, rows: list[dict[str, Any]], n: int) -> None:
     v2 = [json.dumps(v2_columns([row])).encode() for row in rows]
     grpc_requests = [pb.ModelInferRequest.FromString(grpc_request(name, v2_columns([row]))) for row in rows]
     headers = {"content-type": "application/json"}
-    with httpx.Client(base_url=server.base, timeout=30) as client, grpc.insecure_channel(server.grpc_target) as ch:
+    with httpx.Client(base_url=server.http_url, timeout=30) as client, grpc.insecure_channel(server.grpc_target) as ch:
         stub = pb_grpc.GRPCInferenceServiceStub(ch)
         for i in range(n):
             row = i % len(rows)

@@ -9,6 +9,23 @@ import time
 import httpx
 
 
+class LoopbackServer:
+    """Where a server process started on this machine listens: its ``http_port`` and ``grpc_port`` on
+    127.0.0.1. A base of the dataclasses that hold the ports (the benchmark's servers, the tests'
+    predictor processes); it has no fields of its own."""
+
+    http_port: int
+    grpc_port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+
 def free_port() -> int:
     """A TCP port that is free on loopback right now."""
     with socket.socket() as sock:

@@ -227,8 +227,8 @@ class Analysis:
 
     def _inconclusive(self, reason: str, failures: int, records: list[dict[str, Any]]) -> Outcome:
         """Not enough evidence at a step's last look: stop here, change nothing (never a rollback for lack of data)."""
-        status = self.backend.status() if hasattr(self.backend, "status") else None
-        self.log.write("inconclusive", reason=reason, failures=failures, status=status.to_dict() if status else None)
+        status = self.backend.status()
+        self.log.write("inconclusive", reason=reason, failures=failures, status=status.to_dict())
         return Outcome(
             Verdict.INCONCLUSIVE, f"not enough evidence: {reason}", failures, records, status, str(self.log.path)
         )
@@ -244,7 +244,7 @@ class Analysis:
             challenger=self.challenger,
             challenger_uri=challenger_uri,
             config=asdict(cfg),
-            backend=getattr(self.backend, "name", "?"),
+            backend=self.backend.name,
         )
         failures, index, records = 0, 0, []
         current_weight: int | None = None

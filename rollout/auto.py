@@ -35,7 +35,7 @@ from typing import Any
 from common.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, load_settings
 from registry import lifecycle as registry
 from rollout.analysis import Verdict
-from rollout.backends.base import RolloutError
+from rollout.backends.base import Backend, OnInferenceService, RolloutError
 from rollout.event_log import EventLog, new_log
 from rollout.lease import GROUP, PLURAL, PROGRESS_PREFIX, VERSION, lease_name
 from rollout.orchestrator import GateRefused, RunOptions, UsageError, registry_reject, run_rollout
@@ -205,7 +205,7 @@ class Runner:
 
     def __init__(
         self,
-        backend: Any,
+        backend: Backend,
         options: AutoOptions,
         echo: Echo,
         *,
@@ -230,8 +230,9 @@ class Runner:
         if self.recorder is not None:
             self.recorder.record(reason, message, warning)
         if self.notifier is not None:
-            isvc = getattr(self.backend, "isvc", None)
-            where = {"inferenceservice": isvc, "namespace": getattr(self.backend, "namespace", None)}
+            be = self.backend
+            on = isinstance(be, OnInferenceService)  # the local backend serves no InferenceService
+            where = {"inferenceservice": be.isvc if on else None, "namespace": be.namespace if on else None}
             self.notifier.send({**record, "reason": reason, "message": message, **where, **self._current})
 
     def note(self, event: str, *, once: bool = True, **data: Any) -> None:

@@ -40,6 +40,7 @@ from rollout.report import write_report
 
 if TYPE_CHECKING:
     from rollout.backends.local import LocalBackend
+    from rollout.lease import LeaseState, RolloutLease
 
 Echo = Callable[[str], Any]
 
@@ -211,7 +212,9 @@ def _traffic(stack: ExitStack, prepared: Prepared, champion_uri: str | None, rps
     return stack.enter_context(TrafficGenerator(prepared.router_url, model, reference_of(champion_uri), rps))
 
 
-def _take_lease(stack: ExitStack, backend: Backend, options: RunOptions, echo: Echo) -> tuple[Any, Any]:
+def _take_lease(
+    stack: ExitStack, backend: Backend, options: RunOptions, echo: Echo
+) -> tuple[RolloutLease | None, LeaseState | None]:
     """Hold the InferenceService's rollout Lease for the run (cluster backends; None for local), and
     what the Lease said before (an earlier run's progress), or None."""
     if not isinstance(backend, HoldsLease) or backend.dry_run:
@@ -226,7 +229,9 @@ def _take_lease(stack: ExitStack, backend: Backend, options: RunOptions, echo: E
     return lease, before
 
 
-def resume_steps(backend: Backend, challenger_uri: str | None, steps: list[int], before: Any) -> list[int] | None:
+def resume_steps(
+    backend: Backend, challenger_uri: str | None, steps: list[int], before: LeaseState | None
+) -> list[int] | None:
     """The steps left when ``challenger_uri`` already runs as the canary (a run stopped without
     finishing: killed, or its machine gone), else None.
 
@@ -238,7 +243,7 @@ def resume_steps(backend: Backend, challenger_uri: str | None, steps: list[int],
         return None
     if backend.status().challenger != challenger_uri:
         return None
-    progress = getattr(before, "progress", None) or {}
+    progress = before.progress if before is not None else {}
     weight = str(progress.get("weight", ""))
     if progress.get("challenger-uri") == challenger_uri and weight.isdigit():
         left = [s for s in steps if s >= int(weight)]
@@ -246,7 +251,7 @@ def resume_steps(backend: Backend, challenger_uri: str | None, steps: list[int],
     return list(steps)
 
 
-def _release(lease: Any) -> None:
+def _release(lease: RolloutLease) -> None:
     try:
         lease.release()
     except RolloutError:
@@ -294,7 +299,7 @@ class _RunHooks:
     chall: dict[str, Any]
     options: RunOptions
     echo: Echo
-    lease: Any = None
+    lease: RolloutLease | None = None
     step_hook: Callable[[dict[str, Any]], Any] | None = None
     pending: list[str] = field(default_factory=list)
 
@@ -333,7 +338,7 @@ def _resume_or_gate(
     options: RunOptions,
     config: AnalysisConfig,
     uris: tuple[dict[str, Any], dict[str, Any]],
-    before: Any,
+    before: LeaseState | None,
     log: EventLog,
     echo: Echo,
 ) -> tuple[list[int] | None, dict[str, Any]]:
@@ -356,7 +361,7 @@ def _resume_or_gate(
     return resumed, chall
 
 
-def _say_outcome(outcome: Outcome, log: EventLog, lease: Any, generator: Any, echo: Echo) -> None:
+def _say_outcome(outcome: Outcome, log: EventLog, lease: RolloutLease | None, generator: Any, echo: Echo) -> None:
     if lease is not None:
         lease.progress.update({"outcome": str(outcome.decision), "event-log": str(log.path)})
     echo(f"{outcome.decision}: {outcome.reason}")

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.net import free_port, wait_http
+from common.net import LoopbackServer, free_port, wait_http
 from common.procs import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
-class PredictorProcess:
+class PredictorProcess(LoopbackServer):
     """A running ``python -m predictor``."""
 
     proc: subprocess.Popen
@@ -31,14 +31,6 @@ class PredictorProcess:
     grpc_port: int
     log_path: Path
     args: list[str] = field(default_factory=list)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
 
     def log(self) -> str:
         """Everything the process printed so far (stdout and stderr)."""

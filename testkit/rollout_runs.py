@@ -14,26 +14,36 @@ from rollout.event_log import EventLog
 
 
 class FakeBackend:
+    """Records the calls the analysis makes; ``status`` reads back the last weight it was given."""
+
     name = "fake"
 
     def __init__(self):
         self.calls = []
+        self.percent = 0
 
     def start(self, uri, percent, **pinned):
         self.calls.append(("start", percent, *pinned.values()))
+        self.percent = percent
         return RolloutStatus("fake", challenger_percent=percent)
 
     def set_weight(self, percent):
         self.calls.append(("weight", percent))
+        self.percent = percent
         return RolloutStatus("fake", challenger_percent=percent)
 
     def promote(self):
         self.calls.append(("promote",))
+        self.percent = 0
         return RolloutStatus("fake", challenger_percent=0, champion_percent=100)
 
     def rollback(self, reason):
         self.calls.append(("rollback", reason))
+        self.percent = 0
         return RolloutStatus("fake")
+
+    def status(self):
+        return RolloutStatus("fake", challenger_percent=self.percent, champion_percent=100 - self.percent)
 
 
 class GivenValues:

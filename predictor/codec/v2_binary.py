@@ -32,6 +32,7 @@ from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 
 from predictor.codec.decode import BatchTooLarge
+from predictor.codec.entry import decode_entry
 
 HEADER = "Inference-Header-Content-Length"
 #: Bytes per element of the fixed-size V2 datatypes (BYTES elements carry their own 4-byte length).
@@ -201,8 +202,9 @@ class CheckedDataPlane(DataPlane):
         self, body: bytes | InferenceRequest, headers: dict[str, str], model_name: str
     ) -> InferRequest:
         if isinstance(body, bytes):
-            model = self.model_registry.get_model(model_name)
-            max_rows, features = getattr(model, "max_batch_size", None), getattr(model, "max_inputs", None)
-            limits = Limits(max_rows, features) if max_rows and features else None
+            entry = decode_entry(self.model_registry.get_model(model_name))
+            limits = None  # a model of another kind, or not loaded yet: only the body's own consistency
+            if entry is not None and entry.max_batch_size and entry.max_inputs:
+                limits = Limits(entry.max_batch_size, entry.max_inputs)
             check_binary_request(body, headers.get(INFERENCE_CONTENT_LENGTH_HEADER), limits)
         return super().decode_inference_request(body, headers, model_name)

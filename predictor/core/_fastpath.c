@@ -69,6 +69,10 @@ static PyObject *eval_packed(PyObject *self, PyObject *args) {
     if (ok) {
         PyThreadState *ts = NULL;
         if (n_rows * n_trees >= 100000) ts = PyEval_SaveThread();
+        /* The two branches below walk the trees in opposite orders on purpose, and so look alike
+         * (``duplicates`` lists them): one row has no rows to interleave, so four trees' walks are
+         * interleaved over it; a batch interleaves four rows over one tree, whose nodes then stay in
+         * cache. A shared inner loop would need one of the two orders for both, or a branch per step. */
         if (n_rows == 1) {
             /* one row: four trees at a time, their walks interleaved */
             const double *x = X;

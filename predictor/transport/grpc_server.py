@@ -21,9 +21,10 @@ and every ModelInfer counted by the status it ended with, outermost; with :class
 KServe's servicer without the model repository RPCs
 (``RepositoryModelLoad``/``Unload`` answer UNIMPLEMENTED: this server loads its one model at start),
 whose ``ModelInfer`` charges the request's size to the guard's budget of bytes in flight
-(RESOURCE_EXHAUSTED when it does not fit) and refuses more input tensors than the model has features
-before KServe turns each into Python objects (7 MB of empty tensors took 350 MB and 5 s of the event
-loop). A plain request (:func:`predictor.codec.v2_grpc.decode_grpc`) is then decoded from the protobuf
+(RESOURCE_EXHAUSTED when it does not fit) and then offers the request to the model's decode entry
+(:class:`predictor.codec.entry.DecodeEntry`), which refuses more input tensors than the model has
+features before KServe turns each into Python objects (7 MB of empty tensors took 350 MB and 5 s of the
+event loop) and decodes a plain request (:func:`predictor.codec.v2_grpc.decode_grpc`) from the protobuf
 straight into the model's matrix — not into ~80 ``InferInput`` objects per row — and the model's
 answer written into a ``ModelInferResponse`` directly (:func:`encode_response`); both go through
 KServe's data plane in between (``DataPlane.infer``: the model's lookup, KServe's pre/predict/post
@@ -47,7 +48,6 @@ from typing import Any
 
 import grpc
 from grpc import aio
-from kserve.errors import InvalidInput
 from kserve.logging import logger as kserve_logger
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -57,12 +57,11 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferResponse, to_grpc_parameters
 from kserve.utils.utils import to_headers
 
-from predictor.codec.v2_grpc import decode_grpc
+from predictor.codec.entry import decode_entry
 from predictor.guard.client_errors import log_client_error, log_refusal, request_id
 from predictor.guard.policy import OPEN_GRPC_METHODS, RATE_LIMITED, Guard, GuardConfig
 from predictor.observe.request_count import INFER_METHOD, CountRequest, count_as, ended_status
 from predictor.transport import errors, kserve_patches
-from predictor.transport.model import HousingModel
 from predictor.transport.rest_middleware import REPOSITORY_REFUSED, Refused
 
 CountError = Callable[[str, str], None]
@@ -302,21 +301,13 @@ class CheckedServicer(InferenceServicer):
             context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
         try:
-            model = self._data_plane.model_registry.get_model(request.model_name)
-            if isinstance(model, HousingModel) and model.ready:
-                if len(request.inputs) > model.max_inputs:
-                    raise InvalidInput(
-                        f"inputs: {len(request.inputs)} tensors; the model takes at most {model.max_inputs} "
-                        "(one per feature, or one 2-D tensor in schema order)"
-                    )
-                decoded = None
-                if model.decoder is not None:
-                    decoded = decode_grpc(model.decoder, request)
-                if decoded is not None:
-                    response, _ = await self._data_plane.infer(
-                        model_name=request.model_name, request=decoded, headers=to_headers(context)
-                    )
-                    return encode_response(response)
+            entry = decode_entry(self._data_plane.model_registry.get_model(request.model_name))
+            decoded = entry.decode_grpc(request) if entry is not None else None
+            if decoded is not None:
+                response, _ = await self._data_plane.infer(
+                    model_name=request.model_name, request=decoded, headers=to_headers(context)
+                )
+                return encode_response(response)
             return await super().ModelInfer(request, context)
         finally:
             self.guard.inflight.release(size)

@@ -28,7 +28,8 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from bundle.schema import CATEGORICAL
-from predictor.codec.decode import BatchTooLarge, Decoder
+from predictor.codec.decode import BatchTooLarge, DecodedInferRequest, Decoder
+from predictor.codec.v2_grpc import decode_grpc
 from predictor.core.loaded import LoadedBundle, load_bundle
 from predictor.core.ranges import RangeCheck
 from predictor.guard.client_errors import REQUEST_ID_HEADER, request_id
@@ -160,6 +161,27 @@ class HousingModel(Model):
 
     def get_output_types(self) -> list[dict[str, Any]]:
         return [{"name": OUTPUT_NAME, "datatype": "FP64", "shape": [-1]}]
+
+    # -- the decode entry the transports call (predictor.codec.entry.DecodeEntry) ---------------
+    def decode_v2_json(self, body: bytes, model_name: str) -> DecodedInferRequest | None:
+        """A plain columnar V2 JSON body decoded from its bytes by this model's decoder (no Python object
+        per value); None for any other body, or before :meth:`load`."""
+        decoder = self.decoder
+        return None if decoder is None else decoder.v2_json(body, model_name)
+
+    def decode_grpc(self, request: ModelInferRequest) -> DecodedInferRequest | None:
+        """A plain ``ModelInferRequest`` decoded straight from its tensors; None for any other request, or
+        while the model is not ready (KServe's servicer then answers). More tensors than :attr:`max_inputs`
+        is an ``InvalidInput`` before any tensor is read."""
+        decoder = self.decoder
+        if decoder is None or not self.ready:
+            return None
+        if len(request.inputs) > self.max_inputs:
+            raise InvalidInput(
+                f"inputs: {len(request.inputs)} tensors; the model takes at most {self.max_inputs} "
+                "(one per feature, or one 2-D tensor in schema order)"
+            )
+        return decode_grpc(decoder, request)
 
     # -- inference -------------------------------------------------------------------------
     def decode(self, payload: Any) -> tuple[np.ndarray, str]:
@@ -323,7 +345,7 @@ def _body(payload: Any) -> Any:
             return orjson.dumps(payload)
         except TypeError:
             return payload
-    body = getattr(payload, "body", None)  # predictor.codec.decode.DecodedInferRequest: its bytes,
-    if body is None:
-        body = getattr(payload, "message", None)  # or its gRPC request (read in the writer thread)
-    return payload if body is None else body
+    if type(payload) is DecodedInferRequest:  # what the decode entry made: the bytes it read,
+        body = payload.body if payload.body is not None else payload.message  # or its gRPC request
+        return payload if body is None else body  # (read into values in the writer thread)
+    return payload

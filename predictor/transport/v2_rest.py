@@ -15,8 +15,9 @@ CPU a one-row request costs, and more than the model spends on a 10,000-row one.
   coercions included) stays KServe's, and a refusal is a 400 ``RequestValidationError`` naming
   the field;
 - a plain columnar body (one ``[n]`` tensor per feature, plain JSON values) is first offered to the
-  model's own decoder (``codec.Decoder.v2_json``), which reads the columns straight from the bytes
-  into the model's matrix — no Python object per value; any other body goes the way above;
+  model's decode entry (``codec.entry.DecodeEntry.decode_v2_json``: the model's own decoder), which
+  reads the columns straight from the bytes into the model's matrix — no Python object per value;
+  any other body goes the way above;
 - then KServe's order of checks — a model version in the path (400), the model ready (404 for an
   unknown model) — and the model is called through KServe's data plane (``DataPlane.infer``:
   model lookup, KServe's pre/predict/post latency histograms and latency log);
@@ -48,6 +49,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
+
+from predictor.codec.entry import decode_entry
 
 INFER_PATHS = ("/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer")
 _BINARY_HEADER = b"inference-header-content-length"
@@ -270,12 +273,10 @@ class V2Infer:
         return Response(content, media_type="application/json", headers=response_headers)
 
     def _decoded(self, body: bytes, model_name: str) -> InferRequest | None:
-        """The request already decoded by the model's own columnar decoder (``codec.Decoder.v2_json``),
-        when it has one and the body is of the plain shape it reads; else None."""
-        model = self.dataplane.model_registry.get_model(model_name)
-        decoder = getattr(model, "decoder", None)
-        v2_json = getattr(decoder, "v2_json", None)
-        return v2_json(body, model_name) if v2_json is not None else None
+        """The request already decoded by the model's own decode entry (``codec.entry.DecodeEntry``),
+        when it offers one and the body is of the plain shape it reads; else None."""
+        entry = decode_entry(self.dataplane.model_registry.get_model(model_name))
+        return entry.decode_v2_json(body, model_name) if entry is not None else None
 
     def _kserve_encoded(
         self, model_name: str, response: Any, headers: dict[str, str], response_headers: dict[str, str]

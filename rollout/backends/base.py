@@ -1,7 +1,9 @@
 """The backend interface every rollout target implements (KServe Standard, Serverless, local), and
 the capabilities only some have, each a protocol of its own that callers test with ``isinstance``:
-``HoldsLease`` (the KServe backends), ``AwaitsReady`` (KServe Standard), ``GatewayRouted`` (KServe
-Standard with a Gateway route) and ``Mirrors`` (local: its router shadows requests)."""
+``HoldsLease`` and ``OnInferenceService`` (the KServe backends), ``AwaitsReady`` (KServe Standard),
+``GatewayRouted`` (KServe Standard with a Gateway route) and ``Mirrors`` (local: its router shadows
+requests). Nothing probes a backend with ``getattr``/``hasattr``: what a caller needs is on
+``Backend`` or one of these (``tests/rollout/backends/test_capabilities.py``)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ __all__ = [
     "GatewayRouted",
     "HoldsLease",
     "Mirrors",
+    "OnInferenceService",
     "Prepared",
     "RolloutError",
     "RolloutStatus",
@@ -103,6 +106,16 @@ class HoldsLease(Protocol):
 
     def lease(self, duration: int | None = None) -> RolloutLease:
         """The Lease that keeps a second run off this InferenceService."""
+
+
+@runtime_checkable
+class OnInferenceService(Protocol):
+    """A backend acting on one InferenceService (the KServe backends): what the runner's events and
+    notifications name as where they happened."""
+
+    #: The InferenceService's name.
+    isvc: str
+    namespace: str
 
 
 @runtime_checkable

@@ -68,7 +68,7 @@ def _ready(server: servers.Server, started: list[servers.Server], log: Path) -> 
 
 
 def _post(server: servers.Server, path: str, body: dict) -> dict:
-    reply = httpx.post(f"{server.base}{path}", json=body, timeout=60)
+    reply = httpx.post(f"{server.http_url}{path}", json=body, timeout=60)
     assert reply.status_code == 200, reply.text
     return reply.json()
 
@@ -115,7 +115,7 @@ def test_mlflow_scoring_server_serves_the_pyfunc_model_on_raw_rows(ames_xgb: Pat
     expected = load_bundle(ames_xgb).predict(np.asarray(encoded_rows(ames_xgb, rows)))
     server = _ready(servers.start_mlflow(ames_xgb, NAME, tmp_path, rows[:5]), started, tmp_path / "mlflow.log")
     headers = {"content-type": "application/json"}  # without it MLflow 3.17 answers 500 (content_type None)
-    reply = httpx.post(f"{server.base}/invocations", content=mlflow_serve.body(rows), headers=headers, timeout=60)
+    reply = httpx.post(f"{server.http_url}/invocations", content=mlflow_serve.body(rows), headers=headers, timeout=60)
     assert reply.status_code == 200, reply.text
     target = json.loads((ames_xgb / "bundle.json").read_text())["target"]["name"]
     got = np.array([p[target] for p in reply.json()["predictions"]])

@@ -139,6 +139,7 @@ def test_lack_of_data_waits_then_ends_inconclusive_never_rolls_back(tmp_path):
     psi = next(g for g in steps[-1]["gates"] if g["name"] == "psi")
     assert psi["evidence"]["verdict"] == "not enough evidence" and psi["evidence"]["counts"]["challenger"] == 4
     assert log.read()[-1]["event"] == "inconclusive"
+    assert log.read()[-1]["status"]["challenger_percent"] == 10  # where it holds, as the backend reports it
 
 
 def test_wait_and_inconclusive_decisions():

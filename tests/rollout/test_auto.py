@@ -44,3 +44,29 @@ def test_the_live_gate_options_read_as_a_sentence(tmp_path: Path) -> None:
         "live gate on s3://models/payloads: v2 against v1, ≥ 20 labelled rows each in the last 7 days (required), "
         "RMSE within +10.0% of the champion's"
     )
+
+
+class Sent(list):
+    """Takes the runner's notifications (the webhook client's ``send``) as they are handed over."""
+
+    def send(self, body: dict[str, Any]) -> None:
+        self.append(body)
+
+
+def test_a_notification_names_the_inferenceservice_of_a_kserve_backend_and_none_locally(tmp_path: Path) -> None:
+    """Where an event happened comes from the backend's ``OnInferenceService`` capability, not a probe."""
+    from rollout.auto import AutoOptions, Runner
+    from rollout.backends.kserve_standard import StandardBackend
+    from rollout.backends.local import LocalBackend
+    from rollout.orchestrator import RunOptions
+
+    options = AutoOptions(run=RunOptions(steps=[100]))
+    for backend, where in (
+        (StandardBackend("housing", "ml", dry_run=True), ("housing", "ml")),
+        (LocalBackend(tmp_path / "home", "housing", "auto"), (None, None)),
+    ):
+        sent = Sent()
+        Runner(backend, options, lambda _line: None, notifier=sent).note("runner", reason="started")
+        ((body,),) = [sent]
+        assert (body["inferenceservice"], body["namespace"]) == where
+        assert body["event"] == "runner" and body["reason"] == "RunnerStarted" and body["message"] == "started"

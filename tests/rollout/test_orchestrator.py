@@ -9,7 +9,8 @@ import pytest
 from rollout import orchestrator
 from rollout.backends.base import Backend, Prepared, RolloutStatus
 from rollout.errors import UsageError
-from rollout.orchestrator import RunOptions, run_rollout
+from rollout.lease import LeaseState
+from rollout.orchestrator import RunOptions, resume_steps, run_rollout
 
 
 class FakeBackend:
@@ -118,3 +119,27 @@ def test_cluster_backend_needs_a_prometheus_url_and_starts_nothing_here(events, 
         "analysis /bundles/2",
         "close",
     ]
+
+
+class RunningCanary(FakeBackend):
+    """A cluster backend whose canary already serves ``challenger``."""
+
+    def __init__(self, tmp: Path, challenger: str) -> None:
+        super().__init__([], False, tmp)
+        self.challenger = challenger
+
+    def status(self) -> RolloutStatus:
+        return RolloutStatus(backend="fake", challenger=self.challenger, challenger_percent=50)
+
+
+def test_resume_steps_goes_on_from_the_weight_the_leases_progress_names(tmp_path: Path) -> None:
+    """What an earlier run's Lease said (a ``LeaseState``, or None) picks the steps left for a canary that runs."""
+    uri, steps = "s3://models/housing/2", [20, 50, 100]
+    backend = RunningCanary(tmp_path, uri)
+    at_50 = LeaseState(None, None, None, 30, {"challenger-uri": uri, "weight": "50"})
+    assert resume_steps(backend, uri, steps, at_50) == [50, 100]
+    assert resume_steps(backend, uri, steps, None) == steps  # no progress known: from the first step
+    other = LeaseState(None, None, None, 30, {"challenger-uri": "s3://models/housing/3", "weight": "50"})
+    assert resume_steps(backend, uri, steps, other) == steps  # progress of another challenger
+    assert resume_steps(backend, "s3://models/housing/3", steps, at_50) is None  # another canary runs
+    assert resume_steps(FakeBackend([], True, tmp_path), uri, steps, at_50) is None  # local: never adopted
