@@ -25,6 +25,8 @@ of its paths: a path is owned when its node is empty or holds ``"."``.
 from __future__ import annotations
 
 import copy
+import sys
+from collections.abc import Callable
 from typing import Any
 
 #: The field manager of every write the runner makes (the kubernetes client's default is
@@ -125,3 +127,49 @@ def handed_back(
             entry["fieldsV1"] = trie(left)
         out.append(entry)
     return out
+
+
+def hand_back(
+    before: dict[str, Any],
+    written: dict[str, Any],
+    send: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    read: Callable[[], dict[str, Any]],
+    retryable: Callable[[Exception], bool],
+    what: str,
+    attempts: int = 5,
+) -> dict[str, Any]:
+    """After a write (``before`` → ``written``) by :data:`FIELD_MANAGER`, give what it took from an
+    applier back: ``send`` one JSON patch (resourceVersion ``test`` + ``replace`` of
+    ``/metadata/managedFields``); when ``retryable`` says the object moved in between, ``read`` it
+    and rebuild (``attempts`` in all). Best effort: the write stands either way; a failure is
+    reported on stderr, naming ``what``. Returns the latest object it has."""
+    took = taken(before, written)
+    obj: dict[str, Any] = written
+    last_error: Exception | None = None
+    for _attempt in range(attempts if took else 0):
+        entries = handed_back(obj, took)
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if entries is None or not rv:
+            return obj
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "replace", "path": "/metadata/managedFields", "value": entries},
+        ]
+        try:
+            return send(ops)
+        except Exception as exc:  # noqa: BLE001 - re-read and retry, then report
+            last_error = exc
+            if not retryable(exc):
+                break
+            try:
+                obj = read()
+            except Exception as read_error:  # noqa: BLE001 - reported below
+                last_error = read_error
+                break
+    if took:
+        owners = ", ".join(sorted({key[0] for key in took}))
+        sys.stderr.write(
+            f"warning: {what} is written, but the fields taken from {owners} could not be handed back"
+            f" ({last_error}); a `helm upgrade` changing them needs --force-conflicts\n"
+        )
+    return written

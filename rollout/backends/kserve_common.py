@@ -385,38 +385,17 @@ class KServeBackend:
 
     def _hand_back(self, before: dict, written: dict) -> dict:
         """Give the fields the write took from an applier (helm 4's server-side apply) back to it, so
-        the next ``helm upgrade`` that changes them applies without a conflict (module
-        :mod:`rollout.backends.field_owners`). Best effort: the write itself stands either way; a
-        failure is reported on stderr (the next ``helm upgrade`` then needs ``--force-conflicts``)."""
-        took = field_owners.taken(before, written)
-        obj, last_error = written, None
-        for _attempt in range(MAX_RETRIES if took else 0):
-            entries = field_owners.handed_back(obj, took)
-            rv = (obj.get("metadata") or {}).get("resourceVersion")
-            if entries is None or not rv:
-                return obj
-            ops = [
-                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
-                {"op": "replace", "path": "/metadata/managedFields", "value": entries},
-            ]
-            try:
-                return self._send(ops)
-            except Exception as exc:  # noqa: BLE001 - re-read and retry, then report
-                last_error = exc
-                if not (_is_conflict(exc) or _is_patch_apply_failure(exc)):
-                    break
-                try:
-                    obj = self.read()
-                except RolloutError as read_error:
-                    last_error = read_error
-                    break
-        if took:
-            owners = ", ".join(sorted({k[0] for k in took}))
-            sys.stderr.write(
-                f"warning: {self.namespace}/{self.isvc} is written, but the fields taken from {owners} could not"
-                f" be handed back ({last_error}); a `helm upgrade` changing them needs --force-conflicts\n"
-            )
-        return written
+        the next ``helm upgrade`` that changes them applies without a conflict
+        (:func:`rollout.backends.field_owners.hand_back`)."""
+        return field_owners.hand_back(
+            before,
+            written,
+            self._send,
+            self.read,
+            lambda exc: _is_conflict(exc) or _is_patch_apply_failure(exc),
+            f"InferenceService {self.namespace}/{self.isvc}",
+            MAX_RETRIES,
+        )
 
 
 def status_common(obj: dict, backend: str) -> RolloutStatus:

@@ -198,3 +198,54 @@ def test_the_hand_back_is_rebuilt_on_the_fresh_object_after_a_write_in_between()
     assert [t[0]["value"] for t in tries] == ["11", "12"]
     (helm,) = api.obj["metadata"]["managedFields"]  # the runner's entry had nothing else: gone
     assert fo.paths(helm["fieldsV1"]) == fo.paths(HELM_FIELDS)
+
+
+class _RouteApi:
+    """An HTTPRoute helm applied (no GRPCRoute, no parentRefs), answered the way _ServerShapedApi is."""
+
+    def __init__(self, route: dict, managed_after_write: list[dict]) -> None:
+        self.route, self.managed_after_write, self.patches = route, managed_after_write, []
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+        if plural != "httproutes":
+            raise type("ApiException", (Exception,), {"status": 404, "body": "NotFound"})()
+        return copy.deepcopy(self.route)
+
+    def patch_namespaced_custom_object(self, *args, **kwargs):
+        body = args[5]
+        self.patches.append((body, kwargs))
+        out = apply_patch(self.route, body)
+        if not any(op["path"] == "/metadata/managedFields" for op in body):
+            out["metadata"]["managedFields"] = copy.deepcopy(self.managed_after_write)
+        out["metadata"]["resourceVersion"] = str(int(out["metadata"]["resourceVersion"]) + 1)
+        self.route = out
+        return copy.deepcopy(out)
+
+
+def test_a_route_step_names_the_runner_and_gives_the_rules_back_to_helm():
+    from rollout.backends.gateway_route import GatewayRoutes
+
+    rules_fields = {"f:spec": {"f:rules": {}, "f:parentRefs": {}}}
+    route = {
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": "housing",
+            "namespace": "ml",
+            "resourceVersion": "5",
+            "managedFields": [{**HELM, "apiVersion": "gateway.networking.k8s.io/v1", "fieldsV1": rules_fields}],
+        },
+        "spec": {"rules": [{"backendRefs": [{"name": "housing-predictor", "port": 80, "weight": 100}]}]},
+    }
+    runner = {
+        "f:metadata": {"f:annotations": {".": {}, "f:rollout.housing.dev/backends": {}}},
+        "f:spec": {"f:rules": {}},
+    }
+    helm_left = {**HELM, "fieldsV1": {"f:spec": {"f:parentRefs": {}}}}
+    api = _RouteApi(route, [helm_left, _entry(fo.FIELD_MANAGER, "Update", runner)])
+    GatewayRoutes(api, "ml", "housing").set("housing-predictor", "housing-v2-predictor", 10)
+    (write, write_kw), (back, back_kw) = api.patches
+    assert write_kw["field_manager"] == back_kw["field_manager"] == "housing-rollout"
+    assert back[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "6"}
+    helm, ours = back[1]["value"]
+    assert fo.paths(helm["fieldsV1"]) == fo.paths(rules_fields)
+    assert fo.paths(ours["fieldsV1"]) == fo.paths(runner) - {("f:spec", "f:rules")}  # the annotation stays ours
