@@ -265,14 +265,24 @@ class GatewayRoutes:
         """Put back the rules of routes already written by a step that then failed (best effort)."""
         for item in reversed(written):
             record = json.dumps([[s, w] for s, w in item.recorded or backends_of_rules(item.rules)])
+            plural = KINDS[item.kind]
             try:
-                self._send(
-                    KINDS[item.kind],
+                before = self._get(plural, item.name) or {}
+                written = self._send(
+                    plural,
                     item.name,
                     [
                         {"op": "replace", "path": "/spec/rules", "value": item.rules},
                         {"op": "add", "path": f"/metadata/annotations/{_ANNOTATION_KEY}", "value": record},
                     ],
+                )
+                field_owners.hand_back(
+                    before,
+                    written,
+                    lambda back, plural=plural, name=item.name: self._send(plural, name, back),
+                    lambda plural=plural, name=item.name: self._get(plural, name) or {},
+                    lambda exc: getattr(exc, "status", None) in (409, 422),
+                    f"{item.kind} {self.namespace}/{item.name}",
                 )
             except Exception:  # noqa: BLE001, S110 - the error being raised says what failed first
                 pass

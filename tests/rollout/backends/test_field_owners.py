@@ -249,3 +249,24 @@ def test_a_route_step_names_the_runner_and_gives_the_rules_back_to_helm():
     helm, ours = back[1]["value"]
     assert fo.paths(helm["fieldsV1"]) == fo.paths(rules_fields)
     assert fo.paths(ours["fieldsV1"]) == fo.paths(runner) - {("f:spec", "f:rules")}  # the annotation stays ours
+
+
+def test_a_restored_route_gives_the_rules_back_too():
+    from rollout.backends.gateway_route import GatewayRoutes, Written
+
+    rules_fields = {"f:spec": {"f:rules": {}}}
+    route = {
+        "kind": "HTTPRoute",
+        "metadata": {"name": "housing", "namespace": "ml", "resourceVersion": "5", "annotations": {}},
+        "spec": {"rules": [{"backendRefs": [{"name": "housing-predictor", "port": 80, "weight": 90}]}]},
+    }
+    route["metadata"]["managedFields"] = [{**HELM, "fieldsV1": rules_fields}]
+    runner = {"f:spec": {"f:rules": {}}}
+    api = _RouteApi(route, [_entry(fo.FIELD_MANAGER, "Update", runner)])
+    rules = [{"backendRefs": [{"name": "housing-predictor", "port": 80, "weight": 100}]}]
+    GatewayRoutes(api, "ml", "housing").restore([Written("HTTPRoute", "housing", rules, None)])
+    (write, _), (back, kwargs) = api.patches
+    assert write[0] == {"op": "replace", "path": "/spec/rules", "value": rules}
+    assert kwargs["field_manager"] == "housing-rollout" and back[1]["path"] == "/metadata/managedFields"
+    (helm,) = api.route["metadata"]["managedFields"]
+    assert helm["manager"] == "helm" and helm["fieldsV1"] == rules_fields
