@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.backends import field_owners
 from rollout.backends.base import check_percent
 from rollout.errors import RolloutError
 
@@ -227,40 +228,61 @@ class GatewayRoutes:
             raise
         return before
 
+    def _send(self, plural: str, name: str, ops: list[Op]) -> dict:
+        """One JSON patch, recorded under the runner's own field manager."""
+        return self.api.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            plural,
+            name,
+            ops,
+            field_manager=field_owners.FIELD_MANAGER,
+            _content_type="application/json-patch+json",
+        )
+
     def _patch(self, plural: str, ops: list[Op], route: dict) -> dict:
         try:
-            return self.api.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                self.namespace,
-                plural,
-                self.route,
-                ops,
-                _content_type="application/json-patch+json",
-            )
+            written = self._send(plural, self.route, ops)
         except Exception as exc:
             if getattr(exc, "status", None) in (409, 422):
                 raise RolloutError(
                     f"{_name(route)} changed while the rollout wrote it (another owner?); nothing was changed: {exc}"
                 ) from exc
             raise RolloutError(f"patch of {_name(route)} failed: {exc}") from exc
+        # the chart renders the live rules (lookup): give helm's server-side apply its rules back,
+        # as for the InferenceService (rollout.backends.field_owners)
+        return field_owners.hand_back(
+            route,
+            written,
+            lambda back: self._send(plural, self.route, back),
+            lambda: self._get(plural, self.route) or {},
+            lambda exc: getattr(exc, "status", None) in (409, 422),
+            _name(route),
+        )
 
     def restore(self, written: list[Written]) -> None:
         """Put back the rules of routes already written by a step that then failed (best effort)."""
         for item in reversed(written):
             record = json.dumps([[s, w] for s, w in item.recorded or backends_of_rules(item.rules)])
+            plural = KINDS[item.kind]
             try:
-                self.api.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    KINDS[item.kind],
+                before = self._get(plural, item.name) or {}
+                written = self._send(
+                    plural,
                     item.name,
                     [
                         {"op": "replace", "path": "/spec/rules", "value": item.rules},
                         {"op": "add", "path": f"/metadata/annotations/{_ANNOTATION_KEY}", "value": record},
                     ],
-                    _content_type="application/json-patch+json",
+                )
+                field_owners.hand_back(
+                    before,
+                    written,
+                    lambda back, plural=plural, name=item.name: self._send(plural, name, back),
+                    lambda plural=plural, name=item.name: self._get(plural, name) or {},
+                    lambda exc: getattr(exc, "status", None) in (409, 422),
+                    f"{item.kind} {self.namespace}/{item.name}",
                 )
             except Exception:  # noqa: BLE001, S110 - the error being raised says what failed first
                 pass

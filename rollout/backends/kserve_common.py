@@ -9,7 +9,9 @@ and rebuild the patch from the fresh object (bounded retries). What a real kube-
 request" (no path, no ``details``: the same answer as for any other op that cannot apply), so a
 422 counts as a conflict only when a re-read shows the resourceVersion moved; 409 always does.
 Before sending, the patch is applied locally and the resulting object is validated strictly
-against the kserve SDK models; ``dry_run`` stops there and prints both.
+against the kserve SDK models; ``dry_run`` stops there and prints both. Writes go under the field
+manager ``housing-rollout``; what one took from a server-side applier (helm 4) is handed back to it
+right after (:mod:`rollout.backends.field_owners`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from common.config import BUNDLE_DIGEST_ENV
+from rollout.backends import field_owners
 from rollout.backends.base import Prepared, RolloutStatus
 from rollout.errors import ConflictError, RolloutError
 from rollout.validate import validate_isvc
@@ -355,23 +358,43 @@ class KServeBackend:
                     self.manifest = result
                 return result
             try:
-                return self.api.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    PLURAL,
-                    self.isvc,
-                    full,
-                    field_validation="Strict",
-                    _content_type="application/json-patch+json",
-                )
+                written = self._send(full, field_validation="Strict")
             except Exception as exc:
                 if _is_conflict(exc) or (rv and _is_patch_apply_failure(exc) and self._moved_since(rv)):
                     last_error = exc
                     continue
                 raise RolloutError(f"patch of {self.namespace}/{self.isvc} failed: {exc}") from exc
+            return self._hand_back(current, written)
         raise ConflictError(
             f"gave up after {MAX_RETRIES} conflicting writes to {self.namespace}/{self.isvc}: {last_error}"
+        )
+
+    def _send(self, ops: list[Op], **kwargs: Any) -> dict:
+        """One JSON patch, recorded under the runner's own field manager."""
+        return self.api.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            self.isvc,
+            ops,
+            field_manager=field_owners.FIELD_MANAGER,
+            _content_type="application/json-patch+json",
+            **kwargs,
+        )
+
+    def _hand_back(self, before: dict, written: dict) -> dict:
+        """Give the fields the write took from an applier (helm 4's server-side apply) back to it, so
+        the next ``helm upgrade`` that changes them applies without a conflict
+        (:func:`rollout.backends.field_owners.hand_back`)."""
+        return field_owners.hand_back(
+            before,
+            written,
+            self._send,
+            self.read,
+            lambda exc: _is_conflict(exc) or _is_patch_apply_failure(exc),
+            f"InferenceService {self.namespace}/{self.isvc}",
+            MAX_RETRIES,
         )
 
 

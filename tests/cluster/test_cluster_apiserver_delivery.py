@@ -232,23 +232,48 @@ def test_a_reinstall_trains_again_beside_the_job_helm_kept(helm_bin, apiserver, 
 
 
 def test_helm_upgrade_applies_over_a_promotion_made_by_the_runner(helm_bin, apiserver, admin):
-    """helm 4 applies server-side: after the runner (the Kubernetes client's field manager) promoted,
-    `helm upgrade --reuse-values` must apply the InferenceService without a field-manager conflict
-    (it failed on the node: "conflict with OpenAPI-Generator ... .spec.predictor.containers")."""
+    """helm 4 applies server-side: after the runner promoted, `helm upgrade --reuse-values` must
+    apply the InferenceService without a field-manager conflict — also when it changes the
+    predictor container (it failed on the node: "conflict with "OpenAPI-Generator" …
+    .spec.predictor.containers": the runner's JSON patch had taken the atomic list from helm, see
+    rollout/backends/field_owners.py) — and keep the promoted bundle."""
     release = unique("housing")
     kube = ["--kubeconfig", str(apiserver.kubeconfig), "-n", NAMESPACE]
     sets = ["predictor.waitForBundleSeconds=0"]
     installed = run_helm(helm_bin, ["install", release, str(CHART), *kube, *[a for s in sets for a in ("--set", s)]])
     assert installed.returncode == 0, installed.stderr
+
+    def live() -> dict:
+        return admin.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, release)
+
+    def owners(obj: dict) -> dict[str, str]:
+        """manager (operation) of each entry owning .spec.predictor.containers"""
+        return {
+            e["manager"]: e["operation"]
+            for e in obj["metadata"]["managedFields"]
+            if "f:containers" in ((e.get("fieldsV1") or {}).get("f:spec") or {}).get("f:predictor", {})
+        }
+
     try:
+        assert owners(live()) == {"helm": "Apply"}  # helm 4 installed it server-side
         backend = st.StandardBackend(release, NAMESPACE, api=admin)
         backend.start(CHALLENGER, 10, digest="c" * 64)
         backend.promote()
-        upgraded = run_helm(
-            helm_bin, ["upgrade", release, str(CHART), *kube, "--reuse-values", "--set", "predictor.maxReplicas=2"]
-        )
-        assert upgraded.returncode == 0, upgraded.stderr
-        live = admin.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, release)
-        assert common.storage_uri(live["spec"]["predictor"]) == CHALLENGER  # the promotion stands
+        promoted = live()
+        for more in (["predictor.maxReplicas=2"], ["payloadLog.enabled=true"]):  # the second changes the container
+            upgraded = run_helm(
+                helm_bin,
+                ["upgrade", release, str(CHART), *kube, "--reuse-values", *[a for s in more for a in ("--set", s)]],
+            )
+            assert upgraded.returncode == 0, upgraded.stderr
+        assert owners(promoted) == {"helm": "Apply"}  # the runner gave the containers back
+        managers = {e["manager"] for e in promoted["metadata"]["managedFields"]}
+        assert "housing-rollout" in managers and "OpenAPI-Generator" not in managers
+        after = live()
+        predictor = after["spec"]["predictor"]
+        assert common.storage_uri(predictor) == CHALLENGER and common.bundle_digest(predictor) == "c" * 64
+        (container,) = predictor["containers"]
+        assert "--payload_log_uri" in container["args"]  # the upgrade's change is in
+        assert owners(after) == {"helm": "Apply"}
     finally:
         run_helm(helm_bin, ["uninstall", release, *kube])

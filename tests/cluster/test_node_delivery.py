@@ -9,7 +9,11 @@ One release (dev stack: MinIO, MLflow; ``training.args`` --fast) in a restricted
   rollout ServiceAccount) picks the challenger up, canaries it, promotes it; a webhook receiver in
   the cluster (a Pod started here, from the training image) gets every event in order; the
   Events are on the InferenceService and ``housing rollout status`` shows them;
-- ``helm upgrade --reuse-values`` afterwards still serves the promoted version.
+- ``helm upgrade --reuse-values`` afterwards still serves the promoted version, also when it changes
+  the predictor container (helm 4 applies server-side; the runner gives back the fields its
+  promotion took, rollout/backends/field_owners.py);
+- with the payload log on and ``rollout.auto.liveGate`` required, the runner holds a canary while
+  the versions have no labelled rows and promotes it once ``housing feedback`` labels them.
 
 Prometheus runs on the host (kubernetes SD, as in test_node_rollout.py) listening on the node's
 bridge address, which the runner pod reaches. Traffic goes to the chart's endpoint Service's
@@ -24,11 +28,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from common.config import ALIAS_CHALLENGER, ALIAS_CHAMPION, DEFAULT_BUCKET, DEFAULT_MODEL_NAME
-from testkit.holdout import sample_records
+from predictor.client.cli import to_v2
+from testkit.holdout import holdout, records, sample_records
 
 from .conftest import CHART
 from .node import Node, poll
@@ -287,17 +293,95 @@ def test_the_runner_promotes_the_challenger_and_the_webhook_gets_every_event_in_
     assert "RolloutPromoted" in reasons and "RolloutStep" in reasons, reasons
 
 
+def served_versions(node: Node, rows: list[dict[str, Any]], n: int = 8) -> list[tuple[int | str, str | None]]:
+    """(status, model_version) of ``n`` V2 requests to the endpoint Service's ClusterIP."""
+    ip = node.kubectl("get", "service", ENDPOINT, "-n", NS, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+    out = []
+    with httpx.Client(timeout=30, headers={"Connection": "close"}) as client:
+        for _ in range(n):
+            try:
+                r = client.post(f"http://{ip}:80{V2_PATH}", json=to_v2({"instances": rows}))
+            except httpx.HTTPError as exc:
+                out.append((type(exc).__name__, None))
+                continue
+            out.append((r.status_code, r.json().get("model_version") if r.status_code == 200 else r.text[:200]))
+    return out
+
+
+def all_answered(node: Node, rows: list[dict[str, Any]]) -> list[tuple[int | str, str | None]]:
+    """:func:`served_versions` once every request is answered 200 (kube-proxy routes by the
+    EndpointSlice, which trails the pods' Ready by a moment)."""
+
+    def answered() -> list[tuple[int | str, str | None]] | None:
+        got = served_versions(node, rows)
+        return got if all(status == 200 for status, _ in got) else None
+
+    return poll("every request to the endpoint answered", answered, 60, 2, lambda: str(served_versions(node, rows)))
+
+
 def test_helm_upgrade_after_the_promotion_keeps_the_promoted_model(release: Node, mlflow: Any) -> None:
+    """After the runner promoted (its writes took the predictor's atomic ``containers`` list from
+    helm 4's server-side apply, until rollout/backends/field_owners.py gave it back), a config-only
+    ``helm upgrade`` and one that changes the predictor container both apply, and the promoted
+    bundle keeps serving from the new pods."""
     promoted = alias(mlflow, ALIAS_CHAMPION)
     assert promoted is not None and promoted.tags["bundle_uri"] != BUNDLE_1, "the runner test promotes first"
+    uri = promoted.tags["bundle_uri"]
     release.upgrade(CHART, RELEASE, NS, "predictor.maxReplicas=2")
-    assert storage_uri(release) == promoted.tags["bundle_uri"]
+    assert storage_uri(release) == uri
     poll(
         "InferenceService Ready on the promoted bundle",
         lambda: node_ready(release),
         300,
         3,
         lambda: release.diagnose(NS),
+    )
+    selector = f"serving.kserve.io/inferenceservice={ISVC}"
+    promoted_app = f"isvc.{ISVC}-{release.get('inferenceservice', ISVC, NS)['spec']['predictor']['name']}-predictor"
+    poll(  # the champion's old pods gone: every answer below comes from the promoted bundle
+        "the promoted predictor's pods alone",
+        lambda: (
+            (pods := release.get("pods", namespace=NS, selector=selector)["items"])
+            and all(p["metadata"]["labels"].get("app") == promoted_app for p in pods)
+        ),
+        300,
+        2,
+        lambda: release.diagnose(NS),
+    )
+    rows = sample_records("ames", 2, 7)
+    before = all_answered(release, rows)
+    (version,) = {v for _, v in before}
+    owners = {
+        e["manager"]: e["operation"]
+        for e in release.get("inferenceservice", ISVC, NS)["metadata"]["managedFields"]
+        if "f:containers" in ((e.get("fieldsV1") or {}).get("f:spec") or {}).get("f:predictor", {})
+    }
+    # the runner handed the container back to helm's server-side apply
+    assert owners and set(owners.values()) == {"Apply"} and "housing-rollout" not in owners, owners
+
+    old = {p["metadata"]["uid"] for p in release.get("pods", namespace=NS, selector=selector)["items"]}
+    started = time.monotonic()
+    upgraded = release.upgrade(CHART, RELEASE, NS, "predictor.accessLog=true")  # the container's args change
+    assert upgraded.returncode == 0, upgraded.stderr
+    (container,) = release.get("inferenceservice", ISVC, NS)["spec"]["predictor"]["containers"]
+    assert container["args"][container["args"].index("--access_log") + 1] == "true"
+    assert storage_uri(release) == uri  # not the chart's bundle
+    poll(
+        "new predictor pods alone, Ready",
+        lambda: (
+            (pods := release.get("pods", namespace=NS, selector=selector)["items"])
+            and not {p["metadata"]["uid"] for p in pods} & old
+            and release.ready_pods(NS, selector)
+            and node_ready(release)
+        ),
+        300,
+        2,
+        lambda: release.diagnose(NS),
+    )
+    after = all_answered(release, rows)
+    assert {v for _, v in after} == {version}, after  # the promoted bundle, not the chart's
+    print(
+        f"container change applied after the promotion; new pods serve {version} ({time.monotonic() - started:.0f} s)"
     )
 
 
@@ -420,3 +504,181 @@ def test_a_killed_runner_hands_its_rollout_to_the_next_one(release: Node, mlflow
         "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={ISVC}", "-o", "json"
     ).stdout
     assert "RolloutAdopted" in [e["reason"] for e in json.loads(stored)["items"]]  # resumed, not restarted
+
+
+# -- the live-accuracy gate: it waits for labels, then decides on them -----------------------------
+LIVE_LABELS = 20  # rollout.auto.liveGate.minLabels: labelled rows each version needs
+
+
+def version_pods(node: Node) -> dict[str, dict[str, Any]]:
+    """One Ready predictor pod per role (``champion``, ``challenger``) while a canary runs."""
+    spec = node.get("inferenceservice", ISVC, NS)["spec"]
+    canary = spec["canary"][0]["predictor"]["name"]
+    pods = node.ready_pods(NS, f"serving.kserve.io/inferenceservice={ISVC}")
+    ours = [p for p in pods if p["metadata"]["labels"].get("app") == f"isvc.{ISVC}-{canary}-predictor"]
+    theirs = [p for p in pods if p not in ours]
+    return {"champion": theirs[0], "challenger": ours[0]} if ours and theirs else {}
+
+
+def rollout_events(node: Node, since: float) -> list[dict[str, Any]]:
+    """The runner's Events on the InferenceService written since ``since`` (epoch s), oldest first."""
+    import datetime as dt
+
+    from rollout.kube_events import COMPONENT
+
+    selector = f"involvedObject.name={ISVC}"
+    items = json.loads(node.kubectl("get", "events", "-n", NS, "--field-selector", selector, "-o", "json").stdout)
+
+    def when(e: dict[str, Any]) -> tuple[float, int]:
+        stamp = e.get("lastTimestamp") or e.get("eventTime") or e["metadata"]["creationTimestamp"]
+        at = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        return at, int(e["metadata"].get("resourceVersion") or 0)
+
+    ours = [e for e in items["items"] if e.get("reportingComponent") == COMPONENT]
+    return sorted((e for e in ours if when(e)[0] >= int(since)), key=when)
+
+
+def test_the_live_gate_waits_for_labels_then_promotes_on_them(
+    release: Node, mlflow: Any, prometheus: BridgePrometheus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rollout.auto.liveGate`` (required, 20 labels) with the predictors' payload log in MinIO: a
+    challenger as accurate as the champion canaries at 50 % and is held there — every look *waiting
+    for labels*, the step inconclusive, nothing promoted — while the Prometheus gates pass; the same
+    holdout rows, sent to each version's pod with a request id, are labelled with their true prices
+    by ``housing feedback``; the runner's next looks judge the two live RMSEs and promote."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from monitor.store import Store, payload_frame
+    from predictor.observe.payload_rows import MODEL_VERSION, REQUEST_ID
+    from training.datasets import load_dataset
+
+    from .conftest import REPO
+
+    selector = f"serving.kserve.io/inferenceservice={ISVC}"
+    old = {p["metadata"]["uid"] for p in release.get("pods", namespace=NS, selector=selector)["items"]}
+    sets = [
+        "payloadLog.enabled=true",
+        "rollout.auto.enabled=true",
+        f"rollout.auto.prometheusUrl={prometheus.url}",
+        "rollout.auto.steps={50,100}",
+        "rollout.auto.intervalSeconds=10",
+        "rollout.auto.minRequests=20",
+        "rollout.auto.maxFailures=3",  # a noisy look (p95) holds the step; only the live gate decides here
+        "rollout.auto.pollSeconds=5",
+        "rollout.auto.pauseAt=0",
+        "rollout.auto.liveGate.enabled=true",
+        "rollout.auto.liveGate.requireLabels=true",
+        f"rollout.auto.liveGate.minLabels={LIVE_LABELS}",
+        "rollout.auto.liveGate.tolerance=0.1",
+    ]
+    started = time.monotonic()
+    release.upgrade(CHART, RELEASE, NS, *sets)
+    release.kubectl("rollout", "status", f"deploy/{RELEASE}-rollout", "-n", NS, "--timeout=300s")
+    poll(  # every pod the endpoint sends to logs its payloads
+        "the predictor pods with the payload log to serve alone",
+        lambda: (
+            (pods := release.get("pods", namespace=NS, selector=selector)["items"])
+            and not {p["metadata"]["uid"] for p in pods} & old
+            and release.ready_pods(NS, selector)
+        ),
+        300,
+        2,
+        lambda: release.diagnose(NS),
+    )
+    frame, features = holdout("ames")
+    target = load_dataset("ames").target
+    labelled = frame.sample(LIVE_LABELS + 4, random_state=11)
+    rows, truth = records(labelled[features]), [float(v) for v in labelled[target]]
+    since = time.time()
+    with endpoint_traffic(release, rows[:4]) as traffic:  # unlabelled: the Prometheus gates' requests
+        version, uri = derived_challenger(release, mlflow, tmp_path, 0.002, "labelled")
+        pods = poll("the canary Ready at 50 %", lambda: version_pods(release), 600, 2, lambda: release.diagnose(NS))
+
+        # the same rows to each version's own pod, each with a request id: the labels to come
+        run, sent, served = uuid.uuid4().hex[:6], {}, {}
+        with httpx.Client(timeout=30) as client:
+            for role, pod in pods.items():
+                url = f"http://{pod['status']['podIP']}:8080{V2_PATH}"
+                for i, (row, actual) in enumerate(zip(rows, truth, strict=True)):
+                    rid = f"live-{run}-{role}-{i}"
+                    r = client.post(url, json=to_v2({"instances": [row]}), headers={"x-request-id": rid})
+                    assert r.status_code == 200, r.text
+                    served.setdefault(role, set()).add(r.json()["model_version"])
+                    sent[rid] = actual
+        assert len(served["champion"]) == len(served["challenger"]) == 1 and served["champion"] != served["challenger"]
+
+        def waits() -> list[dict[str, Any]] | None:
+            events = rollout_events(release, since)
+            held = [e for e in events if e["reason"] == "RolloutInconclusive" and "waiting for labels" in e["message"]]
+            return events if held else None
+
+        events = poll("the runner to hold the step for labels", waits, 300, 3, lambda: runner_log(release))
+        held_at = time.monotonic()
+        steps = [e["message"] for e in events if e["reason"] == "RolloutStep"]
+        assert steps and all("live_rmse=-" in s for s in steps), steps  # no look had labels to judge
+        assert any("waiting for labels" in s for s in steps), steps
+        assert not [e for e in events if e["reason"] in ("RolloutPromoted", "RolloutRolledBack")], events
+        (gate, *_) = [e["message"] for e in events if e["reason"] == "RolloutLiveGate"]
+        assert f"≥ {LIVE_LABELS} labelled rows" in gate and "(required)" in gate, gate
+        assert alias(mlflow, ALIAS_CHAMPION).version != version and storage_uri(release) != uri
+        assert release.get("inferenceservice", ISVC, NS)["spec"]["canary"][0]["trafficPercent"] == 50
+
+        # ground truth arrives for the rows both versions answered
+        log_uri = f"s3://{DEFAULT_BUCKET}/payloads"  # the chart's default payloadLog.uri
+        with release.port_forward(NS, f"svc/{RELEASE}-minio", 9000) as port:
+            creds = release.secret(NS, f"{RELEASE}-s3")
+            s3_env = {
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "AWS_ACCESS_KEY_ID": creds["AWS_ACCESS_KEY_ID"],
+                "AWS_SECRET_ACCESS_KEY": creds["AWS_SECRET_ACCESS_KEY"],
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+            for name, value in s3_env.items():
+                monkeypatch.setenv(name, value)
+
+            def logged() -> bool:
+                log = payload_frame(Store(log_uri))
+                return not log.empty and set(sent) <= set(log[REQUEST_ID])
+
+            poll("the labelled requests in the payload log", logged, 120, 3)
+            labels = tmp_path / "labels.csv"
+            labels.write_text("request_id,actual\n" + "".join(f"{rid},{y!r}\n" for rid, y in sent.items()))
+            cmd = [sys.executable, "-m", "housing", "feedback", str(labels), "--log", log_uri, "--json"]
+            env = {**os.environ, **s3_env}
+            fed = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+            assert fed.returncode == 0, fed.stderr
+            report = json.loads(fed.stdout)
+            assert (report["joined"], report["unknown"]) == (len(sent), 0), report
+            log = payload_frame(Store(log_uri))
+            per_version = log[log[REQUEST_ID].isin(list(sent))].groupby(MODEL_VERSION).size().to_dict()
+            assert sorted(per_version.values()) == [LIVE_LABELS + 4] * 2, per_version
+
+        poll(
+            "the runner to promote on the live evidence",
+            lambda: storage_uri(release) == uri,
+            600,
+            3,
+            lambda: runner_log(release),
+        )
+        print(
+            f"live gate on the node: held {held_at - started:.0f} s after the upgrade, promoted "
+            f"{time.monotonic() - held_at:.0f} s after the hold was seen; {len(traffic.answers)} requests"
+        )
+    assert not traffic.failures, traffic.failures[:10]
+    judged = [
+        e["message"]
+        for e in rollout_events(release, since)
+        if e["reason"] == "RolloutStep" and "live_rmse=" in e["message"] and "live_rmse=-" not in e["message"]
+    ]
+    assert judged, "no step judged the live RMSEs"
+    assert all("waiting for labels" not in m for m in judged), judged
+    held = next(e["message"] for e in events if e["reason"] == "RolloutInconclusive")
+    print(f"held: {held[:300]}\njudged: {judged[0][:400]}")
+    poll("MLflow's champion moved", lambda: alias(mlflow, ALIAS_CHAMPION).version == version, 60, 2)
+
+
+def runner_log(node: Node) -> str:
+    return node.kubectl("logs", f"deploy/{RELEASE}-rollout", "-n", NS, "--tail", "40", check=False).stdout
