@@ -20,7 +20,7 @@ from common.config import BUNDLE_DIGEST_ENV
 from training.pin import PinError, pin_key, record_pin
 
 from .apiserver import unique
-from .conftest import CHART, NAMESPACE, run_helm
+from .conftest import CHART, NAMESPACE, TOOLS_DIR, _missing, run_helm
 
 pytestmark = pytest.mark.cluster
 
@@ -90,3 +90,30 @@ def test_the_install_job_records_the_pin_and_helm_upgrades_keep_it(helm_bin, api
         assert digest_env(admin, release) == {"name": BUNDLE_DIGEST_ENV, "value": "e" * 64}
     finally:
         run_helm(helm_bin, ["uninstall", release, *kube])
+
+
+def test_skaffolds_helm_3_redeploy_keeps_the_pin(apiserver, admin):
+    """skaffold deploys with helm 3 (three-way merge, not server-side apply): its redeploy of new images
+    — the case that left the reverted design's pods waiting on a restarted MLflow — keeps the recorded
+    key and the predictor's reference to it."""
+    helm3 = TOOLS_DIR / "helm3" / "helm"
+    if not helm3.is_file():
+        _missing("helm 3 (skaffold's)", "bash scripts/tools/skaffold.sh")
+    release = unique("housing")
+    pins = f"{release}-bundle-pins"
+    kube = ["--kubeconfig", str(apiserver.kubeconfig), "-n", NAMESPACE]
+    core = kclient.CoreV1Api(apiserver.api_client())
+    installed = run_helm(helm3, ["install", release, str(CHART), *kube])
+    assert installed.returncode == 0, installed.stderr
+    try:
+        as_job = apiserver.api_client()
+        as_job.set_default_header("Impersonate-User", f"system:serviceaccount:{NAMESPACE}:{release}-train-install")
+        record_pin(BUNDLE_1, DIGEST, pins, NAMESPACE, kclient.CoreV1Api(as_job), say=lambda _: None)
+        images = ["--set", "image.tag=rebuilt", "--set", "training.image.tag=rebuilt"]
+        upgraded = run_helm(helm3, ["upgrade", release, str(CHART), *kube, *images])
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert core.read_namespaced_config_map(pins, NAMESPACE).data == {pin_key(BUNDLE_1): DIGEST}
+        reference = {"configMapKeyRef": {"name": pins, "key": pin_key(BUNDLE_1)}}
+        assert digest_env(admin, release) == {"name": BUNDLE_DIGEST_ENV, "valueFrom": reference}
+    finally:
+        run_helm(helm3, ["uninstall", release, *kube])
