@@ -138,10 +138,29 @@ def train(
     except TrainingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
+    _record_pin(result)
     if as_json:
         typer.echo(json.dumps(summary(result)))
     else:
         print_summary(result)
+
+
+def _record_pin(result: TrainResult) -> None:
+    """The chart's install Job (``HOUSING_PIN_CONFIGMAP`` set): the registered digest into the release's
+    ConfigMap, where the predictor pins it (:mod:`training.pin`). Exit 2 when that fails: the bundle is
+    registered, but no predictor pod will serve it until the digest is recorded."""
+    from training.pin import PinError, pin_target, record_pin
+
+    try:
+        target = pin_target()
+        if target is None:
+            return
+        if not result.model_version:
+            raise PinError(f"{target[0]}: only a registered version is pinned, and this run registered none")
+        record_pin(result.bundle_uri, result.digest, *target, say=lambda line: typer.echo(line, err=True))
+    except PinError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
 
 
 def summary(result: TrainResult) -> dict:

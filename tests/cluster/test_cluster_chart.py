@@ -26,6 +26,7 @@ from predictor.transport.drain import DRAIN_FILE_ENV
 from rollout.backends import kserve_standard
 from rollout.backends.kserve_common import apply_patch
 from rollout.validate import validate_isvc
+from training.pin import pin_key
 
 from . import gateway_api
 from .conftest import CHART, NAMESPACE, RELEASE, VALUE_SETS, by_kind, run_helm, template_args
@@ -242,8 +243,12 @@ def test_pods_meet_restricted_pod_security(render, name):
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True, where
         assert psc["seccompProfile"]["type"] == "RuntimeDefault", where
-        # only the rollout runner talks to the API server (as the rollout ServiceAccount, minimal Role)
-        assert spec.get("automountServiceAccountToken") is (where == f"{RELEASE}-rollout"), where
+        # only the rollout runner and the install's training Job (it records the registered digest) talk
+        # to the API server, each as its own ServiceAccount with a minimal Role
+        talks = where in (f"{RELEASE}-rollout", f"{RELEASE}-train-install")
+        assert spec.get("automountServiceAccountToken") is talks, where
+        if talks:
+            assert spec["serviceAccountName"] == where, where
         for container in spec["containers"]:
             sc = container["securityContext"]
             for key, want in RESTRICTED_CONTAINER.items():
@@ -338,7 +343,11 @@ def test_s3_secret_annotations_and_generated_credentials(render):
 
 
 def _secret_refs(container: dict) -> dict[str, str]:
-    return {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e}
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
 
 
 @pytest.mark.parametrize("payload_log", [False, True])
@@ -410,12 +419,18 @@ def test_training_job_wiring(render):
     assert env["HOUSING_BUNDLE_ROOT"] == f"s3://{config.DEFAULT_BUCKET}"
     assert env["AWS_ACCESS_KEY_ID"]["secretKeyRef"]["key"] == "AWS_ACCESS_KEY_ID"
     assert env["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"]["key"] == "AWS_SECRET_ACCESS_KEY"
-    assert job["spec"]["template"]["spec"]["serviceAccountName"] == RELEASE
+    # its own ServiceAccount: it records the registered digest in the pins' ConfigMap (training/pin.py)
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == f"{RELEASE}-train-install"
+    assert env["HOUSING_PIN_CONFIGMAP"] == f"{RELEASE}-bundle-pins" and env["HOUSING_PIN_NAMESPACE"] == NAMESPACE
+    (cron,) = by_kind(objects, "CronJob")  # later runs register challengers, which rollouts pin: no token, no pin
+    cron_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert cron_pod["serviceAccountName"] == RELEASE and cron_pod["automountServiceAccountToken"] is False
+    assert "HOUSING_PIN_CONFIGMAP" not in _env(cron_pod["containers"][0])
 
 
 def test_rollout_rbac_is_minimal(render):
     objects = render()
-    (role,) = by_kind(objects, "Role")
+    (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == f"{RELEASE}-rollout"]
     assert role["rules"] == [
         {
             "apiGroups": ["serving.kserve.io"],
@@ -433,7 +448,7 @@ def test_rollout_rbac_is_minimal(render):
         # a rollout step is an Event on the InferenceService; `housing rollout status` lists them
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
     ]
-    (binding,) = by_kind(objects, "RoleBinding")
+    (binding,) = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == f"{RELEASE}-rollout"]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -469,7 +484,9 @@ def test_helm_test_hook_sends_v1_request(render):
     assert env["PREDICT_URL"] == (
         f"http://{RELEASE}-inference.{NAMESPACE}.svc.cluster.local/v1/models/{config.DEFAULT_MODEL_NAME}:predict"
     )
-    (cm,) = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    (cm,) = [
+        c for c in by_kind(objects, "ConfigMap") if c["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    ]
     body = json.loads(cm["data"]["v1-request.json"])
     assert isinstance(body["instances"], list) and body["instances"]
 
@@ -593,11 +610,13 @@ def test_monitoring_extras_are_off_by_default(render):
 def test_grafana_dashboard_configmap_for_the_sidecar(render):
     from housing import dashboard
 
-    (cm,) = [c for c in by_kind(render(VALUE_SETS["monitoring-all"]), "ConfigMap") if "housing.json" in c["data"]]
+    (cm,) = [
+        c for c in by_kind(render(VALUE_SETS["monitoring-all"]), "ConfigMap") if "housing.json" in c.get("data", {})
+    ]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["housing.json"]) == json.loads(dashboard.render())
     folder = render([*VALUE_SETS["monitoring-all"], "monitoring.grafanaDashboard.annotations.grafana_folder=ML"])
-    (cm,) = [c for c in by_kind(folder, "ConfigMap") if "housing.json" in c["data"]]
+    (cm,) = [c for c in by_kind(folder, "ConfigMap") if "housing.json" in c.get("data", {})]
     assert cm["metadata"]["annotations"] == {"grafana_folder": "ML"}
 
 
@@ -661,7 +680,7 @@ def test_guard_is_off_by_default_but_the_body_limit(render):
     assert int(_flag(args, "--max_concurrency")) == _values()["predictor"]["maxConcurrency"]
     assert _flag(args, "--max_queued_rpcs") is None  # null: the predictor's default, 16x the cap
     predictor = _isvc(objects)["spec"]["predictor"]
-    assert [v["name"] for v in predictor["volumes"]] == ["tmp"]
+    assert [v["name"] for v in predictor["volumes"]] == ["tmp", "bundle-pins"]  # no key Secret (the pins: see below)
 
 
 @pytest.mark.parametrize(("sets", "queued"), [([], 16 * DEFAULT_MAX_CONCURRENCY), (["=300"], 300), (["=0"], 0)])
@@ -934,7 +953,11 @@ def test_gateway_can_attach_to_an_existing_gateway(render):
 
 
 def test_gateway_lets_the_rollout_account_move_only_the_charts_routes(render):
-    (role,) = by_kind(render(VALUE_SETS["gateway-canary-25"]), "Role")
+    (role,) = [
+        r
+        for r in by_kind(render(VALUE_SETS["gateway-canary-25"]), "Role")
+        if r["metadata"]["name"].endswith("-rollout")
+    ]
     assert {
         "apiGroups": ["gateway.networking.k8s.io"],
         "resources": ["httproutes", "grpcroutes"],
@@ -948,11 +971,106 @@ def test_gateway_lets_the_rollout_account_move_only_the_charts_routes(render):
 CHAMPION_DIGEST, CANARY_DIGEST = "1" * 64, "2" * 64
 
 
-def test_bundle_digests_are_unpinned_by_default_and_pinned_from_values(render):
-    """HOUSING_BUNDLE_DIGEST (the predictor's --bundle_digest) carries the registered sha256 to each
-    predictor; without it the bundle only vouches for itself."""
-    spec = _isvc(render())["spec"]
-    assert config.BUNDLE_DIGEST_ENV not in _env(_predictor_container(spec["predictor"]))
+def _digest_ref(container: dict) -> dict | str | None:
+    """HOUSING_BUNDLE_DIGEST of a predictor container: its value, or its configMapKeyRef."""
+    entry = _env(container).get(config.BUNDLE_DIGEST_ENV)
+    return entry["configMapKeyRef"] if isinstance(entry, dict) else entry
+
+
+def test_the_installs_bundle_is_pinned_from_the_recorded_registration(render):
+    """Issue 22 item 4, the install's first bundle (trained and registered after the render): the
+    predictor's HOUSING_BUNDLE_DIGEST comes from the ConfigMap key the install's training Job writes
+    once MLflow registered the version — the key training.pin.pin_key gives for that URI — so no pod
+    asks MLflow, and until the key exists the kubelet starts no predictor container."""
+    objects = render()
+    (configmap,) = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == f"{RELEASE}-bundle-pins"]
+    assert "data" not in configmap  # the chart renders no key: helm leaves the Job's keys alone
+    ref = _digest_ref(_predictor_container(_isvc(objects)["spec"]["predictor"]))
+    assert ref == {"name": f"{RELEASE}-bundle-pins", "key": pin_key(f"s3://{config.DEFAULT_BUCKET}/housing/1")}
+    assert "optional" not in ref  # a missing key holds the container back; it never starts unpinned
+    job = next(j for j in by_kind(objects, "Job") if j["metadata"]["name"] == f"{RELEASE}-train-install")
+    assert _env(job["spec"]["template"]["spec"]["containers"][0])["HOUSING_BUNDLE_URI"] == "s3://models/housing/1"
+    # the chart's key is training's, for any URI (two URIs sharing a key could only refuse a bundle)
+    for uri in ("s3://models/housing/1/", "s3://my.bucket-1/a/ü~x+y=z@v", "s3://models/Housing_2.5/-x"):
+        isvc = _isvc(render([f"predictor.storageUri={uri}"]))
+        assert _digest_ref(_predictor_container(isvc["spec"]["predictor"]))["key"] == pin_key(uri), uri
+    # training.bundleUri elsewhere: the install does not train what the predictor serves, nothing to pin from
+    other = _isvc(render(["training.bundleUri=s3://models/housing/other"]))["spec"]["predictor"]
+    assert _digest_ref(_predictor_container(other)) is None
+    assert _digest_ref(_predictor_container(_isvc(render(["training.enabled=false"]))["spec"]["predictor"])) is None
+    knative = _isvc(render(["kserve.deploymentMode=Knative"]))["spec"]["predictor"]
+    assert _digest_ref(_predictor_container(knative))["key"] == pin_key("s3://models/housing/1")
+
+
+def test_wait_for_bundle_waits_for_the_recorded_digest_and_says_why_it_gives_up(render, tmp_path):
+    """The install's predictor pod: its init container (the rendered script, run here) waits for the
+    ConfigMap key its HOUSING_BUNDLE_DIGEST reads (mounted whole, so the kubelet brings the Job's write),
+    so the predictor container never waits on a missing key; when the time is up it fails with one
+    line naming the ConfigMap, the key and what writes it."""
+    import subprocess
+    import sys
+
+    pod = _isvc(render())["spec"]["predictor"]
+    (init,) = pod["initContainers"]
+    env = _env(init)
+    key = pin_key("s3://models/housing/1")
+    assert (env["PIN_CONFIGMAP"], env["PIN_FILE"]) == (f"{RELEASE}-bundle-pins", f"/etc/housing/pins/{key}")
+    assert {"name": "bundle-pins", "mountPath": "/etc/housing/pins", "readOnly": True} in init["volumeMounts"]
+    assert {"name": "bundle-pins", "configMap": {"name": f"{RELEASE}-bundle-pins"}} in pod["volumes"]
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    script = init["command"][2]
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    run_env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(CHART.parents[1]),
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "STORAGE_URI": "file:///mnt/not-s3",  # no bucket to look at: the pin alone is waited for
+        "WAIT_SECONDS": "0",
+        "PIN_CONFIGMAP": env["PIN_CONFIGMAP"],
+        "PIN_FILE": str(pins / key),
+    }
+    gave_up = subprocess.run([sys.executable, "-c", script], env=run_env, capture_output=True, text=True, timeout=60)
+    assert gave_up.returncode == 1, gave_up.stderr
+    assert f"ConfigMap {RELEASE}-bundle-pins, key {key}" in gave_up.stderr, gave_up.stderr
+    assert "gave up after 0 s" in gave_up.stderr and "training Job" in gave_up.stderr
+    (pins / key).write_text(CHAMPION_DIGEST)
+    found = subprocess.run([sys.executable, "-c", script], env=run_env, capture_output=True, text=True, timeout=60)
+    assert found.returncode == 0 and CHAMPION_DIGEST in found.stdout, found.stderr
+    # a digest in values: nothing to wait for but the bundle, nothing mounted
+    given = _isvc(render([f"predictor.bundleDigest={CHAMPION_DIGEST}"]))["spec"]["predictor"]
+    assert "PIN_FILE" not in _env(given["initContainers"][0])
+    assert "bundle-pins" not in {v["name"] for v in given["volumes"]}
+
+
+def test_the_pins_writer_may_patch_its_configmap_only(render):
+    objects = render()
+    (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == f"{RELEASE}-train-install"]
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [f"{RELEASE}-bundle-pins"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    (binding,) = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == f"{RELEASE}-train-install"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": f"{RELEASE}-train-install", "namespace": NAMESPACE}
+    ]
+    (sa,) = [a for a in by_kind(objects, "ServiceAccount") if a["metadata"]["name"] == f"{RELEASE}-train-install"]
+    assert sa["automountServiceAccountToken"] is False  # only the install Job's pod mounts its token
+    # an upgrade with training off drops the writer, never the pins
+    off = render(["training.enabled=false"])
+    assert not [o for o in off if o["metadata"]["name"] == f"{RELEASE}-train-install"]
+    assert [c for c in by_kind(off, "ConfigMap") if c["metadata"]["name"] == f"{RELEASE}-bundle-pins"]
+
+
+def test_bundle_digests_from_values_win_and_a_canary_is_pinned_from_values_only(render):
+    """HOUSING_BUNDLE_DIGEST (the predictor's --bundle_digest) carries the registered sha256 given in
+    values to each predictor; a values canary without one is unpinned (what `housing rollout` starts is
+    pinned by its patch)."""
     sets = [
         f"predictor.bundleDigest={CHAMPION_DIGEST}",
         *VALUE_SETS["canary-10-standard"],
@@ -962,6 +1080,8 @@ def test_bundle_digests_are_unpinned_by_default_and_pinned_from_values(render):
     assert _env(_predictor_container(spec["predictor"]))[config.BUNDLE_DIGEST_ENV] == CHAMPION_DIGEST
     canary = _env(_predictor_container(spec["canary"][0]["predictor"]))
     assert canary[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
+    unpinned = _isvc(render(VALUE_SETS["canary-10-standard"]))["spec"]["canary"][0]["predictor"]
+    assert _digest_ref(_predictor_container(unpinned)) is None
     knative = [*VALUE_SETS["canary-10-serverless"], f"canary.bundleDigest={CANARY_DIGEST}"]
     predictor = _isvc(render(knative))["spec"]["predictor"]  # Knative: the predictor is the new revision
     assert _env(_predictor_container(predictor))[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
@@ -970,16 +1090,19 @@ def test_bundle_digests_are_unpinned_by_default_and_pinned_from_values(render):
 def test_a_rollout_of_the_charts_object_pins_the_canary_and_promotes_its_pin(render):
     """What `housing rollout` (and the in-cluster runner) writes to the chart's InferenceService: the
     canary gets its own registered digest, never the champion's, and promotion keeps it."""
-    isvc = copy.deepcopy(_isvc(render([f"predictor.bundleDigest={CHAMPION_DIGEST}"])))
-    started = apply_patch(isvc, kserve_standard.start_ops(isvc, "s3://models/housing/2", 10, digest=CANARY_DIGEST))
-    validate_isvc(started)
-    canary = _predictor_container(started["spec"]["canary"][0]["predictor"])
-    assert _env(canary)[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
-    unpinned = apply_patch(isvc, kserve_standard.start_ops(isvc, "s3://models/housing/2", 10))
-    assert config.BUNDLE_DIGEST_ENV not in _env(_predictor_container(unpinned["spec"]["canary"][0]["predictor"]))
-    promoted = apply_patch(started, kserve_standard.promote_ops(started))
-    validate_isvc(promoted)
-    assert _env(_predictor_container(promoted["spec"]["predictor"]))[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
+    # the champion pinned from values, and the install's (its digest read from the pins' ConfigMap)
+    for sets in ([f"predictor.bundleDigest={CHAMPION_DIGEST}"], []):
+        isvc = copy.deepcopy(_isvc(render(sets)))
+        started = apply_patch(isvc, kserve_standard.start_ops(isvc, "s3://models/housing/2", 10, digest=CANARY_DIGEST))
+        validate_isvc(started)
+        canary = _predictor_container(started["spec"]["canary"][0]["predictor"])
+        assert _env(canary)[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST, sets
+        unpinned = apply_patch(isvc, kserve_standard.start_ops(isvc, "s3://models/housing/2", 10))
+        canary_env = _env(_predictor_container(unpinned["spec"]["canary"][0]["predictor"]))
+        assert config.BUNDLE_DIGEST_ENV not in canary_env, sets  # never the champion's pin
+        promoted = apply_patch(started, kserve_standard.promote_ops(started))
+        validate_isvc(promoted)
+        assert _env(_predictor_container(promoted["spec"]["predictor"]))[config.BUNDLE_DIGEST_ENV] == CANARY_DIGEST
 
 
 # -- egress (issue 22 item 14) ----------------------------------------------------------------------
@@ -1015,13 +1138,17 @@ def test_egress_is_denied_but_for_what_each_pod_needs(render):
         "minio-bucket": {dns, s3},
         "mlflow": {dns, s3},  # the artifact proxy
         "minio": {dns},
-        "training": {dns, s3, mlflow, ("any", 443)},  # the dataset download
+        # the dataset download; the install's Job also the API server (it records the registered digest)
+        "training": {dns, s3, mlflow, ("any", 443), ("any", 6443)},
         "test": {dns, ("predictor", config.DEFAULT_HTTP_PORT)},
         "rollout": {dns, s3, mlflow, ("any", 443), ("any", 6443), ("ns:monitoring", None)},
     }
     assert set(base) >= set(expected)
     for component, reach in expected.items():
         assert _reaches(objects, base[component]) == reach, component
+    (cron,) = by_kind(objects, "CronJob")  # later training runs: no API server
+    cron_labels = cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert _reaches(objects, cron_labels) == {dns, s3, mlflow, ("any", 443)}
     other = {"app.kubernetes.io/name": "someone-else"}  # any other pod of the namespace: names only
     assert _reaches(objects, other) == {dns}
 

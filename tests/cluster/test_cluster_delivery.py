@@ -60,9 +60,13 @@ def test_training_cronjob_on_a_schedule_never_overlaps_and_writes_a_new_destinat
     (install,) = _training_jobs(objects)
     install_env = _env(install["spec"]["template"])
     install_env.pop("HOUSING_BUNDLE_URI")
+    # … but only the install's Job records its digest where the predictor pins it (training/pin.py)
+    assert install_env.pop("HOUSING_PIN_CONFIGMAP") and install_env.pop("HOUSING_PIN_NAMESPACE")
     assert env == install_env
     assert env["HOUSING_BUNDLE_ROOT"] == "s3://models" and env["MLFLOW_TRACKING_URI"]
-    assert pod["metadata"]["labels"] == install["spec"]["template"]["metadata"]["labels"]  # same NetworkPolicy peers
+    install_labels = dict(install["spec"]["template"]["metadata"]["labels"])
+    assert install_labels.pop("housing.dev/bundle-pin-writer") == "true"  # + the API server (its egress policy)
+    assert pod["metadata"]["labels"] == install_labels  # else the same NetworkPolicy peers
     assert pod["spec"]["containers"][0]["command"] == ["python", "-m", "training"]
 
 

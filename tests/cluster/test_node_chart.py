@@ -4,13 +4,15 @@ One release (dev stack on: MinIO, MLflow) is installed into a namespace that enf
 ``restricted`` Pod Security level; KServe's own webhooks inject the storage-initializer and
 validate the InferenceService, its controller makes the Deployment and Service. The tests then
 use it the way a user does: ``helm test``, V1/V2 REST and gRPC through ``kubectl port-forward``,
-``/metrics``, scaling, the rollout ServiceAccount's token, and faults (a deleted pod, an upgrade
-under load, a bundle with a wrong digest).
+``/metrics``, scaling, the rollout ServiceAccount's token, and faults (a deleted pod, the install's
+bundle altered after its registration, an upgrade under load, a bundle with a wrong digest).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +25,11 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from bundle.manifest import MANIFEST, bundle_digest
+from bundle.manifest import MANIFEST, Manifest, bundle_digest, write_bundle
 from bundle.schema import CATEGORICAL
 from common.config import (
     ALIAS_CHAMPION,
+    BUNDLE_DIGEST_ENV,
     DEFAULT_BUCKET,
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
@@ -39,6 +42,7 @@ from predictor.client.cli import to_v2
 from predictor.core.loaded import load_bundle
 from testkit.holdout import holdout, records
 from testkit.procs import start_predictor
+from training.pin import pin_key
 
 from .conftest import CHART
 from .node import InThread, Node, poll
@@ -51,6 +55,7 @@ RELEASE = "housing"
 ISVC = RELEASE  # housing.fullname when the release is named like the chart
 PREDICTOR_SVC = f"{ISVC}-predictor"
 BUNDLE_1 = f"s3://{DEFAULT_BUCKET}/{DEFAULT_MODEL_NAME}/1"
+PINS = f"{RELEASE}-bundle-pins"  # the registered digests the predictor pins (training/pin.py)
 ROWS = 8
 
 
@@ -166,6 +171,9 @@ def test_training_job_publishes_and_registers(trained: Node, tmp_path: Path) -> 
     tags = {t["key"]: t["value"] for t in version.get("tags", [])}
     assert tags.get(TAG_BUNDLE_URI) == BUNDLE_1
     assert tags.get(TAG_BUNDLE_DIGEST) == bundle_digest(bundle)  # the registered version is this bundle
+    # … and the Job recorded that registered digest where the predictor pins it from (issue 22 item 4)
+    pins = trained.get("configmap", PINS, NS).get("data") or {}
+    assert pins == {pin_key(BUNDLE_1): tags[TAG_BUNDLE_DIGEST]}, pins
 
 
 def test_inferenceservice_ready_under_restricted_pod_security(served: Node) -> None:
@@ -362,6 +370,93 @@ def test_deleted_pod_is_replaced(served: Node, rows: list[dict[str, Any]]) -> No
     poll("InferenceService Ready again", lambda: isvc_ready(served), 120, 2)
     url = f"{cluster_url(served)}/v1/models/{DEFAULT_MODEL_NAME}:predict"
     assert httpx.post(url, json={"instances": rows[:1]}, timeout=30).status_code == 200
+
+
+def all_predictor_pods(node: Node) -> list[dict[str, Any]]:
+    return node.get("pods", namespace=NS, selector=f"serving.kserve.io/inferenceservice={ISVC}")["items"]
+
+
+def settled_pods(node: Node) -> set[str] | None:
+    """The uids of the predictor pods when every one is Ready and none is going away, else None."""
+    pods = all_predictor_pods(node)
+    ready = {p["metadata"]["uid"] for p in predictor_pods(node)}
+    uids = {p["metadata"]["uid"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+    return uids if pods and uids == ready and len(uids) == len(pods) else None
+
+
+def refusals(pod: dict[str, Any]) -> list[str]:
+    """The kserve-container's termination messages of ``pod`` (the chart: FallbackToLogsOnError)."""
+    return [
+        (state.get("terminated") or {}).get("message") or ""
+        for cs in pod.get("status", {}).get("containerStatuses", [])
+        if cs["name"] == "kserve-container"
+        for state in (cs.get("lastState") or {}, cs.get("state") or {})
+        if state.get("terminated")
+    ]
+
+
+def put_object(node: Node, key: str, body: bytes) -> None:
+    """Write ``key`` of the bucket in the in-cluster MinIO (as anyone who can write the bucket could)."""
+    with node.port_forward(NS, f"svc/{RELEASE}-minio", 9000) as port:
+        s3_client(node, port).put_object(Bucket=DEFAULT_BUCKET, Key=key, Body=body)
+
+
+def test_the_installs_bundle_altered_after_registration_never_turns_ready(
+    served: Node, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Issue 22 item 4 on the chart's own install path: rendered before its bundle existed (no digest in
+    values), the predictor still pins the digest MLflow registered — its HOUSING_BUNDLE_DIGEST comes
+    from the ConfigMap key the training Job wrote once registered, not from MLflow nor the bucket. The
+    bundle is then replaced in the bucket by a consistent one (every file matching its own bundle.json,
+    so unpinned it would be served) and one more pod is asked for: every new pod refuses it and never
+    turns Ready, while the pods already serving answer every request."""
+    isvc = served.get("inferenceservice", ISVC, NS)
+    env = {e["name"]: e for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+    assert env["STORAGE_URI"]["value"] == BUNDLE_1, env
+    assert env[BUNDLE_DIGEST_ENV]["valueFrom"]["configMapKeyRef"] == {"name": PINS, "key": pin_key(BUNDLE_1)}, env
+    key = f"{BUNDLE_1.removeprefix(f's3://{DEFAULT_BUCKET}/')}/{MANIFEST}"
+    original = download_bundle(served, key.rsplit("/", 1)[0], tmp_path / "original")
+    registered = bundle_digest(original)
+    assert served.get("configmap", PINS, NS)["data"][pin_key(BUNDLE_1)] == registered
+    forged = tmp_path / "forged"
+    shutil.copytree(original, forged)
+    manifest = Manifest(**json.loads((forged / MANIFEST).read_text()))
+    (forged / MANIFEST).unlink()
+    write_bundle(forged, dataclasses.replace(manifest, model_version=f"{manifest.model_version}-forged"))
+    load_bundle(forged)  # consistent: unpinned, it would be served
+    assert bundle_digest(forged) != registered
+    # a settled start (the previous test's replacement Ready, nothing terminating): exactly these serve
+    serving = poll("every predictor pod Ready", lambda: settled_pods(served), 300, 2, lambda: served.diagnose(NS))
+    more = len(serving) + 1
+    url = f"{cluster_url(served)}/v1/models/{DEFAULT_MODEL_NAME}:predict"
+    put_object(served, key, (forged / MANIFEST).read_bytes())
+    try:
+        with RequestStream(url, {"instances": rows[:1]}) as stream:
+            # replicas only: the pod template is unchanged, so the new pods come from the same ReplicaSet
+            upgrade(served, f"predictor.minReplicas={more}", f"predictor.maxReplicas={more}")
+
+            def all_new_refused() -> list[dict[str, Any]] | None:
+                new = [p for p in all_predictor_pods(served) if p["metadata"]["uid"] not in serving]
+                done = new and all(any("does not match the pinned" in m for m in refusals(p)) for p in new)
+                return new if done else None
+
+            new = poll(
+                "the new pods to refuse the altered bundle", all_new_refused, 300, 2, lambda: served.diagnose(NS)
+            )
+            ready = {p["metadata"]["uid"] for p in predictor_pods(served)}
+            assert ready == serving, (ready, serving)  # no new pod Ready; the old ones all still are
+        assert len(stream.statuses) > 20 and not stream.failures, stream.failures[:10]
+        for pod in new:
+            message = next(m for m in refusals(pod) if "does not match the pinned" in m)
+            assert f"pinned {registered}" in message, message  # the registered digest, not the bucket's
+    finally:
+        put_object(served, key, (original / MANIFEST).read_bytes())
+        upgrade(served, "predictor.minReplicas=1", "predictor.maxReplicas=2")  # the module's values again
+        # a refused pod keeps the altered copy in its volume: its replacement fetches the restored bundle
+        for pod in all_predictor_pods(served):
+            if pod["metadata"]["uid"] not in serving:
+                served.kubectl("delete", "pod", pod["metadata"]["name"], "-n", NS, "--wait=false", check=False)
+        poll("every predictor pod Ready again", lambda: settled_pods(served), 300, 2, lambda: served.diagnose(NS))
 
 
 def copy_bundle(node: Node, src: str, dst: str, corrupt: str | None = None) -> str:

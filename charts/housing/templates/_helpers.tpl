@@ -217,7 +217,8 @@ mode: KServe's predictor Service.
 
 {{/*
 The predictor container for one bundle: args = the KServe ModelServer flags.
-Called with (dict "root" $ "storageUri" URI "digest" SHA256-or-"" "canary" true|false). A canary entry sets no replica
+Called with (dict "root" $ "storageUri" URI "digest" SHA256-or-"" ["pinned" true] "canary" true|false): without a
+digest, pinned reads it from the ConfigMap of recorded registrations (housing.champion). A canary entry sets no replica
 fields: KServe v0.20 refuses maxReplicas on a canary and derives its pods from the stable's.
 */}}
 {{- define "housing.predictorPod" -}}
@@ -253,6 +254,9 @@ securityContext:
 {{- if and (include "housing.standardMode" $root) (gt (int $v.predictor.waitForBundleSeconds) 0) }}
 # Runs before the storage-initializer KServe appends: on a fresh install the training Job is still
 # writing the bundle, and a failing storage-initializer backs off for up to 5 minutes per retry.
+# Pinned from the recorded registration (.pinned), it also waits for that record — the ConfigMap key
+# the predictor's HOUSING_BUNDLE_DIGEST reads — so the predictor container never waits on a missing
+# key, and a registration never recorded fails here, saying so, instead of waiting forever.
 initContainers:
   - name: wait-for-bundle
     image: {{ include "housing.image" $root }}
@@ -264,28 +268,44 @@ initContainers:
         import os, time
         import boto3
         from bundle.manifest import MANIFEST
-        uri = os.environ["STORAGE_URI"]
-        if not uri.startswith("s3://"):
-            raise SystemExit(0)
-        bucket, _, prefix = uri[len("s3://"):].partition("/")
-        key = f"{prefix.rstrip('/')}/{MANIFEST}"
+        uri, pin = os.environ["STORAGE_URI"], os.environ.get("PIN_FILE")
         s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
         deadline = time.monotonic() + float(os.environ["WAIT_SECONDS"])
         while True:
-            try:
-                s3.head_object(Bucket=bucket, Key=key)
-                print(f"{uri}: {MANIFEST} present")
+            problems = []
+            if uri.startswith("s3://"):
+                bucket, _, prefix = uri[len("s3://"):].partition("/")
+                key = f"{prefix.rstrip('/')}/{MANIFEST}"
+                try:
+                    s3.head_object(Bucket=bucket, Key=key)
+                except Exception as exc:
+                    problems.append(f"no s3://{bucket}/{key} yet ({exc})")
+            if pin and not (os.path.isfile(pin) and open(pin).read().strip()):
+                problems.append(
+                    f"no registered digest recorded for {uri} yet (ConfigMap {os.environ['PIN_CONFIGMAP']}, "
+                    f"key {os.path.basename(pin)}: the install's training Job writes it once MLflow has "
+                    "registered the version; see its log, or give predictor.bundleDigest)"
+                )
+            if not problems:
+                print(f"{uri}: {MANIFEST} present" + (f", registered digest {open(pin).read().strip()}" if pin else ""))
                 break
-            except Exception as exc:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{uri}: no {MANIFEST} after waiting ({exc})")
-                print(f"waiting for s3://{bucket}/{key} ({exc})", flush=True)
-                time.sleep(3)
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{uri}: gave up after {os.environ['WAIT_SECONDS']} s: " + "; ".join(problems))
+            print("waiting: " + "; ".join(problems), flush=True)
+            time.sleep(3)
+    # the reason it gave up in the pod's status, not only in this container's log
+    terminationMessagePolicy: FallbackToLogsOnError
     env:
       - name: STORAGE_URI
         value: {{ .storageUri | quote }}
       - name: WAIT_SECONDS
         value: {{ $v.predictor.waitForBundleSeconds | quote }}
+      {{- if and .pinned (not .digest) }}
+      - name: PIN_CONFIGMAP
+        value: {{ include "housing.pinConfigMapName" $root | quote }}
+      - name: PIN_FILE
+        value: {{ printf "%s/%s" (include "housing.pinsDir" $root) (include "housing.pinKey" .storageUri) | quote }}
+      {{- end }}
       # the serving user (read-only but for the payload log's prefix)
       {{- include "housing.s3ServingEnv" $root | nindent 6 }}
     resources:
@@ -295,6 +315,12 @@ initContainers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- if and .pinned (not .digest) }}
+      # the whole ConfigMap, not a subPath: the kubelet updates it when the training Job writes the key
+      - name: bundle-pins
+        mountPath: {{ include "housing.pinsDir" $root }}
+        readOnly: true
+      {{- end }}
 {{- end }}
 containers:
   - name: kserve-container
@@ -389,6 +415,15 @@ containers:
       # the registered sha256 of bundle.json: any other bundle under STORAGE_URI is refused
       - name: {{ include "housing.bundleDigestEnv" $root }}
         value: {{ .digest | quote }}
+      {{- else if .pinned }}
+      # the registered sha256 of bundle.json as the install's training Job recorded it once MLflow
+      # registered the version (training/pin.py); until then the kubelet does not start this container
+      # (CreateContainerConfigError: couldn't find key ...), and any other bundle.json is refused
+      - name: {{ include "housing.bundleDigestEnv" $root }}
+        valueFrom:
+          configMapKeyRef:
+            name: {{ include "housing.pinConfigMapName" $root }}
+            key: {{ include "housing.pinKey" .storageUri | quote }}
       {{- end }}
       {{- include "housing.scratchEnv" $root | nindent 6 }}
       {{- if gt (int $v.predictor.preStopSleepSeconds) 0 }}
@@ -438,6 +473,11 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 256Mi
+  {{- if and (include "housing.standardMode" $root) (gt (int $v.predictor.waitForBundleSeconds) 0) .pinned (not .digest) }}
+  - name: bundle-pins
+    configMap:
+      name: {{ include "housing.pinConfigMapName" $root }}
+  {{- end }}
   {{- if $v.auth.existingSecret }}
   - name: api-keys
     secret:
@@ -549,18 +589,21 @@ else a prefix of its own in the chart's bucket. */}}
 {{- end }}
 
 {{/*
-The champion the InferenceService is to serve, as YAML {storageUri, name, bundleDigest}. Values, except after a
-promotion by `housing rollout` (the runner or by hand): on an upgrade in Standard mode, when
+The champion the InferenceService is to serve, as YAML {storageUri, name, bundleDigest, pinned}. Values, except
+after a promotion by `housing rollout` (the runner or by hand): on an upgrade in Standard mode, when
 predictor.storageUri still equals what the chart rendered last time (the annotation
 rollout.housing.dev/values-storage-uri on the live object), the live predictor's STORAGE_URI,
-name and pinned digest stand, so `helm upgrade` (plain or --reuse-values) keeps the promoted model. A new
+name and pinned digest stand, so `helm upgrade` (plain or --reuse-values) keeps the promoted model
+(predictor.bundleDigest, when given, still pins a URI nothing promoted away from). A new
 predictor.storageUri in values is a deliberate change and wins. `helm template` and installs see
-no live object: values.
+no live object: values. pinned: no digest, and HOUSING_BUNDLE_DIGEST is read from the ConfigMap of
+recorded registrations (bundle-pins.yaml, training/pin.py).
 */}}
 {{- define "housing.champion" -}}
 {{- $uri := .Values.predictor.storageUri }}
 {{- $name := .Values.predictor.name }}
 {{- $digest := .Values.predictor.bundleDigest }}
+{{- $livePinned := false }}
 {{- if and (not .Release.IsInstall) (include "housing.standardMode" .) }}
 {{- $live := lookup "serving.kserve.io/v1beta1" "InferenceService" .Release.Namespace (include "housing.fullname" .) }}
 {{- if $live }}
@@ -574,9 +617,11 @@ no live object: values.
 {{- $uri = $e.value }}
 {{- $name = $predictor.name | default "" }}
 {{- $digest = "" }}
+{{- $livePinned = false }}
 {{- range $d := $c.env | default list }}
 {{- if eq $d.name (include "housing.bundleDigestEnv" $) }}
 {{- $digest = $d.value | default "" }}
+{{- $livePinned = and (not $d.value) (hasKey ($d.valueFrom | default dict) "configMapKeyRef") }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -584,11 +629,58 @@ no live object: values.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- /* Nothing promoted since (the live URI is still values'): a digest given in values wins. */}}
+{{- if and .Values.predictor.bundleDigest (eq $uri .Values.predictor.storageUri) }}
+{{- $digest = .Values.predictor.bundleDigest }}
+{{- end }}
+{{- /* No digest: pinned from the ConfigMap (housing.pinConfigMapName) when the install's training
+       Job records this URI's (an install training it), or it already has (an upgrade: the key is
+       there), or the live object pins so (an upgrade while that Job is still training). */}}
+{{- $pinned := false }}
+{{- if not $digest }}
+{{- if .Release.IsInstall }}
+{{- $pinned = and .Values.training.enabled (eq $uri (include "housing.trainedUri" .)) }}
+{{- else }}
+{{- $pins := lookup "v1" "ConfigMap" .Release.Namespace (include "housing.pinConfigMapName" .) }}
+{{- $pinned = or $livePinned (hasKey (($pins).data | default dict) (include "housing.pinKey" $uri)) }}
 {{- end }}
 {{- end }}
 storageUri: {{ $uri | quote }}
 name: {{ $name | quote }}
 bundleDigest: {{ $digest | quote }}
+pinned: {{ $pinned }}
+{{- end }}
+
+{{/* The ConfigMap of registered digests the predictor pins from (bundle-pins.yaml, training/pin.py). */}}
+{{- define "housing.pinConfigMapName" -}}
+{{- printf "%s-bundle-pins" (include "housing.fullname" .) }}
+{{- end }}
+
+{{/* Where the wait-for-bundle init container sees that ConfigMap (one file per recorded key). */}}
+{{- define "housing.pinsDir" -}}
+/etc/housing/pins
+{{- end }}
+
+{{/* The ServiceAccount (and Role) of the install's training Job, which writes that ConfigMap. */}}
+{{- define "housing.pinWriterName" -}}
+{{- printf "%s-train-install" (include "housing.fullname" .) }}
+{{- end }}
+
+{{/* The label of that Job's pod: its egress to the API server (networkpolicy-egress.yaml). */}}
+{{- define "housing.pinWriterLabel" -}}
+housing.dev/bundle-pin-writer
+{{- end }}
+
+{{/* The ConfigMap key of a bundle URI: training.pin.pin_key (a render test keeps them equal). */}}
+{{- define "housing.pinKey" -}}
+{{- regexReplaceAll "[^-._a-zA-Z0-9]" (trimSuffix "/" .) "_" }}
+{{- end }}
+
+{{/* The bundle URI the install's training Job writes and registers. */}}
+{{- define "housing.trainedUri" -}}
+{{- .Values.training.bundleUri | default .Values.predictor.storageUri }}
 {{- end }}
 
 {{/* The predictor's variable pinning bundle.json's sha256 (common.config.BUNDLE_DIGEST_ENV). */}}

@@ -1,21 +1,33 @@
 {{/*
 The training pod template (a Job's spec.template): the install's Job and the CronJob's runs share it, so
 the NetworkPolicies, the wait for MLflow/the bucket and the environment are the same for both.
-Called with (dict "root" $ "bundleUri" URI): a non-empty bundleUri is the exact destination
+Called with (dict "root" $ "bundleUri" URI "pin" BOOL): a non-empty bundleUri is the exact destination
 (HOUSING_BUNDLE_URI); empty = training's own <bucket>/<model>/<UTC time>-<random> version, unique
-per run, so two runs never collide on a destination.
+per run, so two runs never collide on a destination. pin (the install's Job): once registered, the
+run records the digest in the ConfigMap the predictor pins from (training/pin.py), as the
+ServiceAccount <fullname>-train-install, whose token only this pod mounts.
 */}}
 {{- define "housing.trainingPod" -}}
 {{- $root := .root -}}
 {{- $bundleUri := .bundleUri -}}
+{{- $pin := .pin -}}
 {{- with $root -}}
 metadata:
   labels:
     {{- include "housing.selectorLabels" . | nindent 4 }}
     app.kubernetes.io/component: training
+    {{- if $pin }}
+    {{ include "housing.pinWriterLabel" . }}: "true"
+    {{- end }}
 spec:
+  {{- if $pin }}
+  serviceAccountName: {{ include "housing.pinWriterName" . }}
+  # the API server: patch the ConfigMap {{ include "housing.pinConfigMapName" . }} and nothing else (bundle-pins.yaml)
+  automountServiceAccountToken: true
+  {{- else }}
   serviceAccountName: {{ include "housing.serviceAccountName" . }}
   automountServiceAccountToken: false
+  {{- end }}
   restartPolicy: Never
   securityContext:
     {{- toYaml .Values.podSecurityContext | nindent 4 }}
@@ -80,6 +92,13 @@ spec:
         {{- with $bundleUri }}
         - name: HOUSING_BUNDLE_URI
           value: {{ . | quote }}
+        {{- end }}
+        {{- if $pin }}
+        # training/pin.py: the registered digest under the bundle URI's key
+        - name: HOUSING_PIN_CONFIGMAP
+          value: {{ include "housing.pinConfigMapName" . | quote }}
+        - name: HOUSING_PIN_NAMESPACE
+          value: {{ .Release.Namespace | quote }}
         {{- end }}
       resources:
         {{- toYaml .Values.training.resources | nindent 8 }}
