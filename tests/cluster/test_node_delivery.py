@@ -351,9 +351,13 @@ def test_helm_upgrade_after_the_promotion_keeps_the_promoted_model(release: Node
     rows = sample_records("ames", 2, 7)
     before = all_answered(release, rows)
     (version,) = {v for _, v in before}
+    # kubectl leaves managedFields out of its output unless asked
+    live = json.loads(
+        release.kubectl("get", "inferenceservice", ISVC, "-n", NS, "-o", "json", "--show-managed-fields").stdout
+    )
     owners = {
         e["manager"]: e["operation"]
-        for e in release.get("inferenceservice", ISVC, NS)["metadata"]["managedFields"]
+        for e in live["metadata"]["managedFields"]
         if "f:containers" in ((e.get("fieldsV1") or {}).get("f:spec") or {}).get("f:predictor", {})
     }
     # the runner handed the container back to helm's server-side apply
