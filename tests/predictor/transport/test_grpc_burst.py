@@ -12,7 +12,6 @@ reason, never counted: 64-79 of 200 on this machine) and the cap refused the res
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 
 import grpc
@@ -23,6 +22,7 @@ from kserve.protocol.infer_type import InferOutput, InferResponse
 
 from predictor.guard.policy import DEFAULT_MAX_CONCURRENCY, Guard, GuardConfig
 from testkit.grpc_thread import guarded_grpc_in_thread
+from testkit.poll import poll
 
 BURST = 200
 MODEL_SECONDS = 0.05
@@ -55,15 +55,6 @@ def _request(i: int) -> pb.ModelInferRequest:
     return request
 
 
-def _wait(condition, seconds: float = 30.0) -> bool:  # noqa: ANN001
-    pause = threading.Event()
-    for _ in range(int(seconds / 0.02)):
-        if condition():
-            return True
-        pause.wait(0.02)
-    return condition()
-
-
 def test_a_burst_of_200_calls_at_an_idle_predictor_is_all_served():
     model, counted = BriefModel(), []
     guard = Guard(GuardConfig())
@@ -71,7 +62,7 @@ def test_a_burst_of_200_calls_at_an_idle_predictor_is_all_served():
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = GRPCInferenceServiceStub(channel)
         assert stub.ModelInfer(_request(-1), timeout=30).outputs  # connected and warm: the burst is all that waits
-        assert _wait(lambda: len(counted) == 1), counted
+        assert poll(lambda: len(counted) == 1, bool, interval=0.02), counted
         counted.clear()
         calls = [stub.ModelInfer.future(_request(i), timeout=60) for i in range(BURST)]
         codes = Counter(call.code().name for call in calls)  # code() waits for the call to end
@@ -79,9 +70,9 @@ def test_a_burst_of_200_calls_at_an_idle_predictor_is_all_served():
         print(f"\nburst of {BURST}: {dict(codes)}, at most {model.most_inside} in predict at once, refused {refused}")
         assert codes == {"OK": BURST}, (codes, refused)
         assert all(call.result().id == f"r{i}" for i, call in enumerate(calls))
-        assert _wait(lambda: len(counted) == BURST), len(counted)
+        assert poll(lambda: len(counted) == BURST, bool, interval=0.02), len(counted)
         assert Counter(counted) == {200: BURST}, Counter(counted)
     # the cap held while the burst waited its turn, and every slot, queue place and byte came back
     assert model.most_inside <= DEFAULT_MAX_CONCURRENCY, model.most_inside
-    assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used
+    assert poll(lambda: guard.rpcs.used == 0, bool, interval=0.02), guard.rpcs.used
     assert guard.rpcs.waiting == 0 and guard.inflight.used == 0, (guard.rpcs.waiting, guard.inflight.used)

@@ -11,7 +11,6 @@ thread, as in ``test_grpc_backlog.py``, serving a model whose ``predict`` waits 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 
 import grpc
@@ -22,6 +21,7 @@ from kserve.protocol.infer_type import InferOutput, InferResponse
 
 from predictor.guard.policy import Guard, GuardConfig, overloaded_message
 from testkit.grpc_thread import guarded_grpc_in_thread
+from testkit.poll import poll
 
 CAP = 2
 QUEUED = 8
@@ -58,15 +58,6 @@ def _request() -> pb.ModelInferRequest:
     return request
 
 
-def _wait(condition, seconds: float = 30.0) -> bool:  # noqa: ANN001
-    done = threading.Event()
-    for _ in range(int(seconds / 0.02)):
-        if condition():
-            return True
-        done.wait(0.02)
-    return condition()
-
-
 def test_a_full_server_refuses_with_resource_exhausted_naming_the_limits_and_serves_what_it_holds():
     model, refused, counted = HeldModel(), [], []
     guard = _guard(refused)
@@ -76,9 +67,9 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limits_and_ser
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = GRPCInferenceServiceStub(channel)
         held = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(CAP)]
-        assert _wait(lambda: model.waiting == CAP), model.waiting  # every slot taken
+        assert poll(lambda: model.waiting == CAP, bool, interval=0.02), model.waiting  # every slot taken
         queued = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(QUEUED)]
-        assert _wait(lambda: guard.rpcs.waiting == QUEUED), guard.rpcs.waiting  # the queue full
+        assert poll(lambda: guard.rpcs.waiting == QUEUED, bool, interval=0.02), guard.rpcs.waiting  # the queue full
         extra = [stub.ModelInfer.future(_request(), timeout=60) for _ in range(EXTRA)]
         for call in extra:
             assert call.exception(timeout=30) is not None, "a call beyond the queue was served"
@@ -94,7 +85,7 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limits_and_ser
         assert refused == [("grpc", "Overloaded")] * EXTRA, refused
         # counted as REST counts its busy answer (503, a failure to the rollout's 5xx gate), not as the rate
         # limit's 429 that RESOURCE_EXHAUSTED maps to (counted once its status is sent: after the client saw it)
-        assert _wait(lambda: len(counted) >= EXTRA), counted
+        assert poll(lambda: len(counted) >= EXTRA, bool, interval=0.02), counted
         assert counted == [("grpc", 503)] * EXTRA, counted
         # the health RPCs are never counted (as REST's probes are not): a full server still answers them
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
@@ -106,9 +97,10 @@ def test_a_full_server_refuses_with_resource_exhausted_naming_the_limits_and_ser
         assert model.waiting == CAP + QUEUED
         # and the slots came back
         assert stub.ModelInfer(_request(), timeout=30).outputs
-        assert _wait(lambda: len(counted) == EXTRA + CAP + QUEUED + 1), counted
+        assert poll(lambda: len(counted) == EXTRA + CAP + QUEUED + 1, bool, interval=0.02), counted
         assert counted[EXTRA:] == [("grpc", 200)] * (CAP + QUEUED + 1), counted
-        assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used  # given back once each call's task has ended
+        # given back once each call's task has ended
+        assert poll(lambda: guard.rpcs.used == 0, bool, interval=0.02), guard.rpcs.used
         assert guard.rpcs.waiting == 0 and guard.inflight.used == 0, (guard.rpcs.waiting, guard.inflight.used)
 
 
@@ -122,8 +114,8 @@ def test_calls_that_end_early_give_their_slot_back():
         calls = [stub.ModelInfer.future(_request(), timeout=0.5) for _ in range(20)]
         codes = {call.code() for call in calls}  # waits for each to end
         assert codes <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
-        assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used
+        assert poll(lambda: guard.rpcs.used == 0, bool, interval=0.02), guard.rpcs.used
         assert guard.rpcs.waiting == 0 and guard.inflight.used == 0, (guard.rpcs.waiting, guard.inflight.used)
         loop.call_soon_threadsafe(model.go.set)
         assert stub.ModelInfer(_request(), timeout=30).outputs
-        assert _wait(lambda: guard.rpcs.used == 0), guard.rpcs.used
+        assert poll(lambda: guard.rpcs.used == 0, bool, interval=0.02), guard.rpcs.used
