@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from common.kube import load_config
 from rollout.backends.kserve_common import GROUP, VERSION
 
 log = logging.getLogger("housing.rollout.events")
@@ -24,13 +25,10 @@ MAX_MESSAGE = 1000
 
 def core_api(api_client: Any | None = None) -> Any:  # pragma: no cover - needs a cluster
     """A CoreV1Api from ``api_client``, else the in-cluster config or ~/.kube/config."""
-    from kubernetes import client, config
+    from kubernetes import client
 
     if api_client is None:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
+        load_config()
     return client.CoreV1Api(api_client)
 
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from common.kube import load_config
 from common.urls import redact
 
 #: The training Job's variables naming the ConfigMap it records the digest in (the chart sets them
@@ -84,12 +85,9 @@ def record_pin(
 
 def core_api() -> Any:  # pragma: no cover - needs a cluster
     """A CoreV1Api from the pod's ServiceAccount token, else ~/.kube/config."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
+    load_config()
     return client.CoreV1Api()
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from common.config import BUNDLE_DIGEST_ENV
+from common.kube import load_config
 from rollout.backends import field_owners
 from rollout.backends.base import Prepared, RolloutStatus
 from rollout.errors import ConflictError, RolloutError
@@ -231,12 +232,9 @@ def bundle_version(uri: str) -> str:
 
 def default_api() -> Any:  # pragma: no cover - needs a cluster
     """A CustomObjectsApi from the in-cluster config or ~/.kube/config."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
+    load_config()
     return client.CustomObjectsApi()
 
 
